@@ -1,0 +1,9 @@
+"""Scripts that the client runs inside Blender (``blender -P`` or Python with ``bpy``).
+
+Worker-side scripts live in ``braas_globus.worker``; these run on the user's machine.
+"""
+from pathlib import Path
+
+SCRIPTS_DIR = Path(__file__).resolve().parent
+MAKE_DEMO_SCENE = SCRIPTS_DIR / "make_demo_scene.py"
+PACK_INTO_BLEND = SCRIPTS_DIR / "pack_into_blend.py"

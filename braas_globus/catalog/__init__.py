@@ -1,0 +1,159 @@
+"""The cluster catalog: facts about each supported centre, read from ``clusters.toml``.
+
+The CLI and the add-on read clusters from here; the endpoint templates and schemas in
+``endpoints/<cluster>/`` are checked against it by the tests. Change facts in the TOML file.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from functools import cache
+from importlib.resources import files
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, PositiveInt, model_validator
+
+from braas_globus.errors import NotFoundError
+
+# Cycles devices each GPU vendor can use; the first is the usual choice.
+CYCLES_DEVICES: dict[str, tuple[str, ...]] = {
+    "nvidia": ("CUDA", "OPTIX"),
+    "amd": ("HIP",),
+    "intel": ("ONEAPI",),
+}
+# Partition names reach batch scripts: the catalog itself only holds safe ones.
+_SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class Partition(_Frozen):
+    """A Slurm partition, a Slurm QOS (MareNostrum 5) or a PBS queue."""
+
+    name: str
+    kind: Literal["cpu", "gpu"]
+    cores_per_node: PositiveInt
+    gpus_per_node: int = Field(0, ge=0)  # as the scheduler counts them
+    gpu_devices_per_node: int | None = None  # as programs see them; default gpus_per_node
+    gpu_model: str | None = None
+    max_walltime_minutes: PositiveInt | None = None
+    min_nodes: PositiveInt = 1
+    max_nodes: PositiveInt | None = None
+
+    @model_validator(mode="after")
+    def _check(self) -> Partition:
+        if not _SAFE_NAME.fullmatch(self.name):
+            raise ValueError(f"partition name {self.name!r} is not a plain name")
+        if (self.kind == "gpu") != (self.gpus_per_node > 0):
+            raise ValueError(f"{self.name}: a gpu partition needs gpus_per_node > 0, "
+                             "a cpu partition none")
+        if self.kind == "gpu" and not self.gpu_model:
+            raise ValueError(f"{self.name}: a gpu partition needs gpu_model")
+        if self.max_nodes is not None and self.max_nodes < self.min_nodes:
+            raise ValueError(f"{self.name}: max_nodes < min_nodes")
+        return self
+
+    @property
+    def devices_per_node(self) -> int:
+        """GPU devices one node shows to programs: one render worker each (0 on CPU)."""
+        return self.gpu_devices_per_node or self.gpus_per_node
+
+
+class Container(_Frozen):
+    runtime: Literal["apptainer", "singularity"]
+    setup: tuple[str, ...] = ()  # shell lines that make the runtime available on a node
+    gpu_flags: tuple[str, ...] = ()  # exec flags that expose the GPUs
+
+
+class Cluster(_Frozen):
+    name: str
+    title: str
+    site: str
+    scheduler: Literal["slurm", "pbspro"]
+    arch: Literal["x86_64", "aarch64"]
+    queue_option: Literal["partition", "qos", "queue"]
+    gpu_vendor: Literal["nvidia", "amd", "intel"] | None = None
+    cycles_device: Literal["CUDA", "OPTIX", "HIP", "ONEAPI"] | None = None
+    gpu_request: Literal["gpus-per-node", "gres", "select-ngpus", "node"] | None = None
+    account_pattern: str
+    scratch: tuple[str, ...]
+    directives: tuple[str, ...] = ()
+    docs: str
+    notes: str = ""
+    container: Container
+    partitions: dict[str, Partition]
+
+    @model_validator(mode="before")
+    @classmethod
+    def _name_partitions(cls, data: dict) -> dict:
+        # TOML keys are the names; copy them in so a Partition knows its own.
+        parts = data.get("partitions", {})
+        return {**data, "partitions": {k: {**v, "name": k} for k, v in parts.items()}}
+
+    @model_validator(mode="after")
+    def _check(self) -> Cluster:
+        wanted = "queue" if self.scheduler == "pbspro" else ("partition", "qos")
+        if self.queue_option not in wanted:
+            raise ValueError(f"{self.name}: queue_option {self.queue_option!r} "
+                             f"does not fit {self.scheduler}")
+        has_gpus = any(p.kind == "gpu" for p in self.partitions.values())
+        if has_gpus != (self.gpu_vendor is not None):
+            raise ValueError(f"{self.name}: gpu_vendor must be set exactly when "
+                             "a partition has GPUs")
+        if has_gpus and (self.gpu_request is None or self.cycles_device is None):
+            raise ValueError(f"{self.name}: GPU partitions need gpu_request and cycles_device")
+        if self.gpu_vendor and self.cycles_device not in CYCLES_DEVICES[self.gpu_vendor]:
+            raise ValueError(f"{self.name}: Cycles cannot use {self.cycles_device} "
+                             f"on {self.gpu_vendor} GPUs")
+        if not (self.account_pattern.startswith("^")
+                and self.account_pattern.endswith(r"(?!\n)$")):
+            raise ValueError(f"{self.name}: account_pattern must start with ^ and end "
+                             r"with (?!\n)$")
+        re.compile(self.account_pattern)
+        return self
+
+    def get(self, partition: str) -> Partition:
+        try:
+            return self.partitions[partition]
+        except KeyError:
+            known = ", ".join(self.partitions)
+            raise NotFoundError(
+                f"unknown partition {partition!r} on {self.name}; known: {known}") from None
+
+    def cycles_device_for(self, partition: str) -> str:
+        """The Cycles device a render on ``partition`` uses: CPU unless it has GPUs."""
+        return self.cycles_device if self.get(partition).kind == "gpu" else "CPU"
+
+    def container_flags_for(self, partition: str) -> tuple[str, ...]:
+        return self.container.gpu_flags if self.get(partition).kind == "gpu" else ()
+
+
+class Catalog(_Frozen):
+    clusters: dict[str, Cluster]
+
+    @model_validator(mode="before")
+    @classmethod
+    def _name_clusters(cls, data: dict) -> dict:
+        clusters = data.get("clusters", {})
+        return {**data, "clusters": {k: {**v, "name": k} for k, v in clusters.items()}}
+
+    def get(self, name: str) -> Cluster:
+        try:
+            return self.clusters[name]
+        except KeyError:
+            known = ", ".join(self.clusters)
+            raise NotFoundError(f"unknown cluster {name!r}; known: {known}") from None
+
+
+def parse_catalog(text: str) -> Catalog:
+    """A Catalog from TOML text; pydantic's ValidationError on bad data."""
+    return Catalog.model_validate(tomllib.loads(text))
+
+
+@cache
+def load_catalog() -> Catalog:
+    """The catalog shipped with the package (read once)."""
+    return parse_catalog((files(__package__) / "clusters.toml").read_text(encoding="utf-8"))

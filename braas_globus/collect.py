@@ -1,0 +1,105 @@
+"""What a job produced: per-frame states, verified frames on disk, the job's summary."""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from pathlib import Path
+
+from .store import JobRecord, Store
+from .worker.frames import format_frames, parse_frames
+from .worker.image_check import is_valid_image
+
+_FRAME_FILE = re.compile(r"^(\d+)\.[A-Za-z0-9]+$")
+
+
+def valid_frames_on_disk(out_dir: Path) -> dict[int, Path]:
+    """Frame number -> file, for every complete image in ``out_dir``."""
+    found: dict[int, Path] = {}
+    if not out_dir.is_dir():
+        return found
+    for path in out_dir.iterdir():
+        match = _FRAME_FILE.match(path.name)
+        if match and path.is_file() and is_valid_image(path):
+            found[int(match.group(1))] = path
+    return found
+
+
+def missing_frames(job: JobRecord, store: Store) -> set[int]:
+    return set(parse_frames(job.frames)) - set(valid_frames_on_disk(job.folder / "out"))
+
+
+def frame_states(job: JobRecord, store: Store) -> dict[int, str]:
+    """Every frame's state: DONE or FAILED once reported, else its task's state."""
+    states: dict[int, str] = {}
+    for task in store.tasks(job.id):
+        for frame in parse_frames(task.frames):
+            states[frame] = task.state.value
+    for row in store.frames(job.id):
+        states[row["frame"]] = row["state"]
+    return states
+
+
+def _when(timestamp: float | None) -> str | None:
+    return datetime.fromtimestamp(timestamp).isoformat(timespec="seconds") if timestamp else None
+
+
+def job_info(store: Store, job: JobRecord, warning: str | None = None) -> dict:
+    states = frame_states(job, store)
+    by_state: dict[str, list[int]] = {}
+    for frame, state in sorted(states.items()):
+        by_state.setdefault(state, []).append(frame)
+    tasks = store.tasks(job.id)
+    failed = [{"frame": r["frame"], "task": r["task_idx"], "reason": r["reason"]}
+              for r in store.frames(job.id) if r["state"] == "FAILED"]
+    last = store.last_frame(job.id)
+    spec = job.spec
+    return {
+        "id": job.id,
+        "project": job.project,
+        "state": job.state.value,
+        "preset": job.preset,
+        "backend": job.backend,
+        "folder": str(job.folder),
+        "scene": spec["scene"],
+        "submitted": _when(job.created),
+        "started": _when(job.started),
+        "ended": _when(job.ended),
+        "parameters": spec,
+        "resources": {
+            "tasks": len(tasks),
+            "device": spec["device"],
+            "walltime_minutes": spec["walltime_minutes"],
+            "max_jobs": spec["max_jobs"],
+            "blender": job.blender,
+        },
+        "frames": {
+            "total": job.frame_count,
+            "done": len(by_state.get("DONE", [])),
+            "failed": len(by_state.get("FAILED", [])),
+            "by_state": {state: format_frames(frames) for state, frames in by_state.items()},
+        },
+        "failed_frames": failed,
+        "tasks": [{"index": t.index, "frames": t.frames, "state": t.state.value,
+                   "scout": t.scout, "attempts": t.attempts, "max_attempts": t.max_attempts,
+                   "started": _when(t.started), "ended": _when(t.ended), "reason": t.reason}
+                  for t in tasks],
+        "last_frame": ({"frame": last["frame"], "file": str(job.folder / last["file"])}
+                       if last else None),
+        "warning": warning,
+    }
+
+
+def verify_download(job: JobRecord, destination: Path) -> dict:
+    expected = set(parse_frames(job.frames))
+    valid = valid_frames_on_disk(destination / "out")
+    missing = sorted(expected - set(valid))
+    return {
+        "id": job.id,
+        "state": job.state.value,
+        "folder": str(destination),
+        "frames_dir": str(destination / "out"),
+        "frames_expected": len(expected),
+        "frames_valid": len(expected & set(valid)),
+        "missing": format_frames(missing),
+    }

@@ -1,0 +1,113 @@
+"""The embedded default backend: a detached runner process on this machine.
+
+``start`` launches ``python -m braas_globus.dispatch.local_runner JOB`` in its own
+process group, so it outlives the CLI; every Blender of the job runs inside that
+group. ``cancel`` writes the job's cancel marker (the worker stops Blender within
+a second when it sees it) and then signals the whole group, so nothing of a
+canceled job keeps rendering.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from ..settings import Settings
+from ..states import TaskState
+from ..store import JobRecord, Store
+from ..worker.render_task import CANCEL_MARKER
+
+RUNNER_MODULE = "braas_globus.dispatch.local_runner"
+
+
+def runner_alive(job: JobRecord) -> bool:
+    """Is the job's runner process still there (and not a reused pid or a zombie)?"""
+    if not job.runner_pid:
+        return False
+    proc = Path(f"/proc/{job.runner_pid}")
+    try:
+        cmdline = (proc / "cmdline").read_bytes().split(b"\0")
+        state = (proc / "stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    if state == "Z":
+        return False
+    if cmdline == [b""]:
+        return True  # exec in progress: a just-started runner has no command line yet
+    return RUNNER_MODULE.encode() in cmdline and job.id.encode() in cmdline
+
+
+class LocalBackend:
+    name = "local"
+
+    def __init__(self, store: Store, settings: Settings) -> None:
+        self.store = store
+        self.settings = settings
+
+    def task_slots(self) -> int:
+        return self.settings.local_workers
+
+    def start(self, job: JobRecord) -> None:
+        if runner_alive(job):
+            return  # the running runner picks up newly queued tasks
+        (job.folder / CANCEL_MARKER).unlink(missing_ok=True)
+        log = (job.folder / "job" / "runner.log").open("a")
+        env = {**os.environ, "BRAAS_HOME": str(self.settings.home)}
+        process = subprocess.Popen(
+            [sys.executable, "-m", RUNNER_MODULE, job.id], stdin=subprocess.DEVNULL,
+            stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+        log.close()
+        self.store.set_runner(job.id, process.pid)
+
+    def refresh(self, job: JobRecord) -> str | None:
+        if job.state.is_final or runner_alive(job):
+            return None
+        running = [t.index for t in self.store.tasks(job.id) if t.state is TaskState.RUNNING]
+        for index in running:  # the runner was killed: those tasks did not finish
+            self.store.end_task(job.id, index, TaskState.QUEUED, "interrupted: the runner stopped")
+        if job.runner_pid is not None:
+            self.store.set_runner(job.id, None)
+        return (f"job {job.id} is not rendering (its local runner stopped); "
+                f"continue it with `braas-globus resume {job.id}`")
+
+    def cancel(self, job: JobRecord) -> None:
+        marker = job.folder / CANCEL_MARKER
+        marker.parent.mkdir(parents=True, exist_ok=True)
+        marker.touch()
+        self.store.mark_canceled(job.id)
+        if runner_alive(job):
+            _stop_group(job.runner_pid)
+
+
+def _stop_group(pgid: int, grace: float = 5.0) -> None:
+    """TERM the runner's process group, then KILL whatever is left after ``grace`` s."""
+    try:
+        os.killpg(pgid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    deadline = time.monotonic() + grace
+    while time.monotonic() < deadline:
+        if not _group_alive(pgid):
+            return
+        time.sleep(0.1)
+    try:
+        os.killpg(pgid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
+
+def _group_alive(pgid: int) -> bool:
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[2]) == pgid and fields[0] != "Z":
+            return True
+    return False

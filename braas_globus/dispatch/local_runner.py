@@ -1,0 +1,142 @@
+"""The local runner: runs one job's tasks on this machine, then exits.
+
+    python -m braas_globus.dispatch.local_runner JOB_ID
+
+Each task is one ``render_task.py`` process (one Blender for the task's frames).
+Records from the worker update the store as they arrive. A task that fails or
+runs out of walltime is tried again, up to the job's retries; the worker skips
+the frames already done, so a retry renders only what is missing. A scout task
+runs alone first; if it fails for good, the rest of the job is not rendered.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import subprocess
+import sys
+import time
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from pathlib import Path
+
+from ..settings import load_settings
+from ..states import TaskState
+from ..store import JobRecord, Store, TaskRecord
+from ..worker import render_task
+
+RENDER_TASK = Path(render_task.__file__).resolve()
+
+
+def task_file(job: JobRecord, task: TaskRecord, attempt: int, threads: int) -> Path:
+    """Write the task description the worker entry point reads."""
+    spec = job.spec
+    path = job.folder / "job" / "tasks" / f"task-{task.index:04d}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({
+        "job_id": job.id, "task": task.index, "attempt": attempt,
+        "scene": job.entry, "frames": task.frames, "device": spec["device"],
+        "threads": threads, "allow_scripts": spec["allow_scripts"],
+        "walltime_seconds": spec["walltime_minutes"] * 60, "blender": job.blender,
+    }, indent=1))
+    return path
+
+
+def run_attempt(store: Store, job: JobRecord, task: TaskRecord, threads: int) -> dict:
+    """Run one attempt of ``task``; return the worker's closing record."""
+    attempt = store.start_task(job.id, task.index)
+    path = task_file(job, task, attempt, threads)
+    process = subprocess.Popen([sys.executable, str(RENDER_TASK), str(path)],
+                               stdout=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True)
+    end = {"state": "FAILED", "reason": "the worker stopped without a closing record"}
+    assert process.stdout is not None
+    for line in process.stdout:
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if record.get("event") == "frame":
+            store.record_frame(job.id, record["frame"], task.index,
+                               done=record["state"] == "done", file=record.get("file"),
+                               seconds=record.get("seconds"), reason=record.get("reason"))
+        elif record.get("event") == "end":
+            end = record
+    process.wait()
+    return end
+
+
+class Runner:
+    def __init__(self, store: Store, job_id: str, slots: int) -> None:
+        self.store = store
+        self.job_id = job_id
+        self.slots = slots
+        cores = os.cpu_count() or 1
+        self.threads = max(1, cores // slots) if slots > 1 else 0  # 0: Blender uses every core
+
+    def job(self) -> JobRecord:
+        return self.store.job(self.job_id)
+
+    def queued(self) -> list[TaskRecord]:
+        tasks = [t for t in self.store.tasks(self.job_id) if t.state is TaskState.QUEUED]
+        return sorted(tasks, key=lambda t: (not t.scout, t.index))
+
+    def finish(self, task: TaskRecord, end: dict) -> None:
+        state = TaskState(end["state"])
+        current = next(t for t in self.store.tasks(self.job_id) if t.index == task.index)
+        if state in (TaskState.FAILED, TaskState.TIMEOUT) and current.attempts < current.max_attempts:
+            self.store.end_task(self.job_id, task.index, TaskState.QUEUED,
+                                f"attempt {current.attempts} {state.lower()}: {end.get('reason', '')}")
+            return
+        self.store.end_task(self.job_id, task.index, state, end.get("reason", ""))
+        if task.scout and state is not TaskState.FINISHED:
+            for other in self.queued():
+                self.store.end_task(self.job_id, other.index, TaskState.CANCELED,
+                                    "not rendered: the scout frames failed")
+
+    def run(self) -> None:
+        running: dict[Future, TaskRecord] = {}
+        with ThreadPoolExecutor(self.slots) as pool:
+            while True:
+                job = self.job()
+                if job.canceled:
+                    break  # the cancel marker stops the running workers
+                scout_running = any(t.scout for t in running.values())
+                for task in self.queued():
+                    if len(running) >= self.slots or scout_running:
+                        break
+                    if task.index in {t.index for t in running.values()}:
+                        continue
+                    running[pool.submit(run_attempt, self.store, job, task, self.threads)] = task
+                    scout_running = task.scout
+                if not running:
+                    break
+                done, _ = wait(running, timeout=1.0, return_when=FIRST_COMPLETED)
+                for future in done:
+                    self.finish(running.pop(future), future.result())
+
+
+def main(argv: list[str] | None = None) -> int:
+    job_id = (argv or sys.argv[1:])[0]
+    settings = load_settings()
+    store = Store(settings.store_path)
+    job = store.job(job_id)
+    lock = (job.folder / "job" / "runner.lock").open("w")
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        print(f"another runner already runs job {job_id}", flush=True)
+        return 0
+    store.set_runner(job_id, os.getpid())
+    print(f"{time.strftime('%F %T')} runner {os.getpid()} starts job {job_id}", flush=True)
+    try:
+        Runner(store, job_id, settings.local_workers).run()
+    finally:
+        if not store.job(job_id).canceled:
+            store.set_runner(job_id, None)
+        print(f"{time.strftime('%F %T')} runner {os.getpid()} ends: {store.job(job_id).state}",
+              flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

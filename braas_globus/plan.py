@@ -1,0 +1,54 @@
+"""Frames become render tasks (chunks).
+
+One Blender process renders a whole task with persistent data, so the cost of a
+job grows with its tasks, not its frames. Chunks are contiguous: neighbouring
+frames share most of their scene data, which is what persistent data reuses.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .worker.frames import format_frames
+
+
+@dataclass(frozen=True)
+class PlannedTask:
+    index: int
+    frames: str  # a normalised frame spec
+    frame_count: int
+    scout: bool = False
+
+
+def scout_frames(frames: list[int]) -> list[int]:
+    """First, middle and last: where a wrong camera or a missing texture shows first."""
+    return sorted({frames[0], frames[len(frames) // 2], frames[-1]})
+
+
+def plan_tasks(frames: list[int], max_tasks: int, scout: bool = False) -> list[PlannedTask]:
+    """Split sorted unique ``frames`` into at most ``max_tasks`` contiguous tasks.
+
+    With ``scout``, the first, middle and last frames form task 0 (rendered first)
+    and count toward ``max_tasks``.
+    """
+    if not frames:
+        raise ValueError("no frames to plan")
+    if max_tasks < 1:
+        raise ValueError("max_tasks must be at least 1")
+    tasks: list[PlannedTask] = []
+    rest = frames
+    if scout and len(frames) > 3 and max_tasks > 1:
+        scouts = scout_frames(frames)
+        tasks.append(PlannedTask(0, format_frames(scouts), len(scouts), scout=True))
+        scout_set = set(scouts)
+        rest = [f for f in frames if f not in scout_set]
+        max_tasks -= 1
+    count = min(max_tasks, len(rest))
+    size, extra = divmod(len(rest), count)
+    start = 0
+    for i in range(count):
+        end = start + size + (1 if i < extra else 0)
+        chunk = rest[start:end]
+        tasks.append(PlannedTask(len(tasks), format_frames(chunk), len(chunk)))
+        start = end
+    return tasks

@@ -1,0 +1,60 @@
+"""Read what a submit needs from a .blend without starting Blender (blender-asset-tracer)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from blender_asset_tracer import blendfile
+from blender_asset_tracer.blendfile import exceptions as blend_exceptions
+
+from .errors import UsageError
+
+
+@dataclass(frozen=True)
+class SceneInfo:
+    name: str
+    engine: str
+    frame_start: int
+    frame_end: int
+    frame_step: int
+    frame_current: int
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
+
+
+def read_scene_info(path: Path) -> SceneInfo:
+    """The active scene's engine and frame range; UsageError if ``path`` is not a readable .blend."""
+    try:
+        bfile = blendfile.BlendFile(path)
+    except (blend_exceptions.BlendFileError, OSError, EOFError, ValueError) as err:
+        raise UsageError(f"{path} is not a readable .blend file ({err})") from err
+    try:
+        scene = _active_scene(bfile)
+        render = lambda field: scene.get((b"r", field))  # noqa: E731
+        return SceneInfo(
+            name=_text(scene.id_name)[2:],
+            engine=_text(render(b"engine")),
+            frame_start=int(render(b"sfra")),
+            frame_end=int(render(b"efra")),
+            frame_step=int(render(b"frame_step")),
+            frame_current=int(render(b"cfra")),
+        )
+    except (KeyError, IndexError, blend_exceptions.SegmentationFault, EOFError, ValueError) as err:
+        raise UsageError(f"{path} is damaged: its scene settings cannot be read ({err})") from err
+    finally:
+        bfile.close()
+
+
+def _active_scene(bfile: blendfile.BlendFile) -> blendfile.BlendFileBlock:
+    globals_ = bfile.find_blocks_from_code(b"GLOB")
+    if globals_:
+        current = globals_[0].get_pointer(b"curscene")
+        if current is not None:
+            return current
+    scenes = bfile.find_blocks_from_code(b"SC")
+    if not scenes:
+        raise KeyError("no scene")
+    return scenes[0]

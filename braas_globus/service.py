@@ -1,0 +1,244 @@
+"""The service layer: submit, wait, refresh, list, info, logs, cancel, download, resume.
+
+The CLI and the add-on are thin front ends over these functions; the pipeline
+steps (spec -> plan -> pack -> stage -> dispatch -> track -> collect) meet here.
+Everything a submit checks (the spec, the scene, missing assets, Blender) is
+checked before a job record or folder exists, so bad input leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Protocol
+
+from . import collect
+from .blender import find_blender, run_blender_script
+from .blender_scripts import MAKE_DEMO_SCENE
+from .dispatch import Backend, backend_for
+from .errors import RunError, UsageError
+from .pack import MANIFEST_NAME, MissingAssetsError, PackPlan, build_manifest, manifest_to_json
+from .plan import plan_tasks
+from .presets import get_preset
+from .scene_info import read_scene_info
+from .settings import Settings, load_settings
+from .spec import JobSpec
+from .stage import LocalStager
+from .states import JobState, TaskState
+from .store import JobRecord, Store
+from .worker.frames import format_frames, parse_frames
+
+JOB_SUBFOLDERS = ("in", "out", "log", "job")
+
+
+class Reporter(Protocol):
+    def step(self, text: str) -> None: ...
+    def progress(self, done: int, total: int) -> None: ...
+
+
+class QuietReporter:
+    def step(self, text: str) -> None:
+        pass
+
+    def progress(self, done: int, total: int) -> None:
+        pass
+
+
+def new_job_id(project: str, taken) -> str:
+    """The original's job name, ``YYYY-MM-DD-HHMMSSxx-<project>``, made unique."""
+    now = datetime.now()
+    hundredths = now.microsecond // 10000
+    while True:
+        job_id = f"{now:%Y-%m-%d-%H%M%S}{hundredths:02d}-{project}"
+        if not taken(job_id):
+            return job_id
+        hundredths = (hundredths + 1) % 100
+        if hundredths == 0:
+            now = datetime.fromtimestamp(now.timestamp() + 1)
+
+
+def resolve_frames(spec: JobSpec, scene) -> list[int]:
+    if spec.frames:
+        return parse_frames(spec.frames)
+    if spec.image:
+        return [scene.frame_current]
+    frames = list(range(scene.frame_start, scene.frame_end + 1, max(scene.frame_step, 1)))
+    if not frames:
+        raise UsageError(f"the scene's frame range {scene.frame_start}-{scene.frame_end} "
+                         "is empty; give --frames")
+    return frames
+
+
+@dataclass
+class Service:
+    settings: Settings
+    store: Store
+
+    @classmethod
+    def open(cls, settings: Settings | None = None) -> "Service":
+        settings = settings or load_settings()
+        return cls(settings, Store(settings.store_path))
+
+    def backend(self, name: str) -> Backend:
+        return backend_for(name, self.store, self.settings)
+
+    def job(self, job_id: str) -> JobRecord:
+        return self.store.job(self.store.resolve_job_id(job_id))
+
+    # --- submit -----------------------------------------------------------------------
+    def submit(self, spec: JobSpec, reporter: Reporter = QuietReporter()) -> JobRecord:
+        preset = get_preset(spec.preset)
+        scene = read_scene_info(spec.scene)
+        if scene.engine != "CYCLES":
+            raise UsageError(f"{spec.scene.name} renders with {scene.engine}; braas-globus "
+                             "renders Cycles scenes: set Render Engine to Cycles and save")
+        frames = resolve_frames(spec, scene)
+        blender = find_blender(self.settings)
+        reporter.step("tracing assets")
+        staging = self.settings.home / "staging" / f"{time.time_ns()}"
+        plan = PackPlan(spec.scene, spec.mode, staging)
+        try:
+            missing = plan.strategise()
+            if missing and not spec.allow_missing:
+                raise MissingAssetsError(spec.scene, missing)
+            job_id = new_job_id(spec.project, self._job_exists)
+            folder = self.settings.jobs_dir / job_id
+            self.store.create_job(job_id=job_id, project=spec.project, preset=preset.name,
+                                  backend=preset.backend, spec=spec.model_dump(mode="json"),
+                                  frames=format_frames(frames), frame_count=len(frames),
+                                  folder=folder)
+            try:
+                for sub in JOB_SUBFOLDERS:
+                    (folder / sub).mkdir(parents=True, exist_ok=True)
+                (folder / "job" / "spec.json").write_text(
+                    json.dumps(spec.model_dump(mode="json"), indent=1))
+                self._configure(self.store.job(job_id), plan, frames, blender, reporter)
+            except Exception:
+                # A failure (not a kill) while configuring: take the job back out whole.
+                self.store.delete_job(job_id)
+                shutil.rmtree(folder, ignore_errors=True)
+                raise
+        finally:
+            plan.close()
+            shutil.rmtree(staging, ignore_errors=True)
+        job = self.store.job(job_id)
+        self.backend(job.backend).start(job)
+        return self.store.job(job_id)
+
+    def _job_exists(self, job_id: str) -> bool:
+        return self.store.db.execute("SELECT 1 FROM jobs WHERE id = ?", (job_id,)).fetchone() \
+            is not None or (self.settings.jobs_dir / job_id).exists()
+
+    def _configure(self, job: JobRecord, plan: PackPlan, frames: list[int], blender: dict,
+                   reporter: Reporter) -> None:
+        """pack -> stage -> plan: the job leaves CONFIGURING when its tasks are recorded."""
+        spec = JobSpec(**job.spec)
+        reporter.step(f"packing ({spec.mode.value} mode)")
+        entry = plan.execute(blender, on_bytes=reporter.progress)
+        manifest = build_manifest(plan.target)
+        reporter.step("staging")
+        LocalStager(self.settings.objects_dir).stage(plan.target, manifest, job.folder)
+        (job.folder / "job" / MANIFEST_NAME).write_text(
+            json.dumps(manifest_to_json(manifest), indent=1))
+        backend = self.backend(job.backend)
+        max_tasks = min(spec.max_jobs, backend.task_slots() + (1 if spec.scout else 0))
+        tasks = plan_tasks(frames, max_tasks, scout=spec.scout)
+        self.store.add_tasks(job.id, tasks, max_attempts=spec.retries + 1, blender=blender,
+                             entry=(Path("in") / entry).as_posix())
+
+    # --- follow -----------------------------------------------------------------------
+    def refresh(self, job_id: str) -> tuple[JobRecord, str | None]:
+        job = self.job(job_id)
+        warning = self.backend(job.backend).refresh(job)
+        return self.store.job(job.id), warning
+
+    def wait(self, job_id: str, reporter: Reporter = QuietReporter(),
+             poll_seconds: float = 0.5) -> JobRecord:
+        """Block until the job ends, reporting frames done; RunError if it stalls."""
+        while True:
+            job, warning = self.refresh(job_id)
+            reporter.progress(job.frames_done, job.frame_count)
+            if job.state.is_final:
+                return job
+            if warning:
+                raise RunError(warning)
+            time.sleep(poll_seconds)
+
+    def list_jobs(self) -> list[JobRecord]:
+        return [self.refresh(job.id)[0] if not job.state.is_final else job
+                for job in self.store.jobs()]
+
+    def info(self, job_id: str) -> dict:
+        job, warning = self.refresh(job_id)
+        return collect.job_info(self.store, job, warning)
+
+    def logs(self, job_id: str, task: int | None = None) -> dict[str, str]:
+        job = self.job(job_id)
+        logs = sorted((job.folder / "log").glob("task-*.log"))
+        if task is not None:
+            logs = [p for p in logs if p.name == f"task-{task:04d}.log"]
+            if not logs:
+                raise UsageError(f"job {job.id} has no log for task {task} (yet)")
+        return {p.name: p.read_text(errors="replace") for p in logs}
+
+    # --- act --------------------------------------------------------------------------
+    def cancel(self, job_id: str) -> JobRecord:
+        job, _ = self.refresh(job_id)
+        if job.state.is_final:
+            return job
+        self.backend(job.backend).cancel(job)
+        return self.store.job(job.id)
+
+    def resume(self, job_id: str, reporter: Reporter = QuietReporter()) -> JobRecord:
+        """Render what is missing or failed; finish configuring a job a kill interrupted."""
+        job, _ = self.refresh(job_id)
+        if job.state is JobState.CONFIGURING:
+            self._reconfigure(job, reporter)
+        else:
+            missing = collect.missing_frames(job, self.store)
+            reopen = [t.index for t in self.store.tasks(job.id)
+                      if t.state is not TaskState.FINISHED
+                      or any(f in missing for f in parse_frames(t.frames))]
+            if not reopen:
+                return job
+            self.store.reopen(job.id, reopen)
+        job = self.store.job(job.id)
+        self.backend(job.backend).start(job)
+        return self.store.job(job.id)
+
+    def _reconfigure(self, job: JobRecord, reporter: Reporter) -> None:
+        spec = JobSpec(**job.spec)  # re-validates: the scene must still exist
+        staging = self.settings.home / "staging" / f"{time.time_ns()}"
+        plan = PackPlan(spec.scene, spec.mode, staging)
+        try:
+            missing = plan.strategise()
+            if missing and not spec.allow_missing:
+                raise MissingAssetsError(spec.scene, missing)
+            for sub in JOB_SUBFOLDERS:
+                (job.folder / sub).mkdir(parents=True, exist_ok=True)
+            self._configure(job, plan, parse_frames(job.frames), find_blender(self.settings),
+                            reporter)
+        finally:
+            plan.close()
+            shutil.rmtree(staging, ignore_errors=True)
+
+    def download(self, job_id: str, to: Path | None = None) -> dict:
+        job, _ = self.refresh(job_id)
+        destination = (to / job.id) if to else job.folder
+        if destination != job.folder:
+            for sub in ("out", "log", "job"):
+                shutil.copytree(job.folder / sub, destination / sub, dirs_exist_ok=True,
+                                ignore=shutil.ignore_patterns(".partial", "runner.lock"))
+        return collect.verify_download(job, destination)
+
+    # --- demo -------------------------------------------------------------------------
+    def demo_scene(self, rebuild: bool = False) -> Path:
+        scene = self.settings.home / "demo" / "demo.blend"
+        if rebuild or not scene.exists():
+            run_blender_script(find_blender(self.settings), MAKE_DEMO_SCENE,
+                               ["--out", str(scene)])
+        return scene

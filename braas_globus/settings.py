@@ -1,0 +1,68 @@
+"""Where braas-globus keeps its files, and the user's settings.
+
+``BRAAS_HOME`` (or the platformdirs data folder) holds:
+
+    config.toml      settings (below); optional
+    jobs.sqlite      the job store
+    jobs/<job>/      one folder per job: in/ out/ log/ job/
+    objects/         content-addressed copies of staged files (sha256), shared by jobs
+
+config.toml keys: ``blender`` (path to a Blender executable), ``local_workers``
+(how many tasks the local backend runs at once; default 1, since Cycles already
+uses every core).
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+
+import platformdirs
+
+from .errors import UsageError
+
+
+def braas_home() -> Path:
+    configured = os.environ.get("BRAAS_HOME")
+    return Path(configured).expanduser().resolve() if configured else \
+        platformdirs.user_data_path("braas-globus", appauthor=False)
+
+
+@dataclass(frozen=True)
+class Settings:
+    home: Path
+    blender: str | None = None
+    local_workers: int = 1
+
+    @property
+    def jobs_dir(self) -> Path:
+        return self.home / "jobs"
+
+    @property
+    def objects_dir(self) -> Path:
+        return self.home / "objects"
+
+    @property
+    def store_path(self) -> Path:
+        return self.home / "jobs.sqlite"
+
+
+def load_settings() -> Settings:
+    home = braas_home()
+    config_path = home / "config.toml"
+    values: dict = {}
+    if config_path.exists():
+        try:
+            values = tomllib.loads(config_path.read_text(encoding="utf-8"))
+        except tomllib.TOMLDecodeError as err:
+            raise UsageError(f"{config_path}: not valid TOML ({err})") from err
+    unknown = set(values) - {"blender", "local_workers"}
+    if unknown:
+        raise UsageError(f"{config_path}: unknown settings {sorted(unknown)}")
+    workers = values.get("local_workers", 1)
+    if not isinstance(workers, int) or not 1 <= workers <= 64:
+        raise UsageError(f"{config_path}: local_workers must be a whole number from 1 to 64")
+    blender = os.environ.get("BRAAS_BLENDER") or values.get("blender")
+    return Settings(home=home, blender=blender, local_workers=workers)

@@ -1,0 +1,62 @@
+"""Put a packed stage where the workers read it.
+
+The seam every backend fills: a ``Stager`` takes the stage folder and its
+manifest and makes the job's ``in/`` tree appear where the tasks run. The local
+stager keeps one copy of each file's content in ``objects/`` (named by sha256)
+and hard-links it into the job, so re-submitting an unchanged scene writes no
+asset bytes. A Globus stager sends the objects the centre lacks and builds
+``in/`` there the same way.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import stat
+from pathlib import Path
+from typing import Protocol
+
+from .pack import Manifest
+
+
+class Stager(Protocol):
+    def stage(self, stage: Path, manifest: Manifest, job_folder: Path) -> int:
+        """Make ``job_folder/in`` hold the stage; return the bytes actually sent or copied."""
+        ...
+
+
+class LocalStager:
+    """Stage on this machine: content-addressed objects, hard-linked into each job."""
+
+    def __init__(self, objects_dir: Path) -> None:
+        self.objects_dir = objects_dir
+
+    def object_path(self, sha256: str) -> Path:
+        return self.objects_dir / sha256[:2] / sha256
+
+    def stage(self, stage: Path, manifest: Manifest, job_folder: Path) -> int:
+        copied = 0
+        target = job_folder / "in"
+        if target.exists():
+            shutil.rmtree(target)  # a resumed configuration starts from a clean in/
+        for relative, entry in manifest.items():
+            source = stage / relative
+            stored = self.object_path(entry.sha256)
+            if not stored.exists():
+                stored.parent.mkdir(parents=True, exist_ok=True)
+                partial = stored.with_suffix(".partial")
+                shutil.copyfile(source, partial)
+                os.chmod(partial, stat.S_IRUSR | stat.S_IRGRP | stat.S_IROTH)  # shared: read-only
+                os.replace(partial, stored)
+                copied += entry.size
+            destination = target / relative
+            destination.parent.mkdir(parents=True, exist_ok=True)
+            _link_or_copy(stored, destination)
+        return copied
+
+
+def _link_or_copy(source: Path, destination: Path) -> None:
+    try:
+        os.link(source, destination)
+    except OSError:  # another file system, or no hard links: a plain copy still works
+        shutil.copyfile(source, destination)

@@ -1,0 +1,216 @@
+"""Render one task of a job on this machine: the worker entry point. Stdlib only.
+
+    python render_task.py TASK.json [--job-root DIR]
+
+TASK.json (written by the dispatcher) names the scene, the frames, the device and
+how to start Blender. Paths in it are relative to the job root, the folder that
+holds ``in/``, ``out/``, ``log/`` and ``job/``. The entry point
+
+- skips frames whose file in ``out/`` already reads as a valid image (resume, retry);
+- runs Blender once for all other frames (``blender_render.py``), autoexec off
+  unless the job opted in;
+- checks every frame Blender reports, and writes one JSON record per event to
+  stdout and to ``job/progress/task-NNNN.jsonl``;
+- stops Blender within a second when the job's cancel marker ``job/CANCEL``
+  appears or the walltime runs out.
+
+Exit codes: 0 all frames done, 1 some frames failed, 2 a bad task file,
+3 canceled, 4 walltime exceeded.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+try:
+    from .frames import format_frames, parse_frames
+    from .image_check import is_valid_image
+except ImportError:  # run by path on a worker: this folder is sys.path[0]
+    from frames import format_frames, parse_frames  # type: ignore[no-redef]
+    from image_check import is_valid_image  # type: ignore[no-redef]
+
+HERE = Path(__file__).resolve().parent
+BLENDER_SCRIPT = HERE / "blender_render.py"
+CANCEL_MARKER = "job/CANCEL"
+EXIT_CODES = {"FINISHED": 0, "FAILED": 1, "CANCELED": 3, "TIMEOUT": 4}
+_ERROR_LINE = re.compile(r"(error|exception|traceback|out of memory|segmentation fault)", re.I)
+
+
+def frame_file(out_dir: Path, frame: int) -> Path | None:
+    """The valid image file of ``frame`` in ``out_dir``, if there is one."""
+    for candidate in out_dir.glob(f"{frame:06d}.*"):
+        if is_valid_image(candidate):
+            return candidate
+    return None
+
+
+def blender_argv(blender: dict, script: Path, script_args: list[str],
+                 allow_scripts: bool = False) -> list[str]:
+    """argv that runs ``script`` in Blender: an executable, or a Python with PyPI ``bpy``."""
+    command = list(blender["command"])
+    if blender.get("kind", "executable") == "python":
+        return [*command, str(script), "--", *script_args]
+    autoexec = "--enable-autoexec" if allow_scripts else "--disable-autoexec"
+    return [*command, "-b", "--factory-startup", "-noaudio", autoexec,
+            "-P", str(script), "--", *script_args]
+
+
+class TaskRun:
+    """One attempt at one task: starts Blender, reads its reports, enforces stop signals."""
+
+    def __init__(self, task: dict, job_root: Path, emit_stdout: bool = True) -> None:
+        self.task = task
+        self.root = job_root
+        self.emit_stdout = emit_stdout
+        index = int(task["task"])
+        self.out_dir = job_root / "out"
+        self.log_path = job_root / "log" / f"task-{index:04d}.log"
+        self.progress_path = job_root / "job" / "progress" / f"task-{index:04d}.jsonl"
+        self.cancel_marker = job_root / CANCEL_MARKER
+        self.stop_reason: str | None = None
+        self.process: subprocess.Popen | None = None
+
+    def emit(self, record: dict) -> None:
+        record = {"task": self.task["task"], "attempt": self.task.get("attempt", 1),
+                  "time": round(time.time(), 3), **record}
+        line = json.dumps(record)
+        with self.progress_path.open("a", encoding="utf-8") as progress:
+            progress.write(line + "\n")
+        if self.emit_stdout:
+            print(line, flush=True)
+
+    def watch_stop_signals(self) -> None:
+        """Stop Blender on cancel or walltime; runs in a daemon thread."""
+        deadline = time.monotonic() + float(self.task.get("walltime_seconds") or 1e12)
+        while self.process is not None and self.process.poll() is None:
+            if self.cancel_marker.exists():
+                self.stop("CANCELED")
+            elif time.monotonic() > deadline:
+                self.stop("TIMEOUT")
+            time.sleep(0.25)
+
+    def stop(self, reason: str) -> None:
+        self.stop_reason = self.stop_reason or reason
+        if self.process is None or self.process.poll() is not None:
+            return
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=3)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+
+    def run(self) -> dict:
+        for folder in (self.out_dir, self.log_path.parent, self.progress_path.parent):
+            folder.mkdir(parents=True, exist_ok=True)
+        frames = parse_frames(self.task["frames"])
+        done = {f for f in frames if frame_file(self.out_dir, f) is not None}
+        pending = [f for f in frames if f not in done]
+        self.emit({"event": "start", "frames": self.task["frames"],
+                   "skipped": format_frames(sorted(done)), "pending": format_frames(pending)})
+        for frame in sorted(done):
+            self.emit({"event": "frame", "frame": frame, "state": "done", "skipped": True,
+                       "file": str(frame_file(self.out_dir, frame).relative_to(self.root))})
+        if self.cancel_marker.exists():
+            return self.finish("CANCELED", pending, "the job was canceled")
+        if not pending:
+            return self.finish("FINISHED", [], "")
+        return self.render(pending)
+
+    def render(self, pending: list[int]) -> dict:
+        script_args = ["--scene", str(self.root / self.task["scene"]),
+                       "--frames", format_frames(pending), "--out", str(self.out_dir),
+                       "--device", self.task.get("device", "CPU"),
+                       "--threads", str(self.task.get("threads", 0)),
+                       "--cancel-marker", str(self.cancel_marker)]
+        if self.task.get("allow_scripts"):
+            script_args.append("--allow-scripts")
+        argv = blender_argv(self.task["blender"], BLENDER_SCRIPT, script_args,
+                            bool(self.task.get("allow_scripts")))
+        remaining = set(pending)
+        failures: dict[int, str] = {}
+        fatal = ""
+        error_lines: list[str] = []
+        with self.log_path.open("a", encoding="utf-8") as log:
+            log.write(f"=== braas-globus task {self.task['task']} attempt "
+                      f"{self.task.get('attempt', 1)}: {' '.join(argv)}\n")
+            log.flush()
+            env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+            self.process = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                            stdin=subprocess.DEVNULL, text=True, errors="replace",
+                                            env=env, cwd=self.root)
+            self.emit({"event": "running", "pid": self.process.pid})
+            threading.Thread(target=self.watch_stop_signals, daemon=True).start()
+            assert self.process.stdout is not None
+            for line in self.process.stdout:
+                log.write(line)
+                log.flush()
+                if line.startswith("BRAAS_FRAME "):
+                    report = json.loads(line.split(" ", 1)[1])
+                    frame = int(report["frame"])
+                    if report["state"] == "done" and is_valid_image(report["file"]):
+                        remaining.discard(frame)
+                        self.emit({"event": "frame", "frame": frame, "state": "done",
+                                   "file": str(Path(report["file"]).relative_to(self.root)),
+                                   "seconds": report.get("seconds")})
+                    else:
+                        reason = report.get("reason") or "the written file is not a valid image"
+                        failures[frame] = reason
+                        self.emit({"event": "frame", "frame": frame, "state": "failed",
+                                   "reason": reason})
+                elif line.startswith("BRAAS_FATAL "):
+                    fatal = json.loads(line.split(" ", 1)[1])["reason"]
+                elif _ERROR_LINE.search(line):
+                    error_lines.append(line.strip())
+            code = self.process.wait()
+        if self.stop_reason == "CANCELED":
+            return self.finish("CANCELED", sorted(remaining), "the job was canceled")
+        if self.stop_reason == "TIMEOUT":
+            return self.finish("TIMEOUT", sorted(remaining),
+                               f"walltime of {self.task['walltime_seconds']} s exceeded")
+        if not remaining:
+            return self.finish("FINISHED", [], "")
+        reason = fatal or (error_lines[-1] if error_lines else "") or \
+            f"Blender exited with code {code} before rendering these frames"
+        for frame in remaining:
+            if frame not in failures:
+                self.emit({"event": "frame", "frame": frame, "state": "failed", "reason": reason})
+        return self.finish("FAILED", sorted(remaining), reason)
+
+    def finish(self, state: str, missing: list[int], reason: str) -> dict:
+        record = {"event": "end", "state": state, "missing": format_frames(missing),
+                  "reason": reason}
+        self.emit(record)
+        return record
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="render_task.py", description=__doc__.split("\n")[0])
+    parser.add_argument("task_file", type=Path)
+    parser.add_argument("--job-root", type=Path, default=None,
+                        help="the job folder (default: two levels above TASK.json)")
+    args = parser.parse_args(argv)
+    try:
+        task = json.loads(args.task_file.read_text(encoding="utf-8"))
+        parse_frames(task["frames"])
+        task["scene"], task["blender"]["command"]  # noqa: B018 - required keys
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        print(f"render_task: bad task file {args.task_file}: {err}", file=sys.stderr)
+        return 2
+    job_root = (args.job_root or args.task_file.resolve().parent.parent.parent).resolve()
+    run = TaskRun(task, job_root)
+    # A TERM to this process (a scheduler's scancel, a local cancel) stops Blender first.
+    signal.signal(signal.SIGTERM, lambda *_: run.stop("CANCELED"))
+    return EXIT_CODES[run.run()["state"]]
+
+
+if __name__ == "__main__":
+    sys.exit(main())
