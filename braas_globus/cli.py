@@ -6,6 +6,7 @@ Exit codes: 0 success, 1 a failed run, 2 invalid input (nothing was written).
 from __future__ import annotations
 
 import logging
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, Optional
@@ -245,5 +246,27 @@ def presets(as_json: JsonOption = False) -> None:
     run(as_json, command)
 
 
+def main(argv: list[str] | None = None) -> int:
+    """Entry point: click's own usage errors also become one line and exit code 2."""
+    try:
+        result = app(args=argv, prog_name="braas-globus", standalone_mode=False)
+    except typer.Abort:
+        print("error: interrupted", file=sys.stderr)
+        return 130
+    except Exception as err:
+        # typer ships its own click, so its usage errors are matched by their shape.
+        if not (hasattr(err, "format_message") and hasattr(err, "exit_code")):
+            raise
+        ctx = getattr(err, "ctx", None)
+        if type(err).__name__ == "NoArgsIsHelpError" and ctx is not None:
+            print(ctx.get_help())
+            return 0
+        command = ctx.command_path if ctx is not None else "braas-globus"
+        message = " ".join(err.format_message().split())
+        print(f"error: {message} (see `{command} --help`)", file=sys.stderr)
+        return 2
+    return result if isinstance(result, int) else 0
+
+
 if __name__ == "__main__":
-    app()
+    sys.exit(main())

@@ -34,7 +34,8 @@ from pathlib import Path
 try:
     from .frames import format_frames, parse_frames
     from .image_check import is_valid_image
-except ImportError:  # run by path on a worker: this folder is sys.path[0]
+except ImportError:  # run by path on a worker (also under `python -I`, which adds no path)
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
     from frames import format_frames, parse_frames  # type: ignore[no-redef]
     from image_check import is_valid_image  # type: ignore[no-redef]
 
@@ -171,6 +172,8 @@ class TaskRun:
                 elif _ERROR_LINE.search(line):
                     error_lines.append(line.strip())
             code = self.process.wait()
+        if self.cancel_marker.exists():  # Blender may have seen the marker first
+            self.stop_reason = "CANCELED"
         if self.stop_reason == "CANCELED":
             return self.finish("CANCELED", sorted(remaining), "the job was canceled")
         if self.stop_reason == "TIMEOUT":

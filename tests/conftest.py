@@ -1,0 +1,115 @@
+"""Shared fixtures: a fresh BRAAS_HOME per test, tiny real Blender scenes, the CLI in-process."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from braas_globus.blender_scripts import MAKE_DEMO_SCENE
+from braas_globus.cli import main as cli_main
+
+# Tiny frames keep each Cycles render well under a second on two cores.
+TINY = ["--width", "64", "--height", "48", "--samples", "4"]
+
+
+def build_scene(folder: Path, *extra: str, name: str = "scene.blend") -> Path:
+    """A real .blend made by Blender (PyPI bpy): textures in nested folders beside it."""
+    out = folder / name
+    subprocess.run([sys.executable, str(MAKE_DEMO_SCENE), "--", "--out", str(out), *TINY, *extra],
+                   check=True, capture_output=True)
+    return out
+
+
+@pytest.fixture(scope="session")
+def scene_templates(tmp_path_factory) -> dict[str, Path]:
+    """Scenes built once per session; tests get copies (``scene`` fixture)."""
+    root = tmp_path_factory.mktemp("scenes")
+    return {
+        "anim6": build_scene(root / "anim6", "--frames", "6"),
+        "anim12": build_scene(root / "anim12", "--frames", "12"),
+        "missing": build_scene(root / "missing", "--frames", "3", "--missing-texture"),
+        "eevee": build_scene(root / "eevee", "--frames", "3", "--engine", "BLENDER_EEVEE"),
+    }
+
+
+@pytest.fixture
+def scene(scene_templates, tmp_path):
+    """``scene("anim6")``: a private copy of a template scene and its texture folders."""
+
+    def copy(name: str) -> Path:
+        source = scene_templates[name]
+        target = tmp_path / "user" / name
+        shutil.copytree(source.parent, target)
+        return target / source.name
+
+    return copy
+
+
+@pytest.fixture
+def home(tmp_path, monkeypatch) -> Path:
+    path = tmp_path / "braas-home"
+    monkeypatch.setenv("BRAAS_HOME", str(path))
+    monkeypatch.delenv("BRAAS_BLENDER", raising=False)
+    yield path
+    stop_runners(path)
+
+
+def stop_runners(home: Path) -> None:
+    """Leave no runner of this test behind (a test that failed half-way may have one)."""
+    from braas_globus.dispatch.local import _stop_group, runner_alive
+    from braas_globus.settings import load_settings
+    from braas_globus.store import Store
+
+    if not (home / "jobs.sqlite").exists():
+        return
+    os.environ["BRAAS_HOME"] = str(home)
+    store = Store(load_settings().store_path)
+    for job in store.jobs():
+        if runner_alive(job):
+            _stop_group(job.runner_pid, grace=2)
+    store.close()
+
+
+@dataclass
+class CliResult:
+    code: int
+    stdout: str
+    stderr: str
+
+    def json(self):
+        return json.loads(self.stdout)
+
+
+@pytest.fixture
+def cli(capsys, home):
+    """Run `braas-globus ARGS` in this process; returns its exit code and output."""
+
+    def invoke(*args: str) -> CliResult:
+        capsys.readouterr()
+        code = cli_main([str(a) for a in args])
+        captured = capsys.readouterr()
+        return CliResult(code, captured.out, captured.err)
+
+    return invoke
+
+
+def wait_for(condition, timeout: float = 60, interval: float = 0.1, what: str = "condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+
+def frame_files(folder: Path) -> list[str]:
+    return sorted(p.name for p in (folder / "out").glob("*.png"))

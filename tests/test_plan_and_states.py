@@ -1,0 +1,72 @@
+"""Planning frames into tasks, and deriving a job's state from its tasks."""
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from braas_globus.plan import plan_tasks, scout_frames
+from braas_globus.states import JobState, TaskState, job_state
+from braas_globus.store import Store
+from braas_globus.worker.frames import parse_frames
+
+
+@given(st.sets(st.integers(0, 3000), min_size=1, max_size=400), st.integers(1, 50), st.booleans())
+def test_plan_covers_every_frame_once_within_the_task_limit(frames, max_tasks, scout):
+    ordered = sorted(frames)
+    tasks = plan_tasks(ordered, max_tasks, scout=scout)
+    assert len(tasks) <= max_tasks
+    rendered = [f for t in tasks for f in parse_frames(t.frames)]
+    assert sorted(rendered) == ordered
+    assert [t.index for t in tasks] == list(range(len(tasks)))
+    assert all(t.frame_count == len(parse_frames(t.frames)) for t in tasks)
+
+
+def test_chunks_are_contiguous_and_balanced():
+    tasks = plan_tasks(list(range(1, 101)), 3)
+    assert [t.frames for t in tasks] == ["1-34", "35-67", "68-100"]
+
+
+def test_scout_task_holds_first_middle_and_last_frames():
+    frames = list(range(1, 251))
+    tasks = plan_tasks(frames, 5, scout=True)
+    assert tasks[0].scout and parse_frames(tasks[0].frames) == [1, 126, 250]
+    assert scout_frames(frames) == [1, 126, 250]
+    rest = [f for t in tasks[1:] for f in parse_frames(t.frames)]
+    assert 1 not in rest and 126 not in rest and 250 not in rest and len(rest) == 247
+
+
+def test_a_10000_frame_plan_records_rows_per_task_not_per_frame(tmp_path):
+    store = Store(tmp_path / "jobs.sqlite")
+    frames = list(range(1, 10001))
+    store.create_job(job_id="j", project="p", preset="local", backend="local", spec={},
+                     frames="1-10000", frame_count=10000, folder=tmp_path)
+    tasks = plan_tasks(frames, 100, scout=True)
+    store.add_tasks("j", tasks, max_attempts=3, blender={}, entry="in/x.blend")
+    rows = {table: store.db.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
+            for table in ("tasks", "frames")}
+    assert rows == {"tasks": 100, "frames": 0}
+    assert store.job("j").state is JobState.QUEUED
+
+
+Q, R, F, X, T, C = (TaskState.QUEUED, TaskState.RUNNING, TaskState.FINISHED, TaskState.FAILED,
+                    TaskState.TIMEOUT, TaskState.CANCELED)
+
+
+@pytest.mark.parametrize(
+    ("tasks", "canceled", "expected"),
+    [
+        ([], False, JobState.CONFIGURING),
+        ([Q, Q], False, JobState.QUEUED),
+        ([R, Q], False, JobState.RUNNING),
+        ([F, Q], False, JobState.RUNNING),  # between two tasks the job is still running
+        ([F, F], False, JobState.FINISHED),
+        ([F, X], False, JobState.FAILED),
+        ([X, R], False, JobState.RUNNING),  # fails only once nothing can still run
+        ([F, T], False, JobState.FAILED),
+        ([X, C], False, JobState.FAILED),  # the scout failed, the rest never ran
+        ([F, C], False, JobState.CANCELED),
+        ([R, R], True, JobState.CANCELED),
+    ],
+)
+def test_job_state_from_task_states(tasks, canceled, expected):
+    assert job_state(tasks, canceled) is expected

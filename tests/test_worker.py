@@ -1,0 +1,163 @@
+"""The worker entry point, run the way a cluster node runs it: by path, stdlib only.
+
+Real Blender (PyPI bpy) renders every frame here.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from braas_globus.worker import render_task
+from braas_globus.worker.image_check import is_valid_image
+
+from .conftest import frame_files, wait_for
+
+WORKER_DIR = Path(render_task.__file__).parent
+
+
+@pytest.fixture
+def job_root(tmp_path, scene):
+    """A job folder as a backend lays it out, with the scene in in/."""
+    source = scene("anim6")
+    root = tmp_path / "job-root"
+    shutil.copytree(source.parent, root / "in")
+    (root / "job" / "tasks").mkdir(parents=True)
+    return root
+
+
+@pytest.fixture
+def copied_worker(tmp_path):
+    """The worker files alone in a folder: proves they need nothing of braas_globus."""
+    target = tmp_path / "worker-only"
+    target.mkdir()
+    for name in ("render_task.py", "blender_render.py", "frames.py", "image_check.py"):
+        shutil.copy(WORKER_DIR / name, target / name)
+    return target
+
+
+def write_task(root: Path, frames: str, index: int = 0, **extra) -> Path:
+    task = {"task": index, "attempt": 1, "scene": "in/scene.blend", "frames": frames,
+            "device": "CPU", "walltime_seconds": 300,
+            "blender": {"kind": "python", "command": [sys.executable]}, **extra}
+    path = root / "job" / "tasks" / f"task-{index:04d}.json"
+    path.write_text(json.dumps(task))
+    return path
+
+
+def run_worker(worker_dir: Path, task_file: Path, timeout=120) -> tuple[int, list[dict]]:
+    # -I -S: no site-packages, no PYTHONPATH: only the standard library is importable.
+    done = subprocess.run([sys.executable, "-I", "-S", str(worker_dir / "render_task.py"),
+                           str(task_file)], capture_output=True, text=True, timeout=timeout)
+    records = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
+    return done.returncode, records
+
+
+def frame_events(records, state="done"):
+    return [r for r in records if r["event"] == "frame" and r["state"] == state]
+
+
+def test_renders_every_frame_with_only_the_stdlib(job_root, copied_worker):
+    code, records = run_worker(copied_worker, write_task(job_root, "1-6"))
+    assert code == 0, records[-1]
+    assert frame_files(job_root) == [f"{n:06d}.png" for n in range(1, 7)]
+    assert all(is_valid_image(p) for p in (job_root / "out").glob("*.png"))
+    assert [r["frame"] for r in frame_events(records)] == [1, 2, 3, 4, 5, 6]
+    assert records[-1] == {**records[-1], "event": "end", "state": "FINISHED", "missing": ""}
+    progress = (job_root / "job" / "progress" / "task-0000.jsonl").read_text().splitlines()
+    assert [json.loads(line)["event"] for line in progress].count("frame") == 6
+    assert "task 0 attempt 1" in (job_root / "log" / "task-0000.log").read_text()
+    assert not list((job_root / "out" / ".partial").iterdir())
+
+
+def test_frames_already_done_are_skipped_and_a_broken_one_rendered_again(job_root, copied_worker):
+    task = write_task(job_root, "1-4")
+    assert run_worker(copied_worker, task)[0] == 0
+    broken = job_root / "out" / "000003.png"
+    broken.write_bytes(broken.read_bytes()[:100])  # cut short, as by a full disk
+    kept = (job_root / "out" / "000001.png").stat().st_mtime_ns
+
+    code, records = run_worker(copied_worker, task)
+    assert code == 0
+    start = next(r for r in records if r["event"] == "start")
+    assert (start["skipped"], start["pending"]) == ("1,2,4", "3")
+    assert is_valid_image(broken)
+    assert (job_root / "out" / "000001.png").stat().st_mtime_ns == kept
+
+    code, records = run_worker(copied_worker, task)
+    assert code == 0 and not any(r["event"] == "running" for r in records)  # no Blender at all
+
+
+def test_cancel_marker_stops_blender_within_seconds(job_root):
+    task = write_task(job_root, "1-400")
+    process = subprocess.Popen([sys.executable, str(WORKER_DIR / "render_task.py"), str(task)],
+                               stdout=subprocess.DEVNULL)
+    wait_for(lambda: len(frame_files(job_root)) >= 2, what="two frames")
+    blender_pid = next(json.loads(line)["pid"] for line in
+                       (job_root / "job" / "progress" / "task-0000.jsonl").read_text().splitlines()
+                       if '"running"' in line)
+    (job_root / "job" / "CANCEL").touch()
+    asked = time.monotonic()
+    assert process.wait(timeout=15) == 3
+    assert time.monotonic() - asked < 5
+    assert not Path(f"/proc/{blender_pid}").exists() or \
+        Path(f"/proc/{blender_pid}/stat").read_text().split(")")[1].split()[0] == "Z"
+    count = len(frame_files(job_root))
+    time.sleep(1.5)
+    assert len(frame_files(job_root)) == count < 400
+
+
+def test_walltime_exceeded_is_reported_as_timeout(job_root, copied_worker):
+    code, records = run_worker(copied_worker, write_task(job_root, "1-2000", walltime_seconds=3))
+    assert code == 4
+    assert records[-1]["state"] == "TIMEOUT" and "walltime" in records[-1]["reason"]
+
+
+def test_a_scene_for_another_engine_is_refused(tmp_path, scene, copied_worker):
+    root = tmp_path / "eevee-job"
+    shutil.copytree(scene("eevee").parent, root / "in")
+    (root / "job" / "tasks").mkdir(parents=True)
+    code, records = run_worker(copied_worker, write_task(root, "1"))
+    assert code == 1
+    assert "Cycles" in records[-1]["reason"] and records[-1]["missing"] == "1"
+
+
+def test_missing_gpu_device_fails_with_blenders_reason(job_root, copied_worker):
+    code, records = run_worker(copied_worker, write_task(job_root, "1", device="OPTIX"))
+    assert code == 1
+    assert "no OPTIX device" in records[-1]["reason"]
+
+
+def test_scripts_in_the_blend_run_only_when_the_job_allows(job_root, copied_worker, tmp_path):
+    marker = tmp_path / "script-ran"
+    add_on_load_script = tmp_path / "add_on_load_script.py"
+    add_on_load_script.write_text(f"""
+import bpy
+bpy.ops.wm.open_mainfile(filepath={str(job_root / "in" / "scene.blend")!r})
+text = bpy.data.texts.new("on_load.py")
+text.write("open({str(marker)!r}, 'w').write('ran')")
+text.use_module = True  # Blender runs it when the file loads, if scripts may run
+bpy.ops.wm.save_mainfile()
+""")
+    subprocess.run([sys.executable, str(add_on_load_script)], check=True, capture_output=True)
+    assert run_worker(copied_worker, write_task(job_root, "1"))[0] == 0
+    assert not marker.exists()
+    assert run_worker(copied_worker, write_task(job_root, "2", allow_scripts=True))[0] == 0
+    assert marker.read_text() == "ran"
+
+
+@pytest.mark.parametrize("content", ["not json", '{"task": 0}', '{"task": 0, "frames": "5-1", '
+                                     '"scene": "x", "blender": {"command": []}}'])
+def test_a_bad_task_file_exits_2(tmp_path, copied_worker, content):
+    task = tmp_path / "job" / "tasks" / "task-0000.json"
+    task.parent.mkdir(parents=True)
+    task.write_text(content)
+    code, _ = run_worker(copied_worker, task)
+    assert code == 2
+    assert not (tmp_path / "out").exists()
