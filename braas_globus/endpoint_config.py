@@ -12,14 +12,15 @@ wheel would need ``endpoints/`` shipped as package data.
 from __future__ import annotations
 
 import json
-import os
-import pwd
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from braas_globus.catalog import load_catalog
 from braas_globus.errors import BraasError, NotFoundError, UsageError
+
+if TYPE_CHECKING:
+    from globus_compute_endpoint.endpoint.config import UserEndpointConfig
 
 ENDPOINTS_DIR = Path(__file__).resolve().parents[1] / "endpoints"
 TEMPLATE_NAME = "user_config_template.yaml.j2"
@@ -70,6 +71,9 @@ def _field_of(error: Any) -> str:
 
 def render_user_config(cluster: str, user_config: dict[str, Any]) -> str:
     """The endpoint config YAML the centre's endpoint would build for these options."""
+    import os
+    import pwd  # POSIX only, like the endpoint; validate_user_config runs anywhere
+
     from globus_compute_endpoint.endpoint.config import CoreEndpointConfig
     from globus_compute_endpoint.endpoint.config.utils import (
         load_user_config_template,
@@ -95,8 +99,8 @@ def render_user_config(cluster: str, user_config: dict[str, Any]) -> str:
         raise BraasError(f"the endpoint template {path} is broken: {err}") from err
 
 
-def load_rendered_config(text: str) -> Any:
-    """A rendered config loaded by globus-compute-endpoint (a UserEndpointConfig).
+def load_rendered_config(text: str) -> UserEndpointConfig:
+    """A rendered config, loaded and checked by globus-compute-endpoint.
 
     Building it constructs the engine and provider; Parsl's SlurmProvider runs
     ``sacct -X`` once while doing so. Call ``config.engine.shutdown()`` when done.

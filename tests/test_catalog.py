@@ -1,0 +1,203 @@
+"""The cluster catalog: the facts it holds and the data it refuses."""
+
+import re
+import tomllib
+
+import pytest
+from pydantic import ValidationError
+
+from braas_globus.catalog import CYCLES_DEVICES, load_catalog, parse_catalog
+from braas_globus.errors import NotFoundError
+
+CATALOG = load_catalog()
+ALL_PARTITIONS = [(c.name, p) for c in CATALOG.clusters.values() for p in c.partitions]
+
+
+def test_catalog_holds_the_ten_clusters_of_the_original():
+    assert list(CATALOG.clusters) == [
+        "barbora", "karolina", "lumi", "leonardo", "marenostrum5-gpp", "marenostrum5-acc",
+        "vista", "frontera", "polaris", "aurora",
+    ]
+    assert all(name == cluster.name for name, cluster in CATALOG.clusters.items())
+
+
+def test_load_catalog_reads_once():
+    assert load_catalog() is load_catalog()
+
+
+def test_unknown_cluster_names_the_known_ones():
+    with pytest.raises(NotFoundError, match=r"unknown cluster 'nope'; known: barbora, karolina"):
+        CATALOG.get("nope")
+
+
+def test_unknown_partition_names_the_known_ones():
+    with pytest.raises(NotFoundError, match=r"unknown partition 'qgpu' on lumi; known: standard"):
+        CATALOG.get("lumi").get("qgpu")
+
+
+@pytest.mark.parametrize(("cluster", "scheduler", "queue_option", "arch"), [
+    ("barbora", "slurm", "partition", "x86_64"),
+    ("karolina", "slurm", "partition", "x86_64"),
+    ("lumi", "slurm", "partition", "x86_64"),
+    ("leonardo", "slurm", "partition", "x86_64"),
+    ("marenostrum5-gpp", "slurm", "qos", "x86_64"),
+    ("marenostrum5-acc", "slurm", "qos", "x86_64"),
+    ("vista", "slurm", "partition", "aarch64"),
+    ("frontera", "slurm", "partition", "x86_64"),
+    ("polaris", "pbspro", "queue", "x86_64"),
+    ("aurora", "pbspro", "queue", "x86_64"),
+])
+def test_scheduler_and_arch(cluster, scheduler, queue_option, arch):
+    c = CATALOG.get(cluster)
+    assert (c.scheduler, c.queue_option, c.arch) == (scheduler, queue_option, arch)
+
+
+@pytest.mark.parametrize(("cluster", "vendor", "device", "flags"), [
+    ("barbora", "nvidia", "CUDA", ("--nv",)),
+    ("karolina", "nvidia", "CUDA", ("--nv",)),
+    ("lumi", "amd", "HIP", ("--rocm",)),
+    ("leonardo", "nvidia", "CUDA", ("--nv",)),
+    ("marenostrum5-gpp", None, None, ()),
+    ("marenostrum5-acc", "nvidia", "CUDA", ("--nv",)),
+    ("vista", "nvidia", "CUDA", ("--nv",)),
+    ("frontera", "nvidia", "OPTIX", ("--nv",)),
+    ("polaris", "nvidia", "CUDA", ("--nv",)),
+    ("aurora", "intel", "ONEAPI", ("--bind", "/dev/dri")),
+])
+def test_gpu_vendor_cycles_device_and_container_flags(cluster, vendor, device, flags):
+    c = CATALOG.get(cluster)
+    assert (c.gpu_vendor, c.cycles_device, c.container.gpu_flags) == (vendor, device, flags)
+
+
+@pytest.mark.parametrize(("cluster", "partition"), ALL_PARTITIONS)
+def test_partition_facts_hang_together(cluster, partition):
+    c = CATALOG.get(cluster)
+    p = c.get(partition)
+    assert re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_-]*", p.name)
+    assert p.cores_per_node >= 16
+    if p.kind == "gpu":
+        assert p.gpus_per_node >= 1 and p.devices_per_node >= p.gpus_per_node
+        assert c.cycles_device_for(partition) in CYCLES_DEVICES[c.gpu_vendor]
+        assert c.container_flags_for(partition) == c.container.gpu_flags
+    else:
+        assert (p.gpus_per_node, p.devices_per_node, p.gpu_model) == (0, 0, None)
+        assert c.cycles_device_for(partition) == "CPU"
+        assert c.container_flags_for(partition) == ()
+
+
+@pytest.mark.parametrize(("cluster", "partition", "kind", "gpus", "devices", "max_minutes"), [
+    ("karolina", "qgpu", "gpu", 8, 8, 2880),
+    ("karolina", "qcpu_exp", "cpu", 0, 0, 60),
+    ("barbora", "qdgx", "gpu", 16, 16, 2880),
+    ("lumi", "standard-g", "gpu", 8, 8, 2880),
+    ("lumi", "standard", "cpu", 0, 0, 2880),
+    ("leonardo", "boost_usr_prod", "gpu", 4, 4, 1440),
+    ("marenostrum5-acc", "acc_debug", "gpu", 4, 4, 120),
+    ("vista", "gh", "gpu", 1, 1, 2880),
+    ("frontera", "development", "cpu", 0, 0, 120),
+    ("polaris", "debug", "gpu", 4, 4, 60),
+    ("aurora", "debug", "gpu", 6, 12, 60),
+])
+def test_known_partition_facts(cluster, partition, kind, gpus, devices, max_minutes):
+    p = CATALOG.get(cluster).get(partition)
+    assert (p.kind, p.gpus_per_node, p.devices_per_node, p.max_walltime_minutes) == (
+        kind, gpus, devices, max_minutes)
+
+
+def test_only_the_gpp_half_of_marenostrum_has_no_gpus():
+    no_gpus = [c.name for c in CATALOG.clusters.values()
+               if all(p.kind == "cpu" for p in c.partitions.values())]
+    assert no_gpus == ["marenostrum5-gpp"]
+
+
+@pytest.mark.parametrize(("cluster", "directives", "setup", "scratch"), [
+    ("polaris", ("#PBS -l filesystems=home:eagle",),
+     ("module use /soft/modulefiles", "module load spack-pe-base apptainer"),
+     "/eagle/{project}/{user}"),
+    ("aurora", ("#PBS -l filesystems=flare",), ("module load apptainer",),
+     "/lus/flare/projects/{project}/{user}"),
+    ("lumi", (), (), "/scratch/{project}"),
+    ("leonardo", (), (), "/leonardo_scratch/fast/{project}"),
+    ("marenostrum5-gpp", (), ("module load singularity",), "/gpfs/scratch/{project}/{user}"),
+    ("vista", (), ("module load tacc-apptainer",), "$SCRATCH"),
+])
+def test_scheduler_extras_container_setup_and_scratch(cluster, directives, setup, scratch):
+    c = CATALOG.get(cluster)
+    assert c.directives == directives
+    assert c.container.setup == setup
+    assert scratch in c.scratch
+
+
+@pytest.mark.parametrize(("cluster", "good", "bad"), [
+    ("karolina", ["OPEN-12-34", "DD-23-157", "open-1-2"], ["OPEN-12-34\n", "OPEN 12", "OPEN-12"]),
+    ("lumi", ["project_465000123"], ["project_46500012", "project_465000123\n", "465000123"]),
+    ("polaris", ["datascience", "Catalyst_2", "my-proj"], ["-x", "a b", "a;b", "", "x" * 65]),
+])
+def test_account_patterns(cluster, good, bad):
+    pattern = CATALOG.get(cluster).account_pattern
+    # re.search is how jsonschema applies "pattern".
+    assert all(re.search(pattern, value) for value in good)
+    assert not any(re.search(pattern, value) for value in bad)
+
+
+def test_a_plain_dollar_would_let_a_trailing_newline_through():
+    # Why every pattern ends in (?!\n)$: Python's $ also matches before a final newline.
+    assert re.search(r"^[a-z]+$", "abc\n")
+    assert not re.search(r"^[a-z]+(?!\n)$", "abc\n")
+
+
+def test_models_are_frozen():
+    with pytest.raises(ValidationError):
+        CATALOG.get("lumi").arch = "aarch64"
+
+
+MINIMAL = """
+[clusters.x]
+title = "X"
+site = "X"
+scheduler = "slurm"
+arch = "x86_64"
+queue_option = "partition"
+gpu_vendor = "nvidia"
+cycles_device = "CUDA"
+gpu_request = "gres"
+account_pattern = '^[a-z]+(?!\\n)$'
+scratch = ["/scratch"]
+docs = "https://example.org"
+[clusters.x.container]
+runtime = "apptainer"
+[clusters.x.partitions]
+cpu = { kind = "cpu", cores_per_node = 32 }
+gpu = { kind = "gpu", cores_per_node = 32, gpus_per_node = 4, gpu_model = "A100" }
+"""
+
+
+def test_minimal_catalog_parses():
+    catalog = parse_catalog(MINIMAL)
+    assert catalog.get("x").get("gpu").devices_per_node == 4
+
+
+@pytest.mark.parametrize(("old", "new", "error"), [
+    ('cycles_device = "CUDA"', 'cycles_device = "HIP"', "Cycles cannot use HIP on nvidia"),
+    ('scheduler = "slurm"', 'scheduler = "pbspro"', "does not fit pbspro"),
+    ('gpus_per_node = 4, ', "", "gpus_per_node > 0"),
+    (', gpu_model = "A100"', "", "needs gpu_model"),
+    ("cores_per_node = 32 }", "cores_per_node = 32, speed = 3 }", "Extra inputs"),
+    ('gpu_vendor = "nvidia"', 'gpu_vendor = "ibm"', "gpu_vendor"),
+    ("(?!\\n)$'", "$'", "must start with ^ and end"),
+    ("cpu = {", '"cpu;ls" = {', "not a plain name"),
+    ('arch = "x86_64"', 'arch = "ppc64le"', "arch"),
+])
+def test_bad_catalog_data_is_refused(old, new, error):
+    assert old in MINIMAL
+    with pytest.raises(ValidationError, match=re.escape(error)):
+        parse_catalog(MINIMAL.replace(old, new, 1))
+
+
+def test_catalog_file_is_valid_toml_with_no_unknown_keys():
+    # parse_catalog forbids unknown keys, so this also guards against typos in the TOML.
+    from importlib.resources import files
+
+    text = (files("braas_globus.catalog") / "clusters.toml").read_text()
+    assert set(tomllib.loads(text)) == {"clusters"}
+    assert parse_catalog(text) == CATALOG

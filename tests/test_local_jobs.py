@@ -1,0 +1,259 @@
+"""Whole jobs on the embedded local backend, driven through the CLI, with real Blender."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import stat
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from braas_globus.settings import load_settings
+from braas_globus.store import Store
+from braas_globus.worker.image_check import is_valid_image
+
+from .conftest import frame_files, wait_for
+
+STAND_IN = Path(__file__).parent / "stand_ins" / "flaky_blender.py"
+
+
+def store() -> Store:
+    return Store(load_settings().store_path)
+
+
+def job_info(cli, job_id: str) -> dict:
+    result = cli("info", job_id, "--json")
+    assert result.code == 0, result.stderr
+    return result.json()
+
+
+def submit(cli, scene: Path, *args: str, wait: bool = True) -> dict:
+    result = cli("submit", scene, *args, *(["--wait"] if wait else []), "--json")
+    assert result.code in (0, 1), result.stderr
+    return result.json()
+
+
+def wait_until_final(cli, job_id: str, timeout: float = 120) -> dict:
+    final = ("FINISHED", "FAILED", "CANCELED")
+    return wait_for(lambda: (info := job_info(cli, job_id))["state"] in final and info,
+                    timeout=timeout, interval=0.3, what=f"job {job_id} to end")
+
+
+@pytest.fixture
+def flaky_blender(tmp_path, monkeypatch):
+    """Make the stand-in the `blender` executable; returns its argv log."""
+    wrapper = tmp_path / "blender"
+    wrapper.write_text(f"#!{sys.executable}\n" + STAND_IN.read_text())
+    wrapper.chmod(wrapper.stat().st_mode | stat.S_IEXEC)
+    log = tmp_path / "flaky-calls.jsonl"
+    monkeypatch.setenv("BRAAS_BLENDER", str(wrapper))
+    monkeypatch.setenv("FLAKY_LOG", str(log))
+    monkeypatch.setenv("PYTHONPATH", str(Path(__file__).parents[1]))
+    def render_calls() -> list[list[str]]:
+        calls = [json.loads(line) for line in log.read_text().splitlines()]
+        return [argv for argv in calls if argv[argv.index("-P") + 1].endswith("blender_render.py")]
+
+    return render_calls
+
+
+def test_submit_and_wait_renders_every_frame(cli, scene, home):
+    job = submit(cli, scene("anim6"), "--project", "my shot/1")
+    assert job["state"] == "FINISHED" and job["frames_done"] == 6
+    assert job["id"].endswith("-my_shot_1")  # the original's naming rule
+    folder = Path(job["folder"])
+    assert folder.parent == home / "jobs"
+    assert sorted(p.name for p in folder.iterdir()) == ["in", "job", "log", "out"]
+    assert frame_files(folder) == [f"{n:06d}.png" for n in range(1, 7)]
+    assert all(is_valid_image(p) for p in (folder / "out").iterdir() if p.is_file())
+
+    info = job_info(cli, job["id"])
+    assert info["frames"] == {"total": 6, "done": 6, "failed": 0, "by_state": {"DONE": "1-6"}}
+    assert info["submitted"] <= info["started"] <= info["ended"]
+    assert info["parameters"]["walltime_minutes"] == 30 and info["resources"]["tasks"] == 1
+    assert Path(info["last_frame"]["file"]).is_file()
+    assert [j["id"] for j in cli("list", "--json").json()] == [job["id"]]
+    assert "attempt 1" in cli("logs", job["id"], "--json").json()["task-0000.log"]
+
+    copy = cli("download", job["id"], "--to", home.parent / "downloads", "--json").json()
+    assert copy["frames_valid"] == 6 and copy["missing"] == ""
+    assert frame_files(home.parent / "downloads" / job["id"]) == frame_files(folder)
+
+
+def test_submit_returns_at_once_and_the_job_runs_on(cli, scene):
+    result = cli("submit", scene("anim6"), "--frames", "2-5", "--json")
+    assert result.code == 0
+    job = result.json()
+    assert job["state"] in ("QUEUED", "RUNNING") and job["frames"] == "2-5"
+    assert wait_until_final(cli, job["id"])["state"] == "FINISHED"
+    assert frame_files(Path(job["folder"])) == [f"{n:06d}.png" for n in range(2, 6)]
+
+
+def test_image_renders_the_current_frame_only(cli, scene):
+    job = submit(cli, scene("anim6"), "--image")
+    assert job["state"] == "FINISHED" and job["frames"] == "1"
+
+
+def test_demo_renders_and_says_where_the_frames_are(cli, home):
+    result = cli("demo")
+    assert result.code == 0, result.stderr
+    folder = next((home / "jobs").iterdir())
+    assert f"frames are in {folder / 'out'}" in result.stderr
+    assert len(frame_files(folder)) == 24
+
+
+def test_resume_renders_only_missing_frames(cli, scene):
+    job = submit(cli, scene("anim6"))
+    out = Path(job["folder"]) / "out"
+    (out / "000002.png").unlink()
+    (out / "000005.png").write_bytes(b"\x89PNG\r\n\x1a\n broken")
+    untouched = {p.name: p.stat().st_mtime_ns for p in out.glob("*.png")
+                 if p.name not in ("000002.png", "000005.png")}
+
+    result = cli("resume", job["id"], "--wait", "--json")
+    assert result.code == 0 and result.json()["state"] == "FINISHED"
+    assert all(is_valid_image(out / f"{n:06d}.png") for n in range(1, 7))
+    assert {name: (out / name).stat().st_mtime_ns for name in untouched} == untouched
+    starts = [json.loads(line) for line in
+              (Path(job["folder"]) / "job" / "progress" / "task-0000.jsonl").read_text().splitlines()
+              if '"start"' in line]
+    assert starts[-1]["pending"] == "2,5" and starts[-1]["skipped"] == "1,3,4,6"
+    assert cli("resume", job["id"], "--json").json()["state"] == "FINISHED"  # nothing to do
+
+
+def test_cancel_stops_every_process_of_the_job(cli, scene):
+    job = submit(cli, scene("anim6"), "--frames", "1-600", wait=False)
+    folder = Path(job["folder"])
+    wait_for(lambda: len(frame_files(folder)) >= 2, what="two frames")
+    runner = store().job(job["id"]).runner_pid
+
+    asked = time.monotonic()
+    result = cli("cancel", job["id"], "--json")
+    assert result.code == 0 and result.json()["state"] == "CANCELED"
+    assert time.monotonic() - asked < 10
+    assert not _processes_in_group(runner)
+    count = len(frame_files(folder))
+    time.sleep(2)
+    assert len(frame_files(folder)) == count < 600
+    info = job_info(cli, job["id"])
+    assert info["state"] == "CANCELED" and info["ended"]
+    assert "CANCELED" in info["frames"]["by_state"]
+
+
+def _processes_in_group(pgid: int) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[2]) == pgid and fields[0] != "Z":
+                found.append(int(entry.name))
+    return found
+
+
+def test_a_crashed_task_is_retried_and_renders_only_what_is_missing(cli, scene, flaky_blender,
+                                                                    monkeypatch, tmp_path):
+    monkeypatch.setenv("FLAKY_CRASH_AFTER", "2")
+    monkeypatch.setenv("FLAKY_STATE", str(tmp_path / "flaky-state"))
+    job = submit(cli, scene("anim6"))
+    assert job["state"] == "FINISHED" and job["frames_done"] == 6
+    calls = flaky_blender()
+    assert len(calls) == 2
+    # The executable is started the safe way: no user settings, no scripts from the .blend.
+    assert {"-b", "--factory-startup", "--disable-autoexec"} <= set(calls[0])
+    frames_of = [call[call.index("--frames") + 1] for call in calls]
+    assert frames_of == ["1-6", "3-6"]
+    task = job_info(cli, job["id"])["tasks"][0]
+    assert task["attempts"] == 2 and task["state"] == "FINISHED"
+
+
+def test_a_frame_failing_every_try_fails_the_job_naming_frame_and_reason(cli, scene,
+                                                                          flaky_blender,
+                                                                          monkeypatch):
+    monkeypatch.setenv("FLAKY_DROP_FRAME", "4")
+    result = cli("submit", scene("anim6"), "--retries", "1", "--wait", "--json")
+    assert result.code == 1
+    assert "frame 4: Error: out of memory rendering frame 4" in result.stderr
+    info = job_info(cli, result.json()["id"])
+    assert info["state"] == "FAILED"
+    assert [(f["frame"], "out of memory" in f["reason"]) for f in info["failed_frames"]] == \
+        [(4, True)]
+    assert info["tasks"][0]["attempts"] == 2
+    assert info["frames"]["by_state"] == {"DONE": "1-3,5,6", "FAILED": "4"}
+    assert len(flaky_blender()) == 2
+
+
+def test_scout_frames_render_before_the_rest(cli, scene):
+    job = submit(cli, scene("anim12"), "--scout")
+    assert job["state"] == "FINISHED"
+    info = job_info(cli, job["id"])
+    assert info["tasks"][0]["scout"] and info["tasks"][0]["frames"] == "1,7,12"
+    rows = store().frames(job["id"])
+    scout_done = max(r["updated"] for r in rows if r["frame"] in (1, 7, 12))
+    assert all(r["updated"] > scout_done for r in rows if r["frame"] not in (1, 7, 12))
+
+
+def test_failed_scout_stops_the_rest_of_the_job(cli, scene, flaky_blender, monkeypatch):
+    monkeypatch.setenv("FLAKY_DROP_FRAME", "7")
+    result = cli("submit", scene("anim12"), "--scout", "--retries", "0", "--wait", "--json")
+    assert result.code == 1
+    info = job_info(cli, result.json()["id"])
+    assert info["state"] == "FAILED"
+    assert info["tasks"][1]["state"] == "CANCELED" and "scout" in info["tasks"][1]["reason"]
+    assert frame_files(Path(info["folder"])) == ["000001.png", "000012.png"]
+
+
+def test_missing_assets_refused_unless_allowed(cli, scene, home):
+    blend = scene("missing")
+    refused = cli("submit", blend)
+    assert refused.code == 2
+    assert "textures/missing/not_there.png" in refused.stderr
+    assert not (home / "jobs").exists() or not any((home / "jobs").iterdir())
+    job = submit(cli, blend, "--allow-missing")
+    assert job["state"] == "FINISHED" and job["frames_done"] == 3
+
+
+def test_a_killed_submit_leaves_a_consistent_store_and_the_job_resumes(scene, home, cli):
+    blend = scene("anim6")
+    process = subprocess.Popen([sys.executable, "-m", "braas_globus.cli", "submit", str(blend),
+                                "--mode", "packed"], env={**os.environ, "BRAAS_HOME": str(home)},
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    db_path = home / "jobs.sqlite"
+
+    def configuring():
+        if not db_path.exists():
+            return False
+        with sqlite3.connect(db_path) as db:
+            return db.execute("SELECT count(*) FROM jobs").fetchone()[0] > 0
+
+    wait_for(configuring, timeout=30, interval=0.02, what="the job record")
+    process.send_signal(signal.SIGKILL)  # in the middle of packing
+    process.wait()
+
+    with sqlite3.connect(db_path) as db:
+        assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    jobs = cli("list", "--json").json()
+    assert len(jobs) == 1 and jobs[0]["state"] == "CONFIGURING"
+    result = cli("resume", jobs[0]["id"], "--wait", "--json")
+    assert result.code == 0, result.stderr
+    assert result.json()["state"] == "FINISHED" and result.json()["frames_done"] == 6
+
+
+def test_a_killed_runner_is_reported_and_the_job_resumes(cli, scene):
+    job = submit(cli, scene("anim6"), "--frames", "1-40", wait=False)
+    folder = Path(job["folder"])
+    wait_for(lambda: len(frame_files(folder)) >= 2, what="two frames")
+    os.killpg(store().job(job["id"]).runner_pid, signal.SIGKILL)
+    time.sleep(0.5)
+    result = cli("info", job["id"], "--json")
+    assert "resume" in result.json()["warning"]
+    assert result.json()["state"] in ("QUEUED", "RUNNING")
+    done = cli("resume", job["id"], "--wait", "--json")
+    assert done.code == 0 and done.json()["frames_done"] == 40
