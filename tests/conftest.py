@@ -113,3 +113,6 @@ def wait_for(condition, timeout: float = 60, interval: float = 0.1, what: str = 
 
 def frame_files(folder: Path) -> list[str]:
     return sorted(p.name for p in (folder / "out").glob("*.png"))
+
+
+from tests.schedulers import pbs_front_end, slurm_cluster  # noqa: E402,F401  (shared fixtures)

@@ -228,10 +228,11 @@ def test_a_killed_submit_leaves_a_consistent_store_and_the_job_resumes(scene, ho
     db_path = home / "jobs.sqlite"
 
     def configuring():
-        if not db_path.exists():
+        try:
+            with sqlite3.connect(db_path) as db:
+                return db.execute("SELECT count(*) FROM jobs").fetchone()[0] > 0
+        except sqlite3.OperationalError:  # the store is not created yet
             return False
-        with sqlite3.connect(db_path) as db:
-            return db.execute("SELECT count(*) FROM jobs").fetchone()[0] > 0
 
     wait_for(configuring, timeout=30, interval=0.02, what="the job record")
     process.send_signal(signal.SIGKILL)  # in the middle of packing

@@ -27,9 +27,13 @@ fi
 start_ns=$(date +%s%N)
 echo "install.sh: installing ${missing[*]}"
 export DEBIAN_FRONTEND=noninteractive
-apt-get update -qq
+# Quiet: apt's output is shown only when it fails.
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+apt-get update -qq >"$log" 2>&1 || { cat "$log" >&2; echo "install.sh: apt-get update failed" >&2; exit 1; }
 # --no-install-recommends keeps the install small; the daemons are not started by apt here
 # (policy-rc.d denies init scripts): start.sh starts them.
-apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+apt-get install -y -qq --no-install-recommends "${missing[@]}" >"$log" 2>&1 \
+    || { cat "$log" >&2; echo "install.sh: apt-get install ${missing[*]} failed" >&2; exit 1; }
 ms=$(( ($(date +%s%N) - start_ns) / 1000000 ))
 printf 'install.sh: installed in %d.%01d s\n' $((ms / 1000)) $((ms % 1000 / 100))

@@ -1,3 +1,4 @@
+# shellcheck shell=bash disable=SC2034  # variables are used by the scripts that source this
 # Shared by start.sh and stop.sh (sourced, not run): pid files and process helpers.
 MUNGE_PID=/run/munge/munged.pid
 SLURM_RUN=/run/slurm

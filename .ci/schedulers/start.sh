@@ -7,7 +7,7 @@
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-# shellcheck source=lib.sh
+# shellcheck source=SCRIPTDIR/lib.sh
 source "$HERE/lib.sh"
 
 READY_TIMEOUT_S=${READY_TIMEOUT_S:-60}
@@ -22,7 +22,7 @@ t0=$(date +%s%N)
 elapsed() { local ms=$(( ($(date +%s%N) - t0) / 1000000 )); printf '%d.%d s' $((ms / 1000)) $((ms % 1000 / 100)); }
 
 # An earlier instance would keep the old config: stop it first (by pid file, never by name).
-"$HERE/stop.sh" --quiet
+bash "$HERE/stop.sh" --quiet
 
 NODE=$(hostname -s)
 CPUS=$(nproc)
@@ -89,6 +89,7 @@ TaskPlugin=task/none
 SelectType=select/cons_tres
 SelectTypeParameters=CR_CPU
 SchedulerType=sched/backfill
+# Schedule a batch job as soon as it is submitted or a CPU frees (default: up to 3 s later).
 SchedulerParameters=batch_sched_delay=0
 # No slurmdbd: sacct does not work, finished jobs are read from scontrol (kept MinJobAge s)
 # and from the jobcomp file.
@@ -118,8 +119,8 @@ install -m 644 "$conf" /etc/slurm/slurm.conf
 rm -f "$conf"
 
 # spank_pbs sets PBS_JOBID, PBS_ARRAY_INDEX, PBS_O_WORKDIR ... inside jobs, as PBS does.
-SPANK_PBS=/usr/lib/x86_64-linux-gnu/slurm-wlm/spank_pbs.so
-[[ -f $SPANK_PBS ]] || die "$SPANK_PBS missing: is slurm-wlm-torque installed?"
+SPANK_PBS=$(compgen -G '/usr/lib/*/slurm-wlm/spank_pbs.so' | head -n 1 || true)  # any arch
+[[ -n $SPANK_PBS ]] || die "spank_pbs.so not found under /usr/lib/*/slurm-wlm: is slurm-wlm installed?"
 install -d -m 755 /etc/slurm/plugstack.conf.d
 grep -qs 'plugstack.conf.d' /etc/slurm/plugstack.conf \
     || echo 'include /etc/slurm/plugstack.conf.d/*.conf' >>/etc/slurm/plugstack.conf
@@ -138,15 +139,23 @@ slurmd </dev/null >>/var/log/slurm/slurmd.out 2>&1 \
     || die "slurmd did not start: see /var/log/slurm/slurmd.log"
 
 # Ready means: slurmd registered after this start (sinfo alone can still show the old IDLE
-# state), and then a real job step runs. Both waits are bounded.
+# state), the node takes jobs, and then a real job step runs. All waits are bounded.
 deadline=$(( $(date +%s) + READY_TIMEOUT_S ))
+resumed=0
 while :; do
     line=$(scontrol show node "$NODE" -o 2>/dev/null || true)
     slurmd_start=$(sed -n 's/.*SlurmdStartTime=\([^ ]*\).*/\1/p' <<<"$line")
-    state=$(sed -n 's/.*State=\([^ ]*\).*/\1/p' <<<"$line")
-    if [[ -n $slurmd_start && $slurmd_start != None ]] \
-        && (( $(date -d "$slurmd_start" +%s) >= start_s )) \
-        && [[ $state == IDLE* || $state == MIXED* || $state == ALLOCATED* ]]; then
+    state=$(sed -n 's/.* State=\([^ ]*\).*/\1/p' <<<"$line")
+    fresh=0
+    [[ -n $slurmd_start && $slurmd_start != None ]] \
+        && (( $(date -d "$slurmd_start" +%s) >= start_s )) && fresh=1
+    if (( fresh )) && [[ $state =~ DRAIN|FAIL && $resumed == 0 ]]; then
+        # Drained by an earlier run (e.g. "Kill task failed"): this is a fresh start.
+        reason=$(sed -n 's/.* Reason=\(.*\)/\1/p' <<<"$line")
+        echo "start.sh: node was $state (${reason:-no reason}): resuming it"
+        scontrol update NodeName="$NODE" State=RESUME || true
+        resumed=1
+    elif (( fresh )) && [[ $state =~ ^(IDLE|MIXED|ALLOCATED) && ! $state =~ DRAIN|DOWN|FAIL ]]; then
         break
     fi
     if (( $(date +%s) >= deadline )); then
@@ -155,10 +164,16 @@ while :; do
     sleep 0.2
 done
 
-left=$(( deadline - $(date +%s) )); (( left > 5 )) || left=5
-out=$(timeout "$left" srun --partition=debug --time=1 --ntasks=1 --job-name=start-smoke hostname 2>&1) \
-    || die "smoke job 'srun hostname' failed or timed out after ${left} s: $out"
-[[ $out == "$NODE"* ]] || die "smoke job printed '$out', expected '$NODE'"
+if [[ $state == ALLOCATED* ]]; then
+    # Jobs kept from before the restart hold every CPU: a smoke job would only queue.
+    echo "start.sh: node busy with earlier jobs (see squeue): skipped the srun smoke test"
+else
+    left=$(( deadline - $(date +%s) )); (( left > 5 )) || left=5
+    out=$(timeout "$left" srun --quiet --partition=debug --time=1 --ntasks=1 \
+        --job-name=start-smoke hostname 2>&1) \
+        || die "smoke job 'srun hostname' failed or timed out after ${left} s (queued behind earlier jobs? see squeue): $out"
+    [[ ${out##*$'\n'} == "$NODE"* ]] || die "smoke job printed '$out', expected '$NODE'"
+fi
 
 echo "start.sh: Slurm ready on $NODE (${CPUS} CPUs, ${REAL_MEM_MB} MB, ${#PARTITIONS[@]} partitions) in $(elapsed)"
 echo "start.sh: PBS front end in $PBS_BIN (prepend it to PATH); stop with .ci/schedulers/stop.sh"

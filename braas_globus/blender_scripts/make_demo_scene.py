@@ -24,13 +24,16 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--height", type=int, default=90)
     parser.add_argument("--samples", type=int, default=16)
     parser.add_argument("--engine", default="CYCLES")
+    parser.add_argument("--subdivisions", type=int, default=1,
+                        help="subdivision levels of the monkey: more static geometry to sync")
     parser.add_argument("--missing-texture", action="store_true")
     return parser.parse_args(argv)
 
 
 def textured_material(name: str, image) -> bpy.types.Material:
     material = bpy.data.materials.new(name)
-    material.use_nodes = True
+    if not material.use_nodes:  # Blender 5 materials always use nodes; older ones need this
+        material.use_nodes = True
     nodes = material.node_tree.nodes
     texture = nodes.new("ShaderNodeTexImage")
     texture.image = image
@@ -75,6 +78,9 @@ def main() -> None:
     bpy.context.object.data.materials.append(textured_material("Ground", grid))
     bpy.ops.mesh.primitive_monkey_add(location=(0, 0, 1))
     bpy.ops.object.shade_smooth()
+    if args.subdivisions > 0:
+        modifier = bpy.context.object.modifiers.new("Subdivision", "SUBSURF")
+        modifier.levels = modifier.render_levels = args.subdivisions
     bpy.context.object.data.materials.append(textured_material("Monkey", checker))
     if args.missing_texture:
         bpy.ops.mesh.primitive_cube_add(size=0.5, location=(2, 0, 0.25))
