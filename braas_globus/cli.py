@@ -5,6 +5,7 @@ Exit codes: 0 success, 1 a failed run, 2 invalid input (nothing was written).
 
 from __future__ import annotations
 
+import json
 import logging
 import sys
 from collections.abc import Callable
@@ -242,6 +243,75 @@ def presets(as_json: JsonOption = False) -> None:
             table.add_row(preset.name, preset.backend, preset.description)
         out.data([vars(p) for p in known])
         out.table(table)
+
+    run(as_json, command)
+
+
+@app.command()
+def clusters(as_json: JsonOption = False) -> None:
+    """List the supported HPC clusters from the catalog: scheduler, CPU, GPUs, partitions."""
+
+    def command(out: Output, service: Service) -> None:
+        from .catalog import load_catalog
+
+        catalog = load_catalog()
+        table = Table("cluster", "name", "scheduler", "arch", "GPU device", "partitions")
+        rows = []
+        for key, cluster in catalog.clusters.items():
+            partitions = {name: part.kind for name, part in cluster.partitions.items()}
+            rows.append({"cluster": key, "title": cluster.title, "scheduler": cluster.scheduler,
+                         "arch": cluster.arch, "cycles_device": cluster.cycles_device,
+                         "partitions": partitions})
+            table.add_row(key, cluster.title, cluster.scheduler, cluster.arch,
+                          cluster.cycles_device or "-",
+                          ", ".join(f"{n} ({k})" for n, k in partitions.items()))
+        out.data(rows)
+        out.table(table)
+
+    run(as_json, command)
+
+
+endpoints_app = typer.Typer(help="Centre-side Globus Compute endpoint templates.",
+                            no_args_is_help=True)
+app.add_typer(endpoints_app, name="endpoints")
+
+
+def _user_config(path: Path | None, options: list[str]) -> dict:
+    """Endpoint options from a JSON file and KEY=VALUE pairs (whole numbers become ints)."""
+    config: dict = {}
+    if path is not None:
+        try:
+            config = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as err:
+            raise UsageError(f"--user-config {path}: not a readable JSON file ({err})") from None
+        if not isinstance(config, dict):
+            raise UsageError(f"--user-config {path}: must hold a JSON object")
+    for option in options:
+        key, sep, value = option.partition("=")
+        if not sep or not key:
+            raise UsageError(f"--option {option!r}: write KEY=VALUE")
+        config[key] = int(value) if value.isdigit() else value
+    if not config:
+        raise UsageError("give --user-config FILE or --option KEY=VALUE "
+                         "(for example account, partition, walltime_minutes)")
+    return config
+
+
+@endpoints_app.command("render")
+def endpoints_render(
+    cluster: Annotated[str, typer.Argument(help="A cluster from `braas-globus clusters`.")],
+    user_config: Annotated[Optional[Path], typer.Option(help="JSON file with the options a user sends.")] = None,
+    option: Annotated[Optional[list[str]], typer.Option(help="KEY=VALUE, may repeat.")] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Show the endpoint config (YAML) that a user's options would produce at a centre."""
+
+    def command(out: Output, service: Service) -> None:
+        from .endpoint_config import render_user_config
+
+        config = _user_config(user_config, option or [])
+        text = render_user_config(cluster, config)
+        out.data({"cluster": cluster, "user_config": config, "endpoint_config": text}, text)
 
     run(as_json, command)
 

@@ -33,7 +33,8 @@ class Output:
         self.err.print(text, markup=False)
 
     def error(self, text: str) -> None:
-        self.err.print(f"error: {text}", markup=False)
+        one_line = " ".join(text.split("\n"))  # a user's value may hold a newline
+        self.err.print(f"error: {one_line}", markup=False)
 
     def reporter(self, title: str) -> "ProgressReporter":
         return ProgressReporter(self.err, title, enabled=self.err.is_terminal and not self.as_json)

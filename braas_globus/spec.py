@@ -101,7 +101,7 @@ class JobSpec(BaseModel):
         if value is None or value == "":
             return None
         if len(value) > 254 or not _EMAIL.match(value):
-            raise ValueError(f"'{value}' is not an email address")
+            raise ValueError(f"{value!r} is not an email address")
         return value
 
     @field_validator("preset")

@@ -34,17 +34,17 @@ def parse_frames(spec: str) -> list[int]:
         match = _ITEM.match(item)
         if not match:
             raise FrameSpecError(
-                f"'{item}' is not a frame, a range A-B, or a stepped range A-B:STEP"
+                f"{item!r} is not a frame, a range A-B, or a stepped range A-B:STEP"
             )
         start = int(match.group(1))
         end = int(match.group(2)) if match.group(2) is not None else start
         step = int(match.group(3)) if match.group(3) is not None else 1
         if end < start:
-            raise FrameSpecError(f"'{item}' is a reversed range: write {end}-{start}")
+            raise FrameSpecError(f"{item!r} is a reversed range: write {end}-{start}")
         if step == 0:
-            raise FrameSpecError(f"'{item}' has step 0: the step must be 1 or more")
+            raise FrameSpecError(f"{item!r} has step 0: the step must be 1 or more")
         if end > MAX_FRAME:
-            raise FrameSpecError(f"'{item}' goes past frame {MAX_FRAME}, Blender's last frame")
+            raise FrameSpecError(f"{item!r} goes past frame {MAX_FRAME}, Blender's last frame")
         frames.update(range(start, end + 1, step))
     return sorted(frames)
 

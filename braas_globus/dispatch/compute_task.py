@@ -1,0 +1,56 @@
+"""The function a Globus Compute endpoint runs for one render task.
+
+It is sent by source (the SDK's serializer), so it imports nothing of braas_globus: the
+worker needs only Python and, in the image or on the host, the stdlib entry point
+``render_task.py``. The centre's endpoint template says where that is, through the
+environment its ``worker_init`` sets:
+
+- ``BRAAS_IMAGE`` (+ ``BRAAS_CONTAINER_RUNTIME``, ``BRAAS_CONTAINER_FLAGS``): run the entry
+  point inside the Apptainer image, with only the job folder bound into it;
+- else ``BRAAS_WORKER_DIR`` (+ ``BRAAS_WORKER_PYTHON``): run it on the host.
+
+The job folder is on the centre's shared file system (staged there by Transfer). The task
+writes frames, logs and progress records into it and returns only its small closing
+record: frames travel by Transfer, never in results (the service caps results at 10 MB).
+"""
+
+from __future__ import annotations
+
+
+def render_on_worker(task: dict, job_root: str) -> dict:
+    """Run one render task in ``job_root``; return the entry point's closing record."""
+    import json
+    import os
+    import shlex
+    import subprocess
+    from pathlib import Path
+
+    root = Path(job_root)
+    task_file = root / "job" / "tasks" / f"task-{int(task['task']):04d}.json"
+    task_file.parent.mkdir(parents=True, exist_ok=True)
+    task_file.write_text(json.dumps(task))
+
+    image = os.environ.get("BRAAS_IMAGE", "")
+    if image and os.path.exists(image):
+        runtime = os.environ.get("BRAAS_CONTAINER_RUNTIME", "apptainer")
+        flags = shlex.split(os.environ.get("BRAAS_CONTAINER_FLAGS", ""))  # the centre's, not a user's
+        argv = [runtime, "exec", *flags, "--bind", str(root), image,
+                "python3", "/opt/braas/worker/render_task.py", str(task_file)]
+    else:
+        worker_dir = os.environ.get("BRAAS_WORKER_DIR")
+        if not worker_dir:
+            return {"event": "end", "state": "FAILED", "missing": task["frames"],
+                    "reason": "this endpoint sets neither BRAAS_IMAGE nor BRAAS_WORKER_DIR"}
+        python = os.environ.get("BRAAS_WORKER_PYTHON", "python3")
+        argv = [python, str(Path(worker_dir) / "render_task.py"), str(task_file)]
+
+    done = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                          stdin=subprocess.DEVNULL, check=False)
+    for line in reversed(done.stdout.splitlines()):
+        if line.startswith("{") and '"end"' in line:
+            record = json.loads(line)
+            if record.get("event") == "end":
+                return {**record, "exit_code": done.returncode, "host": os.uname().nodename}
+    return {"event": "end", "state": "FAILED", "missing": task["frames"],
+            "exit_code": done.returncode, "host": os.uname().nodename,
+            "reason": (done.stderr.strip().splitlines() or ["the entry point printed nothing"])[-1]}

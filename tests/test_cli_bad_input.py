@@ -1,0 +1,129 @@
+"""Bad input of every kind: one clear line on stderr, exit code 2, nothing written."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+
+def nothing_written(home: Path) -> bool:
+    jobs = home / "jobs"
+    no_folders = not jobs.exists() or not any(jobs.iterdir())
+    no_records = True
+    if (home / "jobs.sqlite").exists():
+        import sqlite3
+
+        with sqlite3.connect(home / "jobs.sqlite") as db:
+            no_records = db.execute("SELECT count(*) FROM jobs").fetchone()[0] == 0
+    return no_folders and no_records
+
+
+def bad_files(folder: Path) -> dict[str, Path]:
+    folder.mkdir(parents=True, exist_ok=True)
+    text = folder / "notes.txt"
+    text.write_text("hello")
+    garbage = folder / "garbage.blend"
+    garbage.write_bytes(b"this is not a blend file" * 40)
+    empty = folder / "empty.blend"
+    empty.write_bytes(b"")
+    return {"text": text, "garbage": garbage, "empty": empty, "dir": folder}
+
+
+SUBMIT_CASES = [
+    # (id, scene kind, extra args, words the one line must contain)
+    ("missing file", "nope", [], "does not exist"),
+    ("not a .blend", "text", [], "not a .blend file"),
+    ("a folder", "dir", [], "not a file"),
+    ("corrupt .blend", "garbage", [], "not a readable .blend"),
+    ("empty .blend", "empty", [], "not a readable .blend"),
+    ("truncated .blend", "truncated", [], ".blend"),
+    ("reversed range", "ok", ["--frames", "10-1"], "reversed range"),
+    ("step 0", "ok", ["--frames", "1-10:0"], "step 0"),
+    ("garbage frames", "ok", ["--frames", "one-ten"], "is not a frame"),
+    ("frame past Blender's last", "ok", ["--frames", "1-2000000"], "Blender's last frame"),
+    ("shell in frames", "ok", ["--frames", "1;touch /tmp/x"], "is not a frame"),
+    ("walltime 0", "ok", ["--walltime", "0"], "walltime"),
+    ("walltime 2881", "ok", ["--walltime", "2881"], "walltime"),
+    ("walltime not a number", "ok", ["--walltime", "ten"], "--walltime"),
+    ("max-jobs 0", "ok", ["--max-jobs", "0"], "max-jobs"),
+    ("max-jobs 10001", "ok", ["--max-jobs", "10001"], "max-jobs"),
+    ("project too long", "ok", ["--project", "x" * 26], "at most 25"),
+    ("project empty", "ok", ["--project", "  "], "empty"),
+    ("project with shell", "ok", ["--project", "a;rm -rf"], "project"),
+    ("bad email", "ok", ["--email", "someone@"], "not an email"),
+    ("email with newline", "ok", ["--email", "a@b.cz\n#SBATCH --uid=0"], "not an email"),
+    ("unknown preset", "ok", ["--preset", "karolina-gpu"], "unknown preset"),
+    ("bad preset name", "ok", ["--preset", "../etc"], "preset"),
+    ("unknown mode", "ok", ["--mode", "zip"], "--mode"),
+    ("unknown device", "ok", ["--device", "TPU"], "--device"),
+    ("retries 11", "ok", ["--retries", "11"], "retries"),
+    ("image and frames", "ok", ["--image", "--frames", "1-3"], "either --image or --frames"),
+    ("another engine", "eevee", [], "Cycles"),
+    ("missing texture", "missing", [], "missing asset"),
+]
+
+
+@pytest.mark.parametrize(("case", "kind", "args", "words"), SUBMIT_CASES,
+                         ids=[c[0] for c in SUBMIT_CASES])
+def test_bad_submit(cli, home, scene, tmp_path, case, kind, args, words):
+    files = bad_files(tmp_path / "bad")
+    if kind == "ok":
+        path = scene("anim6")
+    elif kind in ("eevee", "missing"):
+        path = scene(kind)
+    elif kind == "truncated":
+        good = scene("anim6")
+        path = good.with_name("truncated.blend")
+        path.write_bytes(good.read_bytes()[: good.stat().st_size // 3])
+    elif kind == "nope":
+        path = tmp_path / "nope.blend"
+    else:
+        path = files[kind]
+    result = cli("submit", path, *args)
+    assert result.code == 2, (result.stdout, result.stderr)
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    assert words in lines[0]
+    assert result.stdout == ""
+    assert nothing_written(home)
+
+
+@pytest.mark.parametrize("command", [["info"], ["logs"], ["cancel"], ["download"], ["resume"]])
+def test_unknown_job_id(cli, home, command):
+    result = cli(*command, "2020-01-01-00000000-nothing")
+    assert result.code == 2
+    assert result.stderr.strip() == ("error: no job '2020-01-01-00000000-nothing'; "
+                                     "`braas-globus list` shows your jobs")
+
+
+def test_unknown_command_and_missing_argument(cli):
+    for args in (["render"], ["submit"], ["info"]):
+        result = cli(*args)
+        assert result.code == 2 and len(result.stderr.strip().splitlines()) == 1
+
+
+def test_json_error_keeps_stdout_clean(cli, tmp_path):
+    result = cli("submit", tmp_path / "nope.blend", "--json")
+    assert result.code == 2 and result.stdout == ""
+
+
+def test_presets_lists_the_local_default(cli):
+    result = cli("presets", "--json")
+    assert result.code == 0
+    assert [p["name"] for p in result.json()] == ["local"]
+
+
+def test_bad_config_file_is_reported(cli, home):
+    home.mkdir(parents=True, exist_ok=True)
+    (home / "config.toml").write_text("local_workers = 0\n")
+    result = cli("list")
+    assert result.code == 2 and "local_workers" in result.stderr
+
+
+def test_json_outputs_parse(cli):
+    for args in (["list", "--json"], ["presets", "--json"], ["clusters", "--json"]):
+        result = cli(*args)
+        assert result.code == 0
+        json.loads(result.stdout)
