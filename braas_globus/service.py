@@ -11,6 +11,8 @@ from __future__ import annotations
 import json
 import shutil
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -99,12 +101,7 @@ class Service:
         frames = resolve_frames(spec, scene)
         blender = find_blender(self.settings)
         reporter.step("tracing assets")
-        staging = self.settings.home / "staging" / f"{time.time_ns()}"
-        plan = PackPlan(spec.scene, spec.mode, staging)
-        try:
-            missing = plan.strategise()
-            if missing and not spec.allow_missing:
-                raise MissingAssetsError(spec.scene, missing)
+        with self._traced(spec) as plan:
             job_id = new_job_id(spec.project, self._job_exists)
             folder = self.settings.jobs_dir / job_id
             self.store.create_job(job_id=job_id, project=spec.project, preset=preset.name,
@@ -122,9 +119,6 @@ class Service:
                 self.store.delete_job(job_id)
                 shutil.rmtree(folder, ignore_errors=True)
                 raise
-        finally:
-            plan.close()
-            shutil.rmtree(staging, ignore_errors=True)
         job = self.store.job(job_id)
         self.backend(job.backend).start(job)
         return self.store.job(job_id)
@@ -212,16 +206,22 @@ class Service:
 
     def _reconfigure(self, job: JobRecord, reporter: Reporter) -> None:
         spec = JobSpec(**job.spec)  # re-validates: the scene must still exist
+        with self._traced(spec) as plan:
+            for sub in JOB_SUBFOLDERS:
+                (job.folder / sub).mkdir(parents=True, exist_ok=True)
+            self._configure(job, plan, parse_frames(job.frames), find_blender(self.settings),
+                            reporter)
+
+    @contextmanager
+    def _traced(self, spec: JobSpec) -> Iterator[PackPlan]:
+        """A traced pack plan with a fresh staging folder; refused if assets are missing."""
         staging = self.settings.home / "staging" / f"{time.time_ns()}"
         plan = PackPlan(spec.scene, spec.mode, staging)
         try:
             missing = plan.strategise()
             if missing and not spec.allow_missing:
                 raise MissingAssetsError(spec.scene, missing)
-            for sub in JOB_SUBFOLDERS:
-                (job.folder / sub).mkdir(parents=True, exist_ok=True)
-            self._configure(job, plan, parse_frames(job.frames), find_blender(self.settings),
-                            reporter)
+            yield plan
         finally:
             plan.close()
             shutil.rmtree(staging, ignore_errors=True)
