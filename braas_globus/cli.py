@@ -17,7 +17,6 @@ from rich.table import Table
 
 from .errors import BraasError, UsageError
 from .output import Output
-from .presets import list_presets
 from .service import Service
 from .spec import Device, Mode, build_spec, default_project
 from .states import JobState
@@ -84,7 +83,7 @@ def submit(
     max_jobs: Annotated[int, typer.Option(help="At most this many render tasks (1-10000).")] = 100,
     project: Annotated[Optional[str], typer.Option(help="Project name, up to 25 characters (default: the file name).")] = None,
     email: Annotated[Optional[str], typer.Option(help="Mail the scheduler's job notices here.")] = None,
-    device: Annotated[Device, typer.Option(case_sensitive=False, help="Cycles device.")] = Device.CPU,
+    device: Annotated[Optional[Device], typer.Option(case_sensitive=False, help="Cycles device (default: the preset's: CPU here, the partition's GPUs on a cluster).")] = None,
     retries: Annotated[int, typer.Option(help="Tries again for a failed task (0-10).")] = 2,
     scout: Annotated[bool, typer.Option("--scout", help="Render the first, middle and last frames first.")] = False,
     allow_missing: Annotated[bool, typer.Option("--allow-missing", help="Submit even if assets are missing.")] = False,
@@ -233,21 +232,6 @@ def resume(job: JobArg, wait: WaitOption = False, as_json: JsonOption = False) -
 
 
 @app.command()
-def presets(as_json: JsonOption = False) -> None:
-    """List the presets a job can render on."""
-
-    def command(out: Output, service: Service) -> None:
-        known = list_presets()
-        table = Table("preset", "backend", "description")
-        for preset in known:
-            table.add_row(preset.name, preset.backend, preset.description)
-        out.data([vars(p) for p in known])
-        out.table(table)
-
-    run(as_json, command)
-
-
-@app.command()
 def clusters(as_json: JsonOption = False) -> None:
     """List the supported HPC clusters from the catalog: scheduler, CPU, GPUs, partitions."""
 
@@ -270,6 +254,10 @@ def clusters(as_json: JsonOption = False) -> None:
 
     run(as_json, command)
 
+
+from .presets_cli import presets_app  # noqa: E402
+
+app.add_typer(presets_app, name="presets")
 
 endpoints_app = typer.Typer(help="Centre-side Globus Compute endpoint templates.",
                             no_args_is_help=True)

@@ -15,3 +15,7 @@ class NotFoundError(UsageError):
 
 class RunError(BraasError):
     """A run that failed: a render, a missing Blender, a dead backend. Exit code 1."""
+
+
+class StagingError(RunError):
+    """A transfer failed, expired or was paused: the job stays resumable."""

@@ -22,13 +22,13 @@ from . import collect
 from .blender import find_blender, run_blender_script
 from .blender_scripts import MAKE_DEMO_SCENE
 from .dispatch import Backend, backend_for
-from .errors import RunError, UsageError
+from .errors import RunError, StagingError, UsageError
 from .pack import MANIFEST_NAME, MissingAssetsError, PackPlan, build_manifest, manifest_to_json
 from .plan import plan_tasks
 from .presets import get_preset
 from .scene_info import read_scene_info
 from .settings import Settings, load_settings
-from .spec import JobSpec
+from .spec import Device, JobSpec
 from .stage import LocalStager
 from .states import JobState, TaskState
 from .store import JobRecord, Store
@@ -85,15 +85,17 @@ class Service:
         settings = settings or load_settings()
         return cls(settings, Store(settings.store_path))
 
-    def backend(self, name: str) -> Backend:
-        return backend_for(name, self.store, self.settings)
+    def backend(self, preset: str) -> Backend:
+        return backend_for(preset, self.store, self.settings)
 
     def job(self, job_id: str) -> JobRecord:
         return self.store.job(self.store.resolve_job_id(job_id))
 
     # --- submit -----------------------------------------------------------------------
     def submit(self, spec: JobSpec, reporter: Reporter = QuietReporter()) -> JobRecord:
-        preset = get_preset(spec.preset)
+        preset = get_preset(spec.preset, self.settings.home)
+        if spec.device is None:  # the preset's hardware decides: CPU here, CUDA on an A100 node
+            spec = spec.model_copy(update={"device": Device(preset.default_device)})
         scene = read_scene_info(spec.scene)
         if scene.engine != "CYCLES":
             raise UsageError(f"{spec.scene.name} renders with {scene.engine}; braas-globus "
@@ -114,13 +116,15 @@ class Service:
                 (folder / "job" / "spec.json").write_text(
                     json.dumps(spec.model_dump(mode="json"), indent=1))
                 self._configure(self.store.job(job_id), plan, frames, blender, reporter)
+            except StagingError:
+                raise  # the scene is packed and recorded: `resume` sends it again
             except Exception:
                 # A failure (not a kill) while configuring: take the job back out whole.
                 self.store.delete_job(job_id)
                 shutil.rmtree(folder, ignore_errors=True)
                 raise
         job = self.store.job(job_id)
-        self.backend(job.backend).start(job)
+        self.backend(job.preset).start(job)
         return self.store.job(job_id)
 
     def _job_exists(self, job_id: str) -> bool:
@@ -138,7 +142,8 @@ class Service:
         LocalStager(self.settings.objects_dir).stage(plan.target, manifest, job.folder)
         (job.folder / "job" / MANIFEST_NAME).write_text(
             json.dumps(manifest_to_json(manifest), indent=1))
-        backend = self.backend(job.backend)
+        backend = self.backend(job.preset)
+        backend.stage(job, manifest, on_bytes=reporter.progress)
         max_tasks = min(spec.max_jobs, backend.task_slots() + (1 if spec.scout else 0))
         tasks = plan_tasks(frames, max_tasks, scout=spec.scout)
         self.store.add_tasks(job.id, tasks, max_attempts=spec.retries + 1, blender=blender,
@@ -147,7 +152,7 @@ class Service:
     # --- follow -----------------------------------------------------------------------
     def refresh(self, job_id: str) -> tuple[JobRecord, str | None]:
         job = self.job(job_id)
-        warning = self.backend(job.backend).refresh(job)
+        warning = self.backend(job.preset).refresh(job)
         return self.store.job(job.id), warning
 
     def wait(self, job_id: str, reporter: Reporter = QuietReporter(),
@@ -184,7 +189,7 @@ class Service:
         job, _ = self.refresh(job_id)
         if job.state.is_final:
             return job
-        self.backend(job.backend).cancel(job)
+        self.backend(job.preset).cancel(job)
         return self.store.job(job.id)
 
     def resume(self, job_id: str, reporter: Reporter = QuietReporter()) -> JobRecord:
@@ -201,7 +206,7 @@ class Service:
                 return job
             self.store.reopen(job.id, reopen)
         job = self.store.job(job.id)
-        self.backend(job.backend).start(job)
+        self.backend(job.preset).start(job)
         return self.store.job(job.id)
 
     def _reconfigure(self, job: JobRecord, reporter: Reporter) -> None:
@@ -226,8 +231,10 @@ class Service:
             plan.close()
             shutil.rmtree(staging, ignore_errors=True)
 
-    def download(self, job_id: str, to: Path | None = None) -> dict:
+    def download(self, job_id: str, to: Path | None = None,
+                 reporter: Reporter = QuietReporter()) -> dict:
         job, _ = self.refresh(job_id)
+        self.backend(job.preset).collect(job, on_bytes=reporter.progress)
         destination = (to / job.id) if to else job.folder
         if destination != job.folder:
             for sub in ("out", "log", "job"):

@@ -62,7 +62,7 @@ class JobSpec(BaseModel):
     max_jobs: Annotated[int, Field(ge=1, le=10000)] = 100
     project: str = "braas"
     email: str | None = None
-    device: Device = Device.CPU
+    device: Device | None = None  # None: the preset's default (CPU, or the partition's GPUs)
     retries: Annotated[int, Field(ge=0, le=10)] = 2
     scout: bool = False
     allow_missing: bool = False

@@ -1,8 +1,8 @@
 """Send a job's render tasks to a backend, follow them, cancel them.
 
 A backend is small (as Parsl's providers are): how many tasks it runs at once
-(which shapes the plan), ``start`` the job's queued tasks, ``refresh`` the store
-from what it knows, ``cancel``. The local backend is the embedded default; the
+(which shapes the plan), ``stage`` the scene where its workers read it, ``start`` the
+job's queued tasks, ``refresh`` the store from what it knows, ``cancel``, ``collect``. The local backend is the embedded default; the
 Globus Compute backend sends the same tasks to a centre's endpoint.
 """
 
@@ -29,14 +29,27 @@ class Backend(Protocol):
         """Update the store from the backend; return a warning for the user, if any."""
         ...
 
+    def stage(self, job: JobRecord, manifest, on_bytes=None) -> None:
+        """Put the job's staged scene where its tasks read it (the local objects exist)."""
+        ...
+
     def cancel(self, job: JobRecord) -> None:
         """Stop every task of the job; nothing of it renders afterwards."""
         ...
 
+    def collect(self, job: JobRecord, on_bytes=None) -> None:
+        """Bring the job's out/, log/ and progress records into its local folder."""
+        ...
 
-def backend_for(name: str, store: Store, settings: Settings) -> Backend:
-    if name == "local":
+
+def backend_for(preset_name: str, store: Store, settings: Settings) -> Backend:
+    from ..presets import get_preset
+
+    preset = get_preset(preset_name, settings.home)
+    if preset.backend == "local":
         from .local import LocalBackend
 
         return LocalBackend(store, settings)
-    raise ValueError(f"no backend named {name!r}")
+    from .globus import GlobusBackend
+
+    return GlobusBackend(store, settings, preset)

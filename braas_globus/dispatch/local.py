@@ -51,6 +51,12 @@ class LocalBackend:
     def task_slots(self) -> int:
         return self.settings.local_workers
 
+    def stage(self, job: JobRecord, manifest, on_bytes=None) -> None:
+        pass  # the local stager already hard-linked in/ into the job folder
+
+    def collect(self, job: JobRecord, on_bytes=None) -> None:
+        pass  # tasks write straight into the job folder
+
     def start(self, job: JobRecord) -> None:
         if runner_alive(job):
             return  # the running runner picks up newly queued tasks

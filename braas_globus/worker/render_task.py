@@ -24,6 +24,7 @@ import argparse
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -52,6 +53,35 @@ def frame_file(out_dir: Path, frame: int) -> Path | None:
         if is_valid_image(candidate):
             return candidate
     return None
+
+
+def link_inputs(job_root: Path, objects_dir: Path) -> int:
+    """Build ``in/`` from the job's manifest by hard-linking shared objects; returns links made.
+
+    At a centre, Transfer puts each file's content once in ``objects/`` (named by sha256)
+    and the job's manifest beside the job; the first task of the job lays out ``in/``.
+    """
+    manifest = json.loads((job_root / "job" / "manifest.json").read_text(encoding="utf-8"))
+    made = 0
+    for relative, entry in manifest.items():
+        parts = Path(relative).parts
+        if Path(relative).is_absolute() or ".." in parts or not parts:
+            raise ValueError(f"manifest path {relative!r} leaves the job folder")
+        if not re.fullmatch(r"[0-9a-f]{64}", entry["sha256"]):
+            raise ValueError(f"manifest entry {relative!r} has no sha256")
+        target = job_root / "in" / relative
+        if target.exists():
+            continue
+        target.parent.mkdir(parents=True, exist_ok=True)
+        source = objects_dir / entry["sha256"][:2] / entry["sha256"]
+        try:
+            os.link(source, target)
+        except FileExistsError:  # another task of the job linked it first
+            continue
+        except OSError:
+            shutil.copyfile(source, target)  # a file system without hard links
+        made += 1
+    return made
 
 
 def blender_argv(blender: dict, script: Path, script_args: list[str],
@@ -113,6 +143,12 @@ class TaskRun:
         for folder in (self.out_dir, self.log_path.parent, self.progress_path.parent):
             folder.mkdir(parents=True, exist_ok=True)
         frames = parse_frames(self.task["frames"])
+        if self.task.get("objects_dir"):
+            try:
+                link_inputs(self.root, Path(self.task["objects_dir"]))
+            except (OSError, ValueError, KeyError) as err:
+                return self.finish("FAILED", frames, f"cannot lay out in/ from the staged "
+                                                     f"objects: {err}")
         done = {f for f in frames if frame_file(self.out_dir, f) is not None}
         pending = [f for f in frames if f not in done]
         self.emit({"event": "start", "frames": self.task["frames"],

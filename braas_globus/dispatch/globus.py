@@ -1,0 +1,173 @@
+"""Render at an HPC centre: tasks go to the centre's Globus Compute endpoint.
+
+``start`` sends each queued task with globus-compute-sdk's Executor (the function is
+``compute_task.render_on_worker``), with a ``user_endpoint_config`` built from the
+preset and the job and checked against the centre's own schema first. Task ids are
+stored as soon as the service returns them, so ``refresh`` in any later process reads
+states and results from the service (``Client.get_batch_result``). Results are the
+worker's small closing record; frames come back by Transfer (``collect``).
+
+Cancel: the service cannot stop a task it has accepted, so ``cancel`` puts the job's
+cancel marker in the job folder at the centre by Transfer. A running task stops Blender
+within a second of the marker arriving, and a task that starts later exits at once:
+in all, about the time a small transfer takes (typically 5-30 s).
+"""
+
+from __future__ import annotations
+
+import time
+
+from ..catalog import load_catalog
+from ..endpoint_config import validate_user_config
+from ..errors import RunError
+from ..presets import ClusterPreset
+from ..settings import Settings
+from ..states import TaskState
+from ..store import JobRecord, Store, TaskRecord
+from ..transfer import JobTransfers
+from ..worker.frames import parse_frames
+from .compute_task import render_on_worker
+
+# Compute task statuses that mean a worker has the task.
+_RUNNING_STATUSES = {"running"}
+_TASK_ID_WAIT_S = 60
+
+
+class GlobusBackend:
+    name = "globus"
+
+    def __init__(self, store: Store, settings: Settings, preset: ClusterPreset,
+                 transfer_client=None, compute_client=None) -> None:
+        self.store = store
+        self.settings = settings
+        self.preset = preset
+        self._transfer_client = transfer_client
+        self._compute_client = compute_client
+
+    # Clients are made on first use, so listing jobs never asks for a login.
+    @property
+    def transfer(self) -> JobTransfers:
+        if self._transfer_client is None:
+            from ..auth import transfer_client
+
+            self._transfer_client = transfer_client()
+        return JobTransfers(self._transfer_client, self.preset, self.settings.home)
+
+    @property
+    def compute(self):
+        if self._compute_client is None:
+            from ..auth import compute_client
+
+            self._compute_client = compute_client()
+        return self._compute_client
+
+    def task_slots(self) -> int:
+        partition = load_catalog().get(self.preset.cluster).get(self.preset.partition)
+        per_node = partition.devices_per_node or 1  # one worker per GPU, else per node
+        return self.preset.max_blocks * self.preset.nodes_per_block * per_node
+
+    def user_endpoint_config(self, job: JobRecord) -> dict:
+        config = {"account": self.preset.account, "partition": self.preset.partition,
+                  "walltime_minutes": job.spec["walltime_minutes"],
+                  "nodes_per_block": self.preset.nodes_per_block,
+                  "max_blocks": self.preset.max_blocks}
+        if job.spec.get("email"):
+            config["email"] = job.spec["email"]
+        validate_user_config(self.preset.cluster, config)  # the centre's own schema
+        return config
+
+    def remote_root(self, job: JobRecord) -> str:
+        return self.transfer.remote_job(job.id)
+
+    def task_payload(self, job: JobRecord, task: TaskRecord, attempt: int) -> dict:
+        return {"job_id": job.id, "task": task.index, "attempt": attempt,
+                "scene": job.entry, "frames": task.frames, "device": job.spec["device"],
+                "threads": 0, "allow_scripts": job.spec["allow_scripts"],
+                "walltime_seconds": job.spec["walltime_minutes"] * 60,
+                "objects_dir": self.transfer.remote_path("objects"),
+                "blender": {"kind": "executable", "command": ["blender"]}}
+
+    def stage(self, job: JobRecord, manifest, on_bytes=None) -> None:
+        self.transfer.send_stage(job.id, manifest, self.settings.objects_dir, job.folder,
+                                 on_bytes)
+
+    def start(self, job: JobRecord) -> None:
+        queued = [t for t in self.store.tasks(job.id) if t.state is TaskState.QUEUED]
+        if not queued:
+            return
+        from globus_compute_sdk import Executor
+
+        config = self.user_endpoint_config(job)
+        executor = Executor(endpoint_id=str(self.preset.endpoint_id), client=self.compute,
+                            user_endpoint_config=config, label=f"braas {job.id}")
+        try:
+            sent = []
+            for task in queued:
+                attempt = task.attempts + 1
+                future = executor.submit(render_on_worker,
+                                         self.task_payload(job, task, attempt),
+                                         self.remote_root(job))
+                sent.append((task, future))
+            for task, future in sent:
+                self.store.start_task(job.id, task.index, backend_id=_task_id(future))
+        finally:
+            executor.shutdown(wait=False, cancel_futures=True)
+
+    def refresh(self, job: JobRecord) -> str | None:
+        sent = {t.backend_id: t for t in self.store.tasks(job.id)
+                if t.state is TaskState.RUNNING and t.backend_id}
+        if not sent:
+            return None
+        statuses = self.compute.get_batch_result(list(sent))
+        retry = False
+        for task_id, status in statuses.items():
+            task = sent[task_id]
+            if status.get("pending", True):
+                continue
+            record = status.get("result") if status.get("status") == "success" else None
+            retry |= self._finish(job, task, record, status)
+        if retry:
+            self.start(self.store.job(job.id))
+        return None
+
+    def _finish(self, job: JobRecord, task: TaskRecord, record: dict | None,
+                status: dict) -> bool:
+        """Record a finished task; True when it was queued again for another try."""
+        if record is None:
+            state, missing = TaskState.FAILED, task.frames
+            reason = str(status.get("exception") or status.get("reason") or "the task failed")
+        else:
+            state, missing = TaskState(record["state"]), record.get("missing", "")
+            reason = record.get("reason", "")
+        missing_frames = set(parse_frames(missing)) if missing else set()
+        for frame in parse_frames(task.frames):
+            done = frame not in missing_frames
+            self.store.record_frame(job.id, frame, task.index, done=done,
+                                    reason=None if done else reason)
+        if state in (TaskState.FAILED, TaskState.TIMEOUT) and task.attempts < task.max_attempts:
+            self.store.end_task(job.id, task.index, TaskState.QUEUED,
+                                f"attempt {task.attempts} {state.lower()}: {reason}")
+            return True
+        self.store.end_task(job.id, task.index, state, reason)
+        return False
+
+    def cancel(self, job: JobRecord) -> None:
+        self.store.mark_canceled(job.id)
+        self.transfer.send_cancel_marker(job.id, job.folder)
+
+    def collect(self, job: JobRecord, on_bytes=None) -> None:
+        self.transfer.fetch_results(job.id, job.folder, on_bytes)
+
+
+def _task_id(future) -> str:
+    """The service's id for a submitted task, as soon as the Executor has it."""
+    deadline = time.monotonic() + _TASK_ID_WAIT_S
+    while future.task_id is None:
+        if future.done() and future.exception() is not None:
+            raise RunError(f"the Compute service refused the task: {future.exception()}")
+        if time.monotonic() > deadline:
+            raise RunError("the Compute service did not acknowledge the tasks in "
+                           f"{_TASK_ID_WAIT_S} s; `braas-globus resume` sends them again")
+        time.sleep(0.05)
+    return str(future.task_id)
+

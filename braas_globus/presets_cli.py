@@ -1,0 +1,115 @@
+"""`braas-globus presets list|add|remove|test`."""
+
+from __future__ import annotations
+
+from typing import Annotated, Optional
+from uuid import UUID
+
+import typer
+from rich.table import Table
+
+presets_app = typer.Typer(help="Where jobs render: `local` and your cluster presets.",
+                          invoke_without_command=True)
+
+
+def _rows(home) -> list[dict]:
+    from .presets import list_presets
+
+    return [{"name": p.name, "backend": p.backend, "description": p.description,
+             "device": p.default_device, **({"cluster": p.cluster, "partition": p.partition,
+                                             "account": p.account}
+                                            if p.backend == "globus" else {})}
+            for p in list_presets(home)]
+
+
+@presets_app.callback()
+def presets_default(ctx: typer.Context,
+                    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False) -> None:
+    """Without a subcommand: list the presets."""
+    if ctx.invoked_subcommand is None:
+        list_command(as_json)
+
+
+@presets_app.command("list")
+def list_command(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False) -> None:
+    """List the presets a job can render on."""
+    from .cli import run
+
+    def command(out, service) -> None:
+        rows = _rows(service.settings.home)
+        table = Table("preset", "backend", "device", "where")
+        for row in rows:
+            table.add_row(row["name"], row["backend"], row["device"], row["description"])
+        out.data(rows)
+        out.table(table)
+
+    run(as_json, command)
+
+
+@presets_app.command("add")
+def add_command(
+    name: Annotated[str, typer.Argument(help="A short name, e.g. karolina-gpu.")],
+    cluster: Annotated[str, typer.Option(help="A cluster from `braas-globus clusters`.")],
+    partition: Annotated[str, typer.Option(help="Partition or queue on that cluster.")],
+    account: Annotated[str, typer.Option(help="Your project / allocation.")],
+    endpoint: Annotated[UUID, typer.Option(help="The centre's Globus Compute endpoint id.")],
+    collection: Annotated[UUID, typer.Option(help="The centre's Globus collection id.")],
+    remote_dir: Annotated[str, typer.Option(help="Your working directory on that collection.")],
+    local_collection: Annotated[UUID, typer.Option(help="Your Globus Connect Personal collection id.")],
+    local_dir: Annotated[Optional[str], typer.Option(help="BRAAS_HOME as your collection sees it (default: the same path).")] = None,
+    nodes: Annotated[int, typer.Option(help="Nodes per batch job.")] = 1,
+    max_blocks: Annotated[int, typer.Option(help="Batch jobs at once.")] = 1,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Add a cluster preset (checked against the catalog; nothing is contacted)."""
+    from .cli import run
+    from .presets import add_preset
+
+    def command(out, service) -> None:
+        preset = add_preset(service.settings.home, name=name, cluster=cluster,
+                            partition=partition, account=account, endpoint_id=endpoint,
+                            collection_id=collection, remote_dir=remote_dir,
+                            local_collection_id=local_collection, local_dir=local_dir,
+                            nodes_per_block=nodes, max_blocks=max_blocks)
+        out.data(preset.model_dump(mode="json"), f"added preset {preset.name}: "
+                                                 f"{preset.description}")
+
+    run(as_json, command)
+
+
+@presets_app.command("remove")
+def remove_command(name: str,
+                   as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False) -> None:
+    """Remove a cluster preset."""
+    from .cli import run
+    from .presets import remove_preset
+
+    def command(out, service) -> None:
+        remove_preset(service.settings.home, name)
+        out.data({"removed": name}, f"removed preset {name}")
+
+    run(as_json, command)
+
+
+@presets_app.command("test")
+def test_command(name: str,
+                 as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False) -> None:
+    """Check login, the endpoint, the collections and the working directory of a preset."""
+    from . import auth
+    from .cli import run
+    from .errors import RunError, UsageError
+    from .preset_check import check_preset
+    from .presets import get_preset
+
+    def command(out, service) -> None:
+        preset = get_preset(name, service.settings.home)
+        if preset.backend != "globus":
+            raise UsageError(f"'{name}' renders on this machine: nothing to test")
+        checks = check_preset(preset, auth.transfer_client(), auth.compute_client())
+        out.data([vars(c) for c in checks],
+                 "\n".join(f"{'ok  ' if c.ok else 'FAIL'} {c.name}: {c.detail}" for c in checks))
+        if not all(c.ok for c in checks):
+            raise RunError(f"preset {name} is not ready: "
+                           + "; ".join(c.detail for c in checks if not c.ok))
+
+    run(as_json, command)

@@ -1,0 +1,148 @@
+"""Move a job's files with Globus Transfer between the user's collection and a centre's.
+
+At the centre, under the preset's working directory:
+
+    objects/<sha[:2]>/<sha>      staged files by content, shared by all the user's jobs
+    jobs/<job>/job/manifest.json the job's tree: relative path -> sha256, size
+    jobs/<job>/in/               built on the worker by hard-linking objects (render_task)
+    jobs/<job>/out/ log/ job/    what the tasks write
+
+Uploads use checksum sync and checksum verification, so an object already at the centre
+is skipped (an unchanged scene sends no asset bytes; a changed texture sends that file
+only). Downloads list the remote folders first and accept only plain frame and log file
+names, so nothing the remote side returns can land outside the job folder.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+
+import globus_sdk
+
+from .errors import RunError, StagingError
+from .pack import Manifest
+from .presets import ClusterPreset
+
+# Names a download accepts: frames, logs and progress records the worker writes.
+_SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+DOWNLOADED_FOLDERS = ("out", "log", "job/progress")
+
+
+@dataclass(frozen=True)
+class TransferOutcome:
+    task_id: str
+    files: int
+    files_skipped: int
+    bytes_transferred: int
+
+
+class JobTransfers:
+    """The transfers of one job between the user's collection and the preset's centre."""
+
+    def __init__(self, client: globus_sdk.TransferClient, preset: ClusterPreset, home: Path,
+                 poll_seconds: float = 2.0) -> None:
+        self.client = client
+        self.preset = preset
+        self.home = home
+        self.poll_seconds = poll_seconds
+
+    # --- paths ------------------------------------------------------------------------
+    def local_path(self, path: Path) -> str:
+        """``path`` (inside BRAAS_HOME) as the user's collection names it."""
+        relative = path.resolve().relative_to(self.home.resolve()).as_posix()
+        root = self.preset.local_dir or str(self.home.resolve())
+        return str(PurePosixPath(root) / relative)
+
+    def remote_path(self, *parts: str) -> str:
+        return str(PurePosixPath(self.preset.remote_dir, *parts))
+
+    def remote_job(self, job_id: str, *parts: str) -> str:
+        return self.remote_path("jobs", job_id, *parts)
+
+    # --- upload -----------------------------------------------------------------------
+    def send_stage(self, job_id: str, manifest: Manifest, objects_dir: Path, job_folder: Path,
+                   on_bytes=None) -> TransferOutcome:
+        """Send the objects the centre lacks, and the job's manifest."""
+        data = globus_sdk.TransferData(
+            self.preset.local_collection_id, self.preset.collection_id,
+            label=f"braas {job_id} scene", sync_level="checksum", verify_checksum=True)
+        for sha in sorted({entry.sha256 for entry in manifest.values()}):
+            data.add_item(self.local_path(objects_dir / sha[:2] / sha),
+                          self.remote_path("objects", sha[:2], sha))
+        data.add_item(self.local_path(job_folder / "job" / "manifest.json"),
+                      self.remote_job(job_id, "job", "manifest.json"))
+        return self._run(data, "upload the scene", on_bytes)
+
+    def send_cancel_marker(self, job_id: str, job_folder: Path) -> str:
+        """Put the job's cancel marker at the centre; returns the transfer task id."""
+        marker = job_folder / "job" / "CANCEL"
+        marker.touch()
+        data = globus_sdk.TransferData(self.preset.local_collection_id, self.preset.collection_id,
+                                       label=f"braas {job_id} cancel")
+        data.add_item(self.local_path(marker), self.remote_job(job_id, "job", "CANCEL"))
+        return str(self.client.submit_transfer(data)["task_id"])
+
+    # --- download ---------------------------------------------------------------------
+    def fetch_results(self, job_id: str, job_folder: Path, on_bytes=None) -> TransferOutcome | None:
+        """Bring out/, log/ and the progress records back; None when there is nothing yet."""
+        data = globus_sdk.TransferData(
+            self.preset.collection_id, self.preset.local_collection_id,
+            label=f"braas {job_id} results", sync_level="checksum", verify_checksum=True)
+        count = 0
+        for folder in DOWNLOADED_FOLDERS:
+            for name in self._remote_files(self.remote_job(job_id, folder)):
+                local = job_folder / folder / name
+                local.parent.mkdir(parents=True, exist_ok=True)
+                data.add_item(self.remote_job(job_id, folder, name), self.local_path(local))
+                count += 1
+        return self._run(data, "download the results", on_bytes) if count else None
+
+    def _remote_files(self, path: str) -> list[str]:
+        try:
+            listing = self.client.operation_ls(self.preset.collection_id, path=path)
+        except globus_sdk.TransferAPIError as err:
+            if err.http_status == 404:
+                return []  # nothing written there yet
+            raise RunError(f"cannot list {path} at {self.preset.cluster}: {err.message}") from err
+        names = []
+        for entry in listing:
+            name = entry["name"]
+            if entry["type"] != "file":
+                continue  # only plain files come back; never links or folders
+            if not _SAFE_NAME.match(name) or name in (".", ".."):
+                raise RunError(f"refusing to download {path}/{name!r}: not a name the render "
+                               "tasks write")
+            names.append(name)
+        return names
+
+    # --- waiting ----------------------------------------------------------------------
+    def _run(self, data: globus_sdk.TransferData, what: str, on_bytes) -> TransferOutcome:
+        try:
+            task_id = str(self.client.submit_transfer(data)["task_id"])
+        except globus_sdk.TransferAPIError as err:
+            raise StagingError(f"could not {what}: {err.http_status} {err.code}: "
+                               f"{err.message}") from err
+        return self.wait(task_id, what, on_bytes)
+
+    def wait(self, task_id: str, what: str, on_bytes=None) -> TransferOutcome:
+        while True:
+            task = self.client.get_task(task_id)
+            if on_bytes:
+                on_bytes(task["bytes_transferred"], max(task.get("bytes_checksummed") or 0,
+                                                        task["bytes_transferred"]))
+            status = task["status"]
+            if status == "SUCCEEDED":
+                return TransferOutcome(task_id, task["files"], task["files_skipped"],
+                                       task["bytes_transferred"])
+            if status in ("FAILED", "INACTIVE"):
+                reason = task.get("nice_status") or task.get("fatal_error", {}).get("code") \
+                    or status
+                raise StagingError(f"the transfer to {what} {status.lower()} ({reason}; "
+                                   f"Globus task {task_id}); fix it, then `braas-globus resume`")
+            if task.get("is_paused"):
+                raise StagingError(f"the transfer to {what} is paused by a collection "
+                                   f"administrator (Globus task {task_id})")
+            time.sleep(self.poll_seconds)
