@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from datetime import datetime
 from pathlib import Path
@@ -84,7 +85,8 @@ def job_info(store: Store, job: JobRecord, warning: str | None = None) -> dict:
                    "scout": t.scout, "attempts": t.attempts, "max_attempts": t.max_attempts,
                    "started": _when(t.started), "ended": _when(t.ended), "reason": t.reason}
                   for t in tasks],
-        "last_frame": ({"frame": last["frame"], "file": str(job.folder / last["file"])}
+        "last_frame": ({"frame": last["frame"],
+                        "file": str(job.folder / last["file"]) if last["file"] else None}
                        if last else None),
         "warning": warning,
     }
@@ -103,3 +105,15 @@ def verify_download(job: JobRecord, destination: Path) -> dict:
         "frames_valid": len(expected & set(valid)),
         "missing": format_frames(missing),
     }
+
+
+def progress_records(job_folder: Path) -> list[dict]:
+    """The worker's records (job/progress/task-*.jsonl), oldest first."""
+    records = []
+    for path in sorted((job_folder / "job" / "progress").glob("task-*.jsonl")):
+        for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+            try:
+                records.append(json.loads(line))
+            except json.JSONDecodeError:
+                continue  # a line cut short by a copy in progress
+    return sorted(records, key=lambda r: r.get("time", 0))

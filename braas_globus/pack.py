@@ -16,8 +16,10 @@ backend sends only what the other side lacks.
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import os
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -73,6 +75,7 @@ class PackPlan:
     scene: Path
     mode: Mode
     target: Path
+    cache_dir: Path | None = None  # packed .blend files by their exact inputs
     missing: list[Path] = field(default_factory=list)
     _packer: Packer | None = None
 
@@ -95,9 +98,30 @@ class PackPlan:
             self._packer.close()
         (self.target / "pack-info.txt").unlink(missing_ok=True)  # BAT's note to humans
         if self.mode is Mode.PACKED:
-            run_blender_script(blender, PACK_INTO_BLEND, ["--blend", str(staged_blend)])
+            self._pack_into_blend(blender, staged_blend)
             _drop_unreferenced(self.target, staged_blend)
         return staged_blend.relative_to(self.target)
+
+    def _pack_into_blend(self, blender: dict, staged_blend: Path) -> None:
+        """Run Blender's packing, or reuse the result for exactly the same inputs.
+
+        Blender does not write the same bytes twice for the same scene, so without this
+        every submit of an unchanged scene would make (and send) a new packed .blend.
+        """
+        if self.cache_dir is None:
+            run_blender_script(blender, PACK_INTO_BLEND, ["--blend", str(staged_blend)])
+            return
+        inputs = json.dumps([staged_blend.relative_to(self.target).as_posix(),
+                             manifest_to_json(build_manifest(self.target)), blender],
+                            sort_keys=True)
+        cached = self.cache_dir / f"{hashlib.sha256(inputs.encode()).hexdigest()}.blend"
+        if not cached.exists():
+            run_blender_script(blender, PACK_INTO_BLEND, ["--blend", str(staged_blend)])
+            self.cache_dir.mkdir(parents=True, exist_ok=True)
+            partial = cached.with_suffix(".partial")
+            shutil.copyfile(staged_blend, partial)
+            os.replace(partial, cached)
+        shutil.copyfile(cached, staged_blend)
 
     def close(self) -> None:
         if self._packer is not None:

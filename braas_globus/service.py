@@ -221,7 +221,8 @@ class Service:
     def _traced(self, spec: JobSpec) -> Iterator[PackPlan]:
         """A traced pack plan with a fresh staging folder; refused if assets are missing."""
         staging = self.settings.home / "staging" / f"{time.time_ns()}"
-        plan = PackPlan(spec.scene, spec.mode, staging)
+        plan = PackPlan(spec.scene, spec.mode, staging,
+                        cache_dir=self.settings.home / "cache" / "packed")
         try:
             missing = plan.strategise()
             if missing and not spec.allow_missing:

@@ -7,7 +7,9 @@ environment its ``worker_init`` sets:
 
 - ``BRAAS_IMAGE`` (+ ``BRAAS_CONTAINER_RUNTIME``, ``BRAAS_CONTAINER_FLAGS``): run the entry
   point inside the Apptainer image, with only the job folder bound into it;
-- else ``BRAAS_WORKER_DIR`` (+ ``BRAAS_WORKER_PYTHON``): run it on the host.
+- else ``BRAAS_WORKER_DIR`` (+ ``BRAAS_WORKER_PYTHON``): run it on the host, with the
+  centre's Blender: ``BRAAS_BLENDER`` (an executable) or ``BRAAS_BLENDER_PYTHON`` (a Python
+  with the ``bpy`` module).
 
 The job folder is on the centre's shared file system (staged there by Transfer). The task
 writes frames, logs and progress records into it and returns only its small closing
@@ -26,6 +28,12 @@ def render_on_worker(task: dict, job_root: str) -> dict:
     from pathlib import Path
 
     root = Path(job_root)
+    # The centre's Blender, where it runs on the host: set by the endpoint's worker_init.
+    if os.environ.get("BRAAS_BLENDER_PYTHON"):
+        task = {**task, "blender": {"kind": "python",
+                                    "command": [os.environ["BRAAS_BLENDER_PYTHON"]]}}
+    elif os.environ.get("BRAAS_BLENDER"):
+        task = {**task, "blender": {"kind": "executable", "command": [os.environ["BRAAS_BLENDER"]]}}
     task_file = root / "job" / "tasks" / f"task-{int(task['task']):04d}.json"
     task_file.parent.mkdir(parents=True, exist_ok=True)
     task_file.write_text(json.dumps(task))
@@ -34,8 +42,13 @@ def render_on_worker(task: dict, job_root: str) -> dict:
     if image and os.path.exists(image):
         runtime = os.environ.get("BRAAS_CONTAINER_RUNTIME", "apptainer")
         flags = shlex.split(os.environ.get("BRAAS_CONTAINER_FLAGS", ""))  # the centre's, not a user's
-        argv = [runtime, "exec", *flags, "--bind", str(root), image,
-                "python3", "/opt/braas/worker/render_task.py", str(task_file)]
+        # The layout of braas_globus.container.exec_argv (tests/test_container.py keeps them
+        # equal): --contain leaves $HOME, /tmp and site binds out; the job folder is the one bind.
+        if "," in str(root) or ":" in str(root):  # --bind reads them as separators
+            return {"event": "end", "state": "FAILED", "missing": task["frames"],
+                    "reason": f"the job folder {root} holds ',' or ':'; apptainer cannot bind it"}
+        argv = [runtime, "exec", "--contain", "--pwd", str(root), *flags, "--bind", str(root),
+                image, "python3", "-I", "/opt/braas/worker/render_task.py", str(task_file)]
     else:
         worker_dir = os.environ.get("BRAAS_WORKER_DIR")
         if not worker_dir:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import time
 
 from ..catalog import load_catalog
+from ..collect import progress_records
 from ..endpoint_config import validate_user_config
 from ..errors import RunError
 from ..presets import ClusterPreset
@@ -44,21 +45,29 @@ class GlobusBackend:
         self._transfer_client = transfer_client
         self._compute_client = compute_client
 
+    @staticmethod
+    def make_transfer_client():
+        from ..auth import transfer_client
+
+        return transfer_client()
+
+    @staticmethod
+    def make_compute_client():
+        from ..auth import compute_client
+
+        return compute_client()
+
     # Clients are made on first use, so listing jobs never asks for a login.
     @property
     def transfer(self) -> JobTransfers:
         if self._transfer_client is None:
-            from ..auth import transfer_client
-
-            self._transfer_client = transfer_client()
+            self._transfer_client = self.make_transfer_client()
         return JobTransfers(self._transfer_client, self.preset, self.settings.home)
 
     @property
     def compute(self):
         if self._compute_client is None:
-            from ..auth import compute_client
-
-            self._compute_client = compute_client()
+            self._compute_client = self.make_compute_client()
         return self._compute_client
 
     def task_slots(self) -> int:
@@ -156,7 +165,12 @@ class GlobusBackend:
         self.transfer.send_cancel_marker(job.id, job.folder)
 
     def collect(self, job: JobRecord, on_bytes=None) -> None:
+        """Download the results; the worker's records then name each frame's file."""
         self.transfer.fetch_results(job.id, job.folder, on_bytes)
+        for record in progress_records(job.folder):
+            if record.get("event") == "frame" and record.get("state") == "done":
+                self.store.record_frame(job.id, record["frame"], record["task"], done=True,
+                                        file=record.get("file"), seconds=record.get("seconds"))
 
 
 def _task_id(future) -> str:

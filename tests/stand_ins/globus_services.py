@@ -1,0 +1,184 @@
+"""STAND-INS for the Globus Transfer and Compute web services, for offline tests only.
+
+No Globus service is reachable from this machine. These answer the HTTP calls that the
+real globus-sdk and globus-compute-sdk clients make (through the `responses` library), and
+do on this machine what the services would arrange:
+
+- Transfer: a collection is a folder here; a transfer copies files, honouring
+  ``sync_level="checksum"`` (a file whose content is already at the destination is
+  skipped) and counting files and bytes as the service reports them.
+- Compute: a registered function and each submitted task are put back together exactly as
+  the service hands them to an endpoint (a messagepack ``Task`` whose buffer holds the
+  function and its arguments) and run on a REAL endpoint engine (globus-compute-endpoint's
+  ThreadPoolEngine); ``batch_status`` answers with the engine's real, serialized results.
+
+What is real around them: the SDK clients, the Executor's submission path, our code.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import shutil
+import threading
+import uuid
+from pathlib import Path
+
+import responses
+from globus_sdk.config import get_service_url
+
+TRANSFER = get_service_url("transfer").rstrip("/")
+COMPUTE = get_service_url("compute").rstrip("/")
+
+
+def _digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+class TransferStandIn:
+    """Collections are folders on this machine: ``{collection_id: root folder}``."""
+
+    def __init__(self, mock: responses.RequestsMock, collections: dict[str, Path]) -> None:
+        self.collections = {str(k): Path(v) for k, v in collections.items()}
+        self.tasks: dict[str, dict] = {}
+        self.submissions: list[dict] = []
+        self.fail_next: str | None = None  # e.g. "FAILED" or "PAUSED"
+        mock.add(responses.GET, f"{TRANSFER}/v0.10/submission_id",
+                 json={"value": str(uuid.uuid4())})
+        mock.add_callback(responses.POST, f"{TRANSFER}/v0.10/transfer", self._submit)
+        mock.add_callback(responses.GET, re.compile(rf"{TRANSFER}/v0.10/task/[-0-9a-f]+"),
+                          self._task)
+        mock.add_callback(responses.GET,
+                          re.compile(rf"{TRANSFER}/v0.10/operation/endpoint/[-0-9a-f]+/ls.*"),
+                          self._ls)
+        mock.add_callback(responses.GET, re.compile(rf"{TRANSFER}/v0.10/endpoint/[-0-9a-f]+$"),
+                          self._endpoint)
+
+    def path(self, collection: str, path: str) -> Path:
+        return self.collections[str(collection)] / path.lstrip("/")
+
+    def _submit(self, request):
+        body = json.loads(request.body)
+        self.submissions.append(body)
+        task_id = str(uuid.uuid4())
+        files = skipped = sent = 0
+        for item in body["DATA"]:
+            source = self.path(body["source_endpoint"], item["source_path"])
+            target = self.path(body["destination_endpoint"], item["destination_path"])
+            files += 1
+            if body.get("sync_level") == 3 and target.exists() and _digest(target) == _digest(source):
+                skipped += 1
+                continue
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(source, target)
+            sent += source.stat().st_size
+        status, nice = "SUCCEEDED", None
+        if self.fail_next:
+            status, nice, self.fail_next = ("FAILED", self.fail_next, None)
+        self.tasks[task_id] = {"DATA_TYPE": "task", "task_id": task_id, "status": status,
+                               "nice_status": nice, "files": files, "files_skipped": skipped,
+                               "files_transferred": files - skipped, "bytes_transferred": sent,
+                               "bytes_checksummed": sent, "is_paused": False}
+        return 202, {}, json.dumps({"DATA_TYPE": "transfer_result", "code": "Accepted",
+                                    "task_id": task_id, "submission_id": body["submission_id"]})
+
+    def _task(self, request):
+        task_id = request.url.rsplit("/", 1)[1]
+        return 200, {}, json.dumps(self.tasks[task_id])
+
+    def _ls(self, request):
+        match = re.search(r"/endpoint/([-0-9a-f]+)/ls", request.url)
+        from urllib.parse import parse_qs, urlparse
+
+        path = parse_qs(urlparse(request.url).query)["path"][0]
+        folder = self.path(match.group(1), path)
+        if not folder.is_dir():
+            return 404, {}, json.dumps({"code": "ClientError.NotFound",
+                                        "message": f"Directory '{path}' not found"})
+        entries = [{"DATA_TYPE": "file", "name": p.name,
+                    "type": "dir" if p.is_dir() else ("link" if p.is_symlink() else "file"),
+                    "size": p.stat().st_size if p.is_file() else 0}
+                   for p in sorted(folder.iterdir())]
+        return 200, {}, json.dumps({"DATA_TYPE": "file_list", "DATA": entries, "path": path})
+
+    def _endpoint(self, request):
+        collection = request.url.rsplit("/", 1)[1]
+        return 200, {}, json.dumps({"DATA_TYPE": "endpoint", "id": collection,
+                                    "display_name": f"stand-in {collection[:8]}"})
+
+
+class ComputeStandIn:
+    """Tasks run on a real ThreadPoolEngine; results come back through batch_status."""
+
+    def __init__(self, mock: responses.RequestsMock, engine, endpoint_id: str) -> None:
+        from globus_compute_sdk.serialize import ComputeSerializer
+
+        self.engine = engine
+        self.endpoint_id = endpoint_id
+        self.serde = ComputeSerializer()
+        self.functions: dict[str, str] = {}
+        self.futures: dict[str, object] = {}
+        self.submissions: list[dict] = []
+        self.lock = threading.Lock()
+        mock.add_callback(responses.POST, f"{COMPUTE}/v3/functions", self._register)
+        mock.add_callback(responses.POST, f"{COMPUTE}/v3/endpoints/{endpoint_id}/submit",
+                          self._submit)
+        mock.add_callback(responses.POST, f"{COMPUTE}/v2/batch_status", self._batch_status)
+        mock.add(responses.GET, f"{COMPUTE}/v2/endpoints/{endpoint_id}/status",
+                 json={"status": "online", "logs": []})
+
+    def _register(self, request):
+        body = json.loads(request.body)
+        function_id = str(uuid.uuid4())
+        self.functions[function_id] = body["function_code"]
+        return 200, {}, json.dumps({"function_uuid": function_id})
+
+    def _submit(self, request):
+        from globus_compute_common import messagepack
+        from globus_compute_common.messagepack.message_types import Task
+        from globus_compute_endpoint.engines.base import GCFuture
+
+        body = json.loads(request.body)
+        self.submissions.append(body)
+        ids: dict[str, list[str]] = {}
+        for function_id, payloads in body["tasks"].items():
+            (function_buffer,) = self.serde.unpack_buffers(self.functions[function_id])
+            for payload in payloads:
+                task_id = str(uuid.uuid4())
+                args, kwargs = self.serde.unpack_buffers(payload)
+                buffer = self.serde.pack_buffers([function_buffer, args, kwargs])
+                packed = messagepack.pack(Task(task_id=uuid.UUID(task_id), task_buffer=buffer))
+                future = GCFuture(uuid.UUID(task_id))
+                self.engine.submit(future, packed, resource_specification={})
+                with self.lock:
+                    self.futures[task_id] = future
+                ids.setdefault(function_id, []).append(task_id)
+        return 200, {}, json.dumps({"request_id": str(uuid.uuid4()),
+                                    "task_group_id": str(uuid.uuid4()),
+                                    "endpoint_id": self.endpoint_id, "tasks": ids})
+
+    def _batch_status(self, request):
+        from globus_compute_common import messagepack
+
+        results = {}
+        for task_id in json.loads(request.body)["task_ids"]:
+            future = self.futures.get(task_id)
+            if future is None or not future.done():
+                results[task_id] = {"task_id": task_id, "status": "running"}
+                continue
+            result = messagepack.unpack(future.result())
+            if result.is_error:
+                results[task_id] = {"task_id": task_id, "status": "failed",
+                                    "exception": result.data, "completion_t": "0"}
+            else:
+                results[task_id] = {"task_id": task_id, "status": "success",
+                                    "result": result.data, "completion_t": "0"}
+        return 200, {}, json.dumps({"response": "batch", "results": results})
+
+    def wait_all(self, timeout: float = 120) -> None:
+        import concurrent.futures
+
+        with self.lock:
+            pending = list(self.futures.values())
+        concurrent.futures.wait(pending, timeout=timeout)

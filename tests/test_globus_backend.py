@@ -1,0 +1,208 @@
+"""Jobs at a centre through Globus, offline: real SDK clients and Executor, our code,
+real Blender on a real endpoint engine; the Globus web services are STAND-INS
+(tests/stand_ins/globus_services.py), and the AMQP result stream of the cloud relay is
+not used (results are read with `get_batch_result`, as `refresh` does in production).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import uuid
+from pathlib import Path
+
+import globus_sdk
+import pytest
+import responses
+
+from braas_globus.dispatch.globus import GlobusBackend
+from braas_globus.presets import add_preset
+from braas_globus.worker import render_task
+from braas_globus.worker.image_check import is_valid_image
+
+from .conftest import frame_files, wait_for
+from .stand_ins.globus_services import ComputeStandIn, TransferStandIn
+
+ENDPOINT = str(uuid.UUID(int=1))
+CENTRE = str(uuid.UUID(int=2))
+MINE = str(uuid.UUID(int=3))
+
+
+class _NoResultStream:
+    """The Executor's AMQP result watcher is part of the cloud relay: not started here."""
+
+    def watch_for_task_results(self, executor, futures):
+        return None
+
+    def is_alive(self):
+        return False
+
+    def shutdown(self, *args, **kwargs):
+        return None
+
+    def join(self, *args, **kwargs):
+        return None
+
+
+@pytest.fixture
+def centre(home, tmp_path, monkeypatch):
+    """A preset `karolina-cpu` whose centre is a folder here, reached through the stand-ins."""
+    from globus_compute_endpoint.engines import ThreadPoolEngine
+    from globus_compute_sdk import Client, Executor
+
+    centre_dir = tmp_path / "centre"
+    centre_dir.mkdir()
+    add_preset(home, name="karolina-cpu", cluster="karolina", partition="qcpu",
+               account="DD-24-1", endpoint_id=ENDPOINT, collection_id=CENTRE,
+               remote_dir=str(centre_dir), local_collection_id=MINE)
+    # What the centre's worker_init exports for a host install (no image here).
+    monkeypatch.setenv("BRAAS_WORKER_DIR", str(Path(render_task.__file__).parent))
+    monkeypatch.setenv("BRAAS_WORKER_PYTHON", sys.executable)
+    monkeypatch.setenv("BRAAS_BLENDER_PYTHON", sys.executable)
+
+    engine = ThreadPoolEngine(max_workers=1)
+    engine.start(endpoint_id=uuid.uuid4(), run_dir=str(tmp_path / "engine"))
+    token = globus_sdk.AccessTokenAuthorizer("stand-in-token")
+    monkeypatch.setattr(GlobusBackend, "make_transfer_client",
+                        staticmethod(lambda: globus_sdk.TransferClient(authorizer=token)))
+    monkeypatch.setattr(GlobusBackend, "make_compute_client",
+                        staticmethod(lambda: Client(do_version_check=False, authorizer=token)))
+    monkeypatch.setattr(Executor, "_get_result_watcher", lambda self: _NoResultStream())
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
+        transfer = TransferStandIn(mock, {MINE: Path("/"), CENTRE: Path("/")})
+        compute = ComputeStandIn(mock, engine, ENDPOINT)
+        yield type("Centre", (), {"dir": centre_dir, "transfer": transfer, "compute": compute,
+                                  "mock": mock})
+    engine.shutdown()
+
+
+def submit(cli, scene, *args):
+    result = cli("submit", scene, "--preset", "karolina-cpu", *args, "--json")
+    assert result.code == 0, result.stderr
+    return result.json()
+
+
+def test_a_job_renders_at_the_centre_and_comes_back(cli, scene, centre):
+    job = submit(cli, scene("anim6"), "--email", "artist@example.org")
+    assert job["state"] == "RUNNING"
+
+    (batch,) = centre.compute.submissions
+    assert batch["user_endpoint_config"] == {
+        "account": "DD-24-1", "partition": "qcpu", "walltime_minutes": 30,
+        "nodes_per_block": 1, "max_blocks": 1, "email": "artist@example.org"}
+    upload = centre.transfer.submissions[0]
+    assert (upload["source_endpoint"], upload["destination_endpoint"]) == (MINE, CENTRE)
+    assert upload["sync_level"] == 3 and upload["verify_checksum"] is True  # checksum sync
+    assert upload["label"] == f"braas {job['id']} scene"
+    assert all(item["destination_path"].startswith(str(centre.dir / "objects")) or
+               item["destination_path"].endswith("/job/manifest.json")
+               for item in upload["DATA"])
+
+    centre.compute.wait_all()
+    info = cli("info", job["id"], "--json").json()
+    assert info["state"] == "FINISHED", info
+    assert info["frames"]["done"] == 6
+    remote_job = centre.dir / "jobs" / job["id"]
+    assert (remote_job / "in" / "scene.blend").stat().st_nlink >= 2  # linked from objects/
+    assert frame_files(remote_job) == [f"{n:06d}.png" for n in range(1, 7)]
+
+    downloaded = cli("download", job["id"], "--json").json()
+    assert downloaded["frames_valid"] == 6 and downloaded["missing"] == ""
+    local = Path(job["folder"])
+    assert all(is_valid_image(local / "out" / f"{n:06d}.png") for n in range(1, 7))
+    assert (local / "log" / "task-0000.log").exists()
+
+
+@pytest.mark.parametrize("mode", ["packed", "directory"])
+def test_an_unchanged_scene_sends_no_asset_bytes(cli, scene, centre, mode):
+    blend = scene("anim6")
+    submit(cli, blend, "--mode", mode)
+    first = list(centre.transfer.tasks.values())[-1]
+    assert first["files_skipped"] == 0 and first["bytes_transferred"] > 0
+    submit(cli, blend, "--mode", mode)
+    second = list(centre.transfer.tasks.values())[-1]
+    # Everything but the new job's manifest was at the centre already.
+    assert second["files_transferred"] == 1 and second["files_skipped"] == second["files"] - 1
+    centre.compute.wait_all()
+
+
+def test_a_changed_texture_sends_only_that_file(cli, scene, centre):
+    blend = scene("anim6")
+    submit(cli, blend, "--mode", "directory")
+    texture = blend.parent / "textures" / "ground" / "grid.png"
+    texture.write_bytes(texture.read_bytes() + b"\0")
+    submit(cli, blend, "--mode", "directory")
+    latest = list(centre.transfer.tasks.values())[-1]
+    assert latest["files_transferred"] == 2  # the changed texture and the manifest
+    assert latest["bytes_transferred"] < texture.stat().st_size + 4096
+    centre.compute.wait_all()
+
+
+def test_a_failed_transfer_is_a_clear_error_and_the_job_resumes(cli, scene, centre):
+    centre.transfer.fail_next = "PERMISSION_DENIED"
+    result = cli("submit", scene("anim6"), "--preset", "karolina-cpu")
+    assert result.code == 1
+    assert "failed (PERMISSION_DENIED" in result.stderr and "resume" in result.stderr
+    (job,) = cli("list", "--json").json()
+    assert job["state"] == "CONFIGURING"
+    assert not centre.compute.submissions
+
+    resumed = cli("resume", job["id"], "--json")
+    assert resumed.code == 0, resumed.stderr
+    centre.compute.wait_all()
+    assert cli("info", job["id"], "--json").json()["state"] == "FINISHED"
+
+
+def test_cancel_reaches_the_render_at_the_centre(cli, scene, centre):
+    job = submit(cli, scene("anim6"), "--frames", "1-400")
+    remote_job = centre.dir / "jobs" / job["id"]
+    wait_for(lambda: len(frame_files(remote_job)) >= 2, what="frames at the centre")
+    result = cli("cancel", job["id"], "--json")
+    assert result.code == 0 and result.json()["state"] == "CANCELED"
+    assert (remote_job / "job" / "CANCEL").exists()
+    centre.compute.wait_all(timeout=20)
+    count = len(frame_files(remote_job))
+    assert count < 400
+    assert not [p for p in Path("/proc").iterdir() if p.name.isdigit()
+                and _cmdline_has(p, str(remote_job))]
+
+
+def _cmdline_has(proc: Path, text: str) -> bool:
+    try:
+        return text.encode() in (proc / "cmdline").read_bytes()
+    except OSError:
+        return False
+
+
+def test_download_refuses_names_the_tasks_never_write(cli, scene, centre):
+    job = submit(cli, scene("anim6"), "--frames", "1")
+    centre.compute.wait_all()
+    (centre.dir / "jobs" / job["id"] / "out" / "evil name;rm.png").write_bytes(b"x")
+    result = cli("download", job["id"])
+    assert result.code == 1 and "refusing to download" in result.stderr
+    assert not list(Path(job["folder"]).rglob("evil*"))
+
+
+def test_endpoint_options_are_checked_against_the_centre_schema(cli, scene, centre, home):
+    add_preset(home, name="karolina-long", cluster="karolina", partition="qcpu_exp",
+               account="DD-24-1", endpoint_id=ENDPOINT, collection_id=CENTRE,
+               remote_dir=str(centre.dir), local_collection_id=MINE)
+    # qcpu_exp allows an hour: a two-hour walltime is refused before anything is sent.
+    result = cli("submit", scene("anim6"), "--preset", "karolina-long", "--walltime", "120")
+    assert result.code == 2
+    assert "walltime_minutes" in result.stderr
+    assert not centre.compute.submissions
+
+
+def test_the_compute_service_refusing_a_submit_is_reported(cli, scene, centre):
+    from braas_globus.dispatch import globus as globus_backend
+
+    centre.mock.replace(responses.POST,
+                        f"https://compute.api.globus.org/v3/endpoints/{ENDPOINT}/submit",
+                        status=403, json={"code": "FORBIDDEN",
+                                          "message": "You are not allowed to use this endpoint"})
+    os.environ.pop("BRAAS_TEST_UNUSED", None)
+    result = cli("submit", scene("anim6"), "--preset", "karolina-cpu")
+    assert result.code == 1
+    assert "refused" in result.stderr and "403" in result.stderr
+    assert globus_backend  # imported: the message comes from the backend
