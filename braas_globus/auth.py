@@ -596,6 +596,9 @@ def logout() -> dict[str, Any]:
         for token in (data.access_token, data.refresh_token):
             if token is None:
                 continue
+            if not_revoked:  # Globus is down or refusing: don't wait on each token in turn
+                not_revoked.add(data.resource_server)
+                continue
             try:
                 app.login_client.oauth2_revoke_token(token)
                 revoked += 1

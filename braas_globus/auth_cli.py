@@ -33,7 +33,7 @@ def _auth() -> ModuleType:
         from . import auth
     except ImportError as err:
         raise RunError(f"Globus support is not installed ({err.name} is missing): "
-                       "pip install 'braas-globus[globus]'") from None
+                       "pip install braas-globus") from None
     return auth
 
 
@@ -56,7 +56,12 @@ def login(no_browser: NoBrowserOption = False, force: ForceOption = False,
     def command(out: Output, service: Service) -> None:
         auth = _auth()
         try:
-            result = auth.login(no_browser=no_browser, force=force, notify=out.note)
+            from .presets import load_cluster_presets
+
+            mapped = [str(p.collection_id) for p in
+                      load_cluster_presets(service.settings.home).values() if p.mapped_collection]
+            result = auth.login(no_browser=no_browser, force=force, notify=out.note,
+                                collection_ids=mapped)
         except KeyboardInterrupt:
             out.error("login interrupted; nothing was changed")
             raise typer.Exit(130) from None

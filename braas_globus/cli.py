@@ -255,9 +255,15 @@ def clusters(as_json: JsonOption = False) -> None:
     run(as_json, command)
 
 
+from .auth_cli import login, logout, whoami  # noqa: E402
+from .container_cli import container_app  # noqa: E402
 from .presets_cli import presets_app  # noqa: E402
 
+app.command()(login)
+app.command()(logout)
+app.command()(whoami)
 app.add_typer(presets_app, name="presets")
+app.add_typer(container_app, name="container")
 
 endpoints_app = typer.Typer(help="Centre-side Globus Compute endpoint templates.",
                             no_args_is_help=True)

@@ -69,7 +69,7 @@ def job_info(store: Store, job: JobRecord, warning: str | None = None) -> dict:
         "parameters": spec,
         "resources": {
             "tasks": len(tasks),
-            "device": spec["device"],
+            "device": spec["device"] or "the preset's",
             "walltime_minutes": spec["walltime_minutes"],
             "max_jobs": spec["max_jobs"],
             "blender": job.blender,
@@ -81,7 +81,8 @@ def job_info(store: Store, job: JobRecord, warning: str | None = None) -> dict:
             "by_state": {state: format_frames(frames) for state, frames in by_state.items()},
         },
         "failed_frames": failed,
-        "tasks": [{"index": t.index, "frames": t.frames, "state": t.state.value,
+        "tasks": [{"index": t.index, "preset": t.preset, "frames": t.frames,
+                   "state": t.state.value,
                    "scout": t.scout, "attempts": t.attempts, "max_attempts": t.max_attempts,
                    "started": _when(t.started), "ended": _when(t.ended), "reason": t.reason}
                   for t in tasks],

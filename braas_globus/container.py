@@ -356,8 +356,7 @@ def _check_labels(recipe: Recipe) -> list[str]:
     blender = recipe.raw_labels.get(LABEL_BLENDER_VERSION)
     if blender is None:
         problems.append(f"%labels has no {LABEL_BLENDER_VERSION}")
-    elif _TEMPLATE.fullmatch(blender) is None or _TEMPLATE.fullmatch(blender).group(1) \
-            != "BLENDER_VERSION":
+    elif re.fullmatch(r"\{\{\s*BLENDER_VERSION\s*\}\}", blender) is None:
         problems.append(f"%labels {LABEL_BLENDER_VERSION} must be {{{{ BLENDER_VERSION }}}} "
                         f"(the version actually built), not {blender!r}")
     return problems
@@ -482,6 +481,8 @@ def build(def_path: str | Path, image_path: str | Path,
         argv.append("--force")
     argv += [str(image), str(recipe_path)]
     write = log or (lambda line: print(line, end="", file=sys.stderr, flush=True))
+    write(f"braas: {' '.join(argv)} (in {recipe.checkout}; it downloads a Debian base and "
+          f"Blender {recipe.values['BLENDER_VERSION']}, then runs %test)\n")
     process = subprocess.Popen(argv, cwd=recipe.checkout, stdout=subprocess.PIPE,
                                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, text=True,
                                errors="replace")

@@ -43,8 +43,8 @@ def build_command(
 
     def command(out, service) -> None:
         args = _build_args(build_arg or [])
-        out.note(f"building {image} from {definition}: this downloads a Debian base and Blender")
-        built = build(definition, image, args, force=force)
+        built = build(definition, image, args, force=force,
+                      log=lambda line: out.note(line.rstrip("\n")))
         labels = inspect_labels(built)
         problems = check_labels(labels, definition)
         out.data({"image": str(built), "labels": labels, "problems": problems},

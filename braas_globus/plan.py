@@ -52,3 +52,22 @@ def plan_tasks(frames: list[int], max_tasks: int, scout: bool = False) -> list[P
         tasks.append(PlannedTask(len(tasks), format_frames(chunk), len(chunk)))
         start = end
     return tasks
+
+
+def assign_presets(tasks: list[PlannedTask], slots: dict[str, int]) -> list[str]:
+    """Which preset runs each task: in proportion to each preset's slots, scout first.
+
+    Interleaved (weighted round robin), so every centre starts at the front of the
+    animation and partial results cover it evenly.
+    """
+    names = list(slots)
+    credit = dict.fromkeys(names, 0.0)
+    total = sum(slots.values())
+    chosen = []
+    for _ in tasks:
+        for name in names:
+            credit[name] += slots[name] / total
+        best = max(names, key=lambda n: credit[n])
+        credit[best] -= 1
+        chosen.append(best)
+    return chosen

@@ -47,6 +47,9 @@ class ClusterPreset(BaseModel):
     remote_dir: str  # the working directory on that collection
     local_collection_id: UUID  # the user's collection (Globus Connect Personal)
     local_dir: str | None = None  # BRAAS_HOME as the user's collection sees it
+    # A Globus Connect Server mapped collection needs a data_access consent at login;
+    # guest collections do not (and asking for one fails the login).
+    mapped_collection: bool = True
     nodes_per_block: Annotated[int, Field(ge=1, le=1024)] = 1
     max_blocks: Annotated[int, Field(ge=1, le=1024)] = 1
     backend: Literal["globus"] = "globus"

@@ -24,11 +24,11 @@ from .blender_scripts import MAKE_DEMO_SCENE
 from .dispatch import Backend, backend_for
 from .errors import RunError, StagingError, UsageError
 from .pack import MANIFEST_NAME, MissingAssetsError, PackPlan, build_manifest, manifest_to_json
-from .plan import plan_tasks
+from .plan import assign_presets, plan_tasks
 from .presets import get_preset
 from .scene_info import read_scene_info
 from .settings import Settings, load_settings
-from .spec import Device, JobSpec
+from .spec import JobSpec
 from .stage import LocalStager
 from .states import JobState, TaskState
 from .store import JobRecord, Store
@@ -88,14 +88,16 @@ class Service:
     def backend(self, preset: str) -> Backend:
         return backend_for(preset, self.store, self.settings)
 
+    def backends(self, job: JobRecord) -> list[Backend]:
+        """One backend per preset the job fans out to."""
+        return [self.backend(name) for name in job.preset.split(",")]
+
     def job(self, job_id: str) -> JobRecord:
         return self.store.job(self.store.resolve_job_id(job_id))
 
     # --- submit -----------------------------------------------------------------------
     def submit(self, spec: JobSpec, reporter: Reporter = QuietReporter()) -> JobRecord:
-        preset = get_preset(spec.preset, self.settings.home)
-        if spec.device is None:  # the preset's hardware decides: CPU here, CUDA on an A100 node
-            spec = spec.model_copy(update={"device": Device(preset.default_device)})
+        presets = [get_preset(name, self.settings.home) for name in spec.presets]
         scene = read_scene_info(spec.scene)
         if scene.engine != "CYCLES":
             raise UsageError(f"{spec.scene.name} renders with {scene.engine}; braas-globus "
@@ -106,8 +108,9 @@ class Service:
         with self._traced(spec) as plan:
             job_id = new_job_id(spec.project, self._job_exists)
             folder = self.settings.jobs_dir / job_id
-            self.store.create_job(job_id=job_id, project=spec.project, preset=preset.name,
-                                  backend=preset.backend, spec=spec.model_dump(mode="json"),
+            self.store.create_job(job_id=job_id, project=spec.project, preset=spec.preset,
+                                  backend=",".join(sorted({p.backend for p in presets})),
+                                  spec=spec.model_dump(mode="json"),
                                   frames=format_frames(frames), frame_count=len(frames),
                                   folder=folder)
             try:
@@ -124,7 +127,8 @@ class Service:
                 shutil.rmtree(folder, ignore_errors=True)
                 raise
         job = self.store.job(job_id)
-        self.backend(job.preset).start(job)
+        for backend in self.backends(job):
+            backend.start(job)
         return self.store.job(job_id)
 
     def _job_exists(self, job_id: str) -> bool:
@@ -142,18 +146,22 @@ class Service:
         LocalStager(self.settings.objects_dir).stage(plan.target, manifest, job.folder)
         (job.folder / "job" / MANIFEST_NAME).write_text(
             json.dumps(manifest_to_json(manifest), indent=1))
-        backend = self.backend(job.preset)
-        backend.stage(job, manifest, on_bytes=reporter.progress)
-        max_tasks = min(spec.max_jobs, backend.task_slots() + (1 if spec.scout else 0))
+        slots = {}
+        for name in spec.presets:  # every centre of the job gets the scene
+            backend = self.backend(name)
+            backend.stage(job, manifest, on_bytes=reporter.progress)
+            slots[name] = backend.task_slots()
+        max_tasks = min(spec.max_jobs, sum(slots.values()) + (1 if spec.scout else 0))
         tasks = plan_tasks(frames, max_tasks, scout=spec.scout)
         self.store.add_tasks(job.id, tasks, max_attempts=spec.retries + 1, blender=blender,
-                             entry=(Path("in") / entry).as_posix())
+                             entry=(Path("in") / entry).as_posix(),
+                             presets=assign_presets(tasks, slots))
 
     # --- follow -----------------------------------------------------------------------
     def refresh(self, job_id: str) -> tuple[JobRecord, str | None]:
         job = self.job(job_id)
-        warning = self.backend(job.preset).refresh(job)
-        return self.store.job(job.id), warning
+        warnings = [w for backend in self.backends(job) if (w := backend.refresh(job))]
+        return self.store.job(job.id), "; ".join(warnings) or None
 
     def wait(self, job_id: str, reporter: Reporter = QuietReporter(),
              poll_seconds: float = 0.5) -> JobRecord:
@@ -189,7 +197,8 @@ class Service:
         job, _ = self.refresh(job_id)
         if job.state.is_final:
             return job
-        self.backend(job.preset).cancel(job)
+        for backend in self.backends(job):
+            backend.cancel(job)
         return self.store.job(job.id)
 
     def resume(self, job_id: str, reporter: Reporter = QuietReporter()) -> JobRecord:
@@ -206,7 +215,8 @@ class Service:
                 return job
             self.store.reopen(job.id, reopen)
         job = self.store.job(job.id)
-        self.backend(job.preset).start(job)
+        for backend in self.backends(job):
+            backend.start(job)
         return self.store.job(job.id)
 
     def _reconfigure(self, job: JobRecord, reporter: Reporter) -> None:
@@ -235,7 +245,8 @@ class Service:
     def download(self, job_id: str, to: Path | None = None,
                  reporter: Reporter = QuietReporter()) -> dict:
         job, _ = self.refresh(job_id)
-        self.backend(job.preset).collect(job, on_bytes=reporter.progress)
+        for backend in self.backends(job):
+            backend.collect(job, on_bytes=reporter.progress)
         destination = (to / job.id) if to else job.folder
         if destination != job.folder:
             for sub in ("out", "log", "job"):

@@ -9,13 +9,15 @@
 
 config.toml keys: ``blender`` (path to a Blender executable), ``local_workers``
 (how many tasks the local backend runs at once; default 1, since Cycles already
-uses every core).
+uses every core), ``globus_client_id`` (the Globus native app's client id;
+``BRAAS_GLOBUS_CLIENT_ID`` overrides it).
 """
 
 from __future__ import annotations
 
 import os
 import tomllib
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -35,6 +37,7 @@ class Settings:
     home: Path
     blender: str | None = None
     local_workers: int = 1
+    globus_client_id: str | None = None
 
     @property
     def jobs_dir(self) -> Path:
@@ -58,11 +61,19 @@ def load_settings() -> Settings:
             values = tomllib.loads(config_path.read_text(encoding="utf-8"))
         except tomllib.TOMLDecodeError as err:
             raise UsageError(f"{config_path}: not valid TOML ({err})") from err
-    unknown = set(values) - {"blender", "local_workers"}
+    unknown = set(values) - {"blender", "local_workers", "globus_client_id"}
     if unknown:
         raise UsageError(f"{config_path}: unknown settings {sorted(unknown)}")
     workers = values.get("local_workers", 1)
     if not isinstance(workers, int) or not 1 <= workers <= 64:
         raise UsageError(f"{config_path}: local_workers must be a whole number from 1 to 64")
     blender = os.environ.get("BRAAS_BLENDER") or values.get("blender")
-    return Settings(home=home, blender=blender, local_workers=workers)
+    client_id = values.get("globus_client_id")
+    if client_id is not None:
+        try:
+            client_id = str(uuid.UUID(str(client_id)))
+        except ValueError:
+            raise UsageError(f"{config_path}: globus_client_id must be a Globus client id "
+                             "(a UUID)") from None
+    return Settings(home=home, blender=blender, local_workers=workers,
+                    globus_client_id=client_id)

@@ -107,9 +107,19 @@ class JobSpec(BaseModel):
     @field_validator("preset")
     @classmethod
     def _preset(cls, value: str) -> str:
-        if not re.match(r"^[a-z0-9][a-z0-9_-]{0,47}$", value):
-            raise ValueError("a preset name uses lower-case letters, digits, '-' and '_'")
-        return value
+        names = [name.strip() for name in value.split(",")]
+        for name in names:
+            if not re.match(r"^[a-z0-9][a-z0-9_-]{0,47}$", name):
+                raise ValueError("a preset name uses lower-case letters, digits, '-' and '_' "
+                                 "(several presets: a comma list)")
+        if len(set(names)) != len(names):
+            raise ValueError("a preset is named twice")
+        return ",".join(names)
+
+    @property
+    def presets(self) -> list[str]:
+        """The presets the job fans out to, in the order given."""
+        return self.preset.split(",")
 
 
 _FIELD_NAMES = {"walltime_minutes": "walltime", "max_jobs": "max-jobs"}

@@ -42,6 +42,7 @@ CREATE TABLE IF NOT EXISTS tasks (
     frames TEXT NOT NULL,
     frame_count INTEGER NOT NULL,
     scout INTEGER NOT NULL DEFAULT 0,
+    preset TEXT NOT NULL,          -- where this task renders (a job may fan out)
     state TEXT NOT NULL,
     attempts INTEGER NOT NULL DEFAULT 0,
     max_attempts INTEGER NOT NULL,
@@ -72,6 +73,7 @@ class TaskRecord:
     frames: str
     frame_count: int
     scout: bool
+    preset: str
     state: TaskState
     attempts: int
     max_attempts: int
@@ -145,15 +147,18 @@ class Store:
             db.execute("DELETE FROM jobs WHERE id = ?", (job_id,))
 
     def add_tasks(self, job_id: str, tasks: list[PlannedTask], max_attempts: int,
-                  blender: dict, entry: str) -> None:
+                  blender: dict, entry: str, presets: list[str] | None = None) -> None:
         """Record the plan in one transaction: the job leaves CONFIGURING all at once."""
+        job_preset = self.db.execute("SELECT preset FROM jobs WHERE id = ?",
+                                     (job_id,)).fetchone()[0]
+        presets = presets or [job_preset] * len(tasks)
         with self.transaction() as db:
             db.execute("DELETE FROM tasks WHERE job_id = ?", (job_id,))
             db.executemany(
-                "INSERT INTO tasks (job_id, idx, frames, frame_count, scout, state, max_attempts)"
-                " VALUES (?,?,?,?,?,?,?)",
-                [(job_id, t.index, t.frames, t.frame_count, int(t.scout), TaskState.QUEUED,
-                  max_attempts) for t in tasks])
+                "INSERT INTO tasks (job_id, idx, frames, frame_count, scout, preset, state,"
+                " max_attempts) VALUES (?,?,?,?,?,?,?,?)",
+                [(job_id, t.index, t.frames, t.frame_count, int(t.scout), preset,
+                  TaskState.QUEUED, max_attempts) for t, preset in zip(tasks, presets)])
             db.execute("UPDATE jobs SET blender = ?, entry = ? WHERE id = ?",
                        (json.dumps(blender), entry, job_id))
 
@@ -222,11 +227,14 @@ class Store:
             db.execute("DELETE FROM frames WHERE job_id = ? AND state = 'FAILED'", (job_id,))
 
     # --- tasks ------------------------------------------------------------------------
-    def tasks(self, job_id: str) -> list[TaskRecord]:
-        rows = self.db.execute("SELECT * FROM tasks WHERE job_id = ? ORDER BY idx",
-                               (job_id,)).fetchall()
+    def tasks(self, job_id: str, preset: str | None = None) -> list[TaskRecord]:
+        """The job's tasks, or those that ``preset`` runs."""
+        rows = self.db.execute(
+            "SELECT * FROM tasks WHERE job_id = ? AND preset = coalesce(?, preset) ORDER BY idx",
+            (job_id, preset)).fetchall()
         return [TaskRecord(job_id=r["job_id"], index=r["idx"], frames=r["frames"],
                            frame_count=r["frame_count"], scout=bool(r["scout"]),
+                           preset=r["preset"],
                            state=TaskState(r["state"]), attempts=r["attempts"],
                            max_attempts=r["max_attempts"], backend_id=r["backend_id"],
                            started=r["started"], ended=r["ended"], reason=r["reason"])

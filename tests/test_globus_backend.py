@@ -26,6 +26,8 @@ from .stand_ins.globus_services import ComputeStandIn, TransferStandIn
 ENDPOINT = str(uuid.UUID(int=1))
 CENTRE = str(uuid.UUID(int=2))
 MINE = str(uuid.UUID(int=3))
+LUMI_ENDPOINT = str(uuid.UUID(int=4))
+LUMI = str(uuid.UUID(int=5))
 
 
 class _NoResultStream:
@@ -60,8 +62,11 @@ def centre(home, tmp_path, monkeypatch):
     monkeypatch.setenv("BRAAS_WORKER_PYTHON", sys.executable)
     monkeypatch.setenv("BRAAS_BLENDER_PYTHON", sys.executable)
 
-    engine = ThreadPoolEngine(max_workers=1)
-    engine.start(endpoint_id=uuid.uuid4(), run_dir=str(tmp_path / "engine"))
+    engines = {}
+    for endpoint in (ENDPOINT, LUMI_ENDPOINT):
+        engines[endpoint] = ThreadPoolEngine(max_workers=1)
+        engines[endpoint].start(endpoint_id=uuid.UUID(endpoint),
+                                run_dir=str(tmp_path / f"engine-{endpoint[-1]}"))
     token = globus_sdk.AccessTokenAuthorizer("stand-in-token")
     monkeypatch.setattr(GlobusBackend, "make_transfer_client",
                         staticmethod(lambda: globus_sdk.TransferClient(authorizer=token)))
@@ -69,11 +74,12 @@ def centre(home, tmp_path, monkeypatch):
                         staticmethod(lambda: Client(do_version_check=False, authorizer=token)))
     monkeypatch.setattr(Executor, "_get_result_watcher", lambda self: _NoResultStream())
     with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
-        transfer = TransferStandIn(mock, {MINE: Path("/"), CENTRE: Path("/")})
-        compute = ComputeStandIn(mock, engine, ENDPOINT)
+        transfer = TransferStandIn(mock, {MINE: Path("/"), CENTRE: Path("/"), LUMI: Path("/")})
+        compute = ComputeStandIn(mock, engines)
         yield type("Centre", (), {"dir": centre_dir, "transfer": transfer, "compute": compute,
                                   "mock": mock})
-    engine.shutdown()
+    for engine in engines.values():
+        engine.shutdown()
 
 
 def submit(cli, scene, *args):
@@ -206,3 +212,27 @@ def test_the_compute_service_refusing_a_submit_is_reported(cli, scene, centre):
     assert result.code == 1
     assert "refused" in result.stderr and "403" in result.stderr
     assert globus_backend  # imported: the message comes from the backend
+
+
+def test_one_job_fans_out_over_two_centres_and_this_machine(cli, scene, centre, home, tmp_path):
+    lumi_dir = tmp_path / "lumi"
+    lumi_dir.mkdir()
+    add_preset(home, name="lumi-cpu", cluster="lumi", partition="standard",
+               account="project_465000123", endpoint_id=LUMI_ENDPOINT, collection_id=LUMI,
+               remote_dir=str(lumi_dir), local_collection_id=MINE)
+    result = cli("submit", scene("anim12"), "--preset", "karolina-cpu,lumi-cpu,local", "--json")
+    assert result.code == 0, result.stderr
+    job = result.json()
+    centre.compute.wait_all()
+    info = wait_for(lambda: (i := cli("info", job["id"], "--json").json())["state"] == "FINISHED"
+                    and i, timeout=120, interval=0.5, what="the fanned-out job")
+    assert sorted(t["preset"] for t in info["tasks"]) == ["karolina-cpu", "local", "lumi-cpu"]
+    assert {s["endpoint_id"] for s in centre.compute.submissions} == {ENDPOINT, LUMI_ENDPOINT}
+    assert {s["user_endpoint_config"]["partition"] for s in centre.compute.submissions} == \
+        {"qcpu", "standard"}
+    # Each centre rendered only its own frames; the download brings all of them together.
+    at_karolina = frame_files(centre.dir / "jobs" / job["id"])
+    at_lumi = frame_files(lumi_dir / "jobs" / job["id"])
+    assert at_karolina and at_lumi and not set(at_karolina) & set(at_lumi)
+    downloaded = cli("download", job["id"], "--json").json()
+    assert downloaded["frames_valid"] == 12 and downloaded["missing"] == ""

@@ -28,18 +28,20 @@ def render_on_worker(task: dict, job_root: str) -> dict:
     from pathlib import Path
 
     root = Path(job_root)
-    # The centre's Blender, where it runs on the host: set by the endpoint's worker_init.
-    if os.environ.get("BRAAS_BLENDER_PYTHON"):
+    image = os.environ.get("BRAAS_IMAGE", "")
+    in_image = bool(image) and os.path.exists(image)
+    # On the host, the centre's Blender (set by the endpoint's worker_init); in the image,
+    # its own `blender` as the task says.
+    if not in_image and os.environ.get("BRAAS_BLENDER_PYTHON"):
         task = {**task, "blender": {"kind": "python",
                                     "command": [os.environ["BRAAS_BLENDER_PYTHON"]]}}
-    elif os.environ.get("BRAAS_BLENDER"):
+    elif not in_image and os.environ.get("BRAAS_BLENDER"):
         task = {**task, "blender": {"kind": "executable", "command": [os.environ["BRAAS_BLENDER"]]}}
     task_file = root / "job" / "tasks" / f"task-{int(task['task']):04d}.json"
     task_file.parent.mkdir(parents=True, exist_ok=True)
     task_file.write_text(json.dumps(task))
 
-    image = os.environ.get("BRAAS_IMAGE", "")
-    if image and os.path.exists(image):
+    if in_image:
         runtime = os.environ.get("BRAAS_CONTAINER_RUNTIME", "apptainer")
         flags = shlex.split(os.environ.get("BRAAS_CONTAINER_FLAGS", ""))  # the centre's, not a user's
         # The layout of braas_globus.container.exec_argv (tests/test_container.py keeps them
@@ -52,8 +54,10 @@ def render_on_worker(task: dict, job_root: str) -> dict:
     else:
         worker_dir = os.environ.get("BRAAS_WORKER_DIR")
         if not worker_dir:
+            reason = (f"the image BRAAS_IMAGE={image} does not exist on {os.uname().nodename}"
+                      if image else "this endpoint sets neither BRAAS_IMAGE nor BRAAS_WORKER_DIR")
             return {"event": "end", "state": "FAILED", "missing": task["frames"],
-                    "reason": "this endpoint sets neither BRAAS_IMAGE nor BRAAS_WORKER_DIR"}
+                    "reason": reason}
         python = os.environ.get("BRAAS_WORKER_PYTHON", "python3")
         argv = [python, str(Path(worker_dir) / "render_task.py"), str(task_file)]
 

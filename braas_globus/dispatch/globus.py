@@ -15,6 +15,7 @@ in all, about the time a small transfer takes (typically 5-30 s).
 
 from __future__ import annotations
 
+import functools
 import time
 
 from ..catalog import load_catalog
@@ -32,6 +33,25 @@ from .compute_task import render_on_worker
 # Compute task statuses that mean a worker has the task.
 _RUNNING_STATUSES = {"running"}
 _TASK_ID_WAIT_S = 60
+
+
+def _globus_errors(method):
+    """An expired login says `braas-globus login`; any other API error is one clear line."""
+
+    @functools.wraps(method)
+    def wrapper(self, *args, **kwargs):
+        import globus_sdk
+
+        from ..auth import translate_auth_errors
+
+        try:
+            with translate_auth_errors():
+                return method(self, *args, **kwargs)
+        except globus_sdk.GlobusAPIError as err:
+            raise RunError(f"{self.preset.name}: Globus answered {err.http_status} "
+                           f"{err.code}: {err.message}") from None
+
+    return wrapper
 
 
 class GlobusBackend:
@@ -90,18 +110,22 @@ class GlobusBackend:
 
     def task_payload(self, job: JobRecord, task: TaskRecord, attempt: int) -> dict:
         return {"job_id": job.id, "task": task.index, "attempt": attempt,
-                "scene": job.entry, "frames": task.frames, "device": job.spec["device"],
+                "scene": job.entry, "frames": task.frames,
+                "device": job.spec["device"] or self.preset.default_device,
                 "threads": 0, "allow_scripts": job.spec["allow_scripts"],
                 "walltime_seconds": job.spec["walltime_minutes"] * 60,
                 "objects_dir": self.transfer.remote_path("objects"),
                 "blender": {"kind": "executable", "command": ["blender"]}}
 
+    @_globus_errors
     def stage(self, job: JobRecord, manifest, on_bytes=None) -> None:
         self.transfer.send_stage(job.id, manifest, self.settings.objects_dir, job.folder,
                                  on_bytes)
 
+    @_globus_errors
     def start(self, job: JobRecord) -> None:
-        queued = [t for t in self.store.tasks(job.id) if t.state is TaskState.QUEUED]
+        queued = [t for t in self.store.tasks(job.id, preset=self.preset.name)
+                  if t.state is TaskState.QUEUED]
         if not queued:
             return
         from globus_compute_sdk import Executor
@@ -122,8 +146,9 @@ class GlobusBackend:
         finally:
             executor.shutdown(wait=False, cancel_futures=True)
 
+    @_globus_errors
     def refresh(self, job: JobRecord) -> str | None:
-        sent = {t.backend_id: t for t in self.store.tasks(job.id)
+        sent = {t.backend_id: t for t in self.store.tasks(job.id, preset=self.preset.name)
                 if t.state is TaskState.RUNNING and t.backend_id}
         if not sent:
             return None
@@ -160,10 +185,12 @@ class GlobusBackend:
         self.store.end_task(job.id, task.index, state, reason)
         return False
 
+    @_globus_errors
     def cancel(self, job: JobRecord) -> None:
         self.store.mark_canceled(job.id)
         self.transfer.send_cancel_marker(job.id, job.folder)
 
+    @_globus_errors
     def collect(self, job: JobRecord, on_bytes=None) -> None:
         """Download the results; the worker's records then name each frame's file."""
         self.transfer.fetch_results(job.id, job.folder, on_bytes)

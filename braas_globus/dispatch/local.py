@@ -70,9 +70,10 @@ class LocalBackend:
         self.store.set_runner(job.id, process.pid)
 
     def refresh(self, job: JobRecord) -> str | None:
-        if job.state.is_final or runner_alive(job):
+        mine = self.store.tasks(job.id, preset=self.name)
+        if job.canceled or all(t.state.is_final for t in mine) or runner_alive(job):
             return None
-        running = [t.index for t in self.store.tasks(job.id) if t.state is TaskState.RUNNING]
+        running = [t.index for t in mine if t.state is TaskState.RUNNING]
         for index in running:  # the runner was killed: those tasks did not finish
             self.store.end_task(job.id, index, TaskState.QUEUED, "interrupted: the runner stopped")
         if job.runner_pid is not None:

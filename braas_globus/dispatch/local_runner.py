@@ -35,7 +35,7 @@ def task_file(job: JobRecord, task: TaskRecord, attempt: int, threads: int) -> P
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps({
         "job_id": job.id, "task": task.index, "attempt": attempt,
-        "scene": job.entry, "frames": task.frames, "device": spec["device"],
+        "scene": job.entry, "frames": task.frames, "device": spec["device"] or "CPU",
         "threads": threads, "allow_scripts": spec["allow_scripts"],
         "walltime_seconds": spec["walltime_minutes"] * 60, "blender": job.blender,
     }, indent=1))
@@ -77,7 +77,8 @@ class Runner:
         return self.store.job(self.job_id)
 
     def queued(self) -> list[TaskRecord]:
-        tasks = [t for t in self.store.tasks(self.job_id) if t.state is TaskState.QUEUED]
+        tasks = [t for t in self.store.tasks(self.job_id, preset="local")
+                 if t.state is TaskState.QUEUED]
         return sorted(tasks, key=lambda t: (not t.scout, t.index))
 
     def finish(self, task: TaskRecord, end: dict) -> None:

@@ -111,22 +111,23 @@ class TransferStandIn:
 class ComputeStandIn:
     """Tasks run on a real ThreadPoolEngine; results come back through batch_status."""
 
-    def __init__(self, mock: responses.RequestsMock, engine, endpoint_id: str) -> None:
+    def __init__(self, mock: responses.RequestsMock, engines: dict[str, object]) -> None:
+        """``engines``: endpoint id -> a started engine, one per centre."""
         from globus_compute_sdk.serialize import ComputeSerializer
 
-        self.engine = engine
-        self.endpoint_id = endpoint_id
+        self.engines = engines
         self.serde = ComputeSerializer()
         self.functions: dict[str, str] = {}
         self.futures: dict[str, object] = {}
         self.submissions: list[dict] = []
         self.lock = threading.Lock()
         mock.add_callback(responses.POST, f"{COMPUTE}/v3/functions", self._register)
-        mock.add_callback(responses.POST, f"{COMPUTE}/v3/endpoints/{endpoint_id}/submit",
-                          self._submit)
         mock.add_callback(responses.POST, f"{COMPUTE}/v2/batch_status", self._batch_status)
-        mock.add(responses.GET, f"{COMPUTE}/v2/endpoints/{endpoint_id}/status",
-                 json={"status": "online", "logs": []})
+        for endpoint_id in engines:
+            mock.add_callback(responses.POST, f"{COMPUTE}/v3/endpoints/{endpoint_id}/submit",
+                              self._submit)
+            mock.add(responses.GET, f"{COMPUTE}/v2/endpoints/{endpoint_id}/status",
+                     json={"status": "online", "logs": []})
 
     def _register(self, request):
         body = json.loads(request.body)
@@ -140,7 +141,9 @@ class ComputeStandIn:
         from globus_compute_endpoint.engines.base import GCFuture
 
         body = json.loads(request.body)
-        self.submissions.append(body)
+        endpoint_id = request.url.rsplit("/", 2)[1]
+        self.submissions.append({**body, "endpoint_id": endpoint_id})
+        engine = self.engines[endpoint_id]
         ids: dict[str, list[str]] = {}
         for function_id, payloads in body["tasks"].items():
             (function_buffer,) = self.serde.unpack_buffers(self.functions[function_id])
@@ -150,13 +153,13 @@ class ComputeStandIn:
                 buffer = self.serde.pack_buffers([function_buffer, args, kwargs])
                 packed = messagepack.pack(Task(task_id=uuid.UUID(task_id), task_buffer=buffer))
                 future = GCFuture(uuid.UUID(task_id))
-                self.engine.submit(future, packed, resource_specification={})
+                engine.submit(future, packed, resource_specification={})
                 with self.lock:
                     self.futures[task_id] = future
                 ids.setdefault(function_id, []).append(task_id)
         return 200, {}, json.dumps({"request_id": str(uuid.uuid4()),
                                     "task_group_id": str(uuid.uuid4()),
-                                    "endpoint_id": self.endpoint_id, "tasks": ids})
+                                    "endpoint_id": endpoint_id, "tasks": ids})
 
     def _batch_status(self, request):
         from globus_compute_common import messagepack

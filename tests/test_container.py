@@ -1,0 +1,638 @@
+"""The Apptainer render image (issue 5): recipe, Blender pin, exec command line, CLI.
+
+Apptainer is not installed on this machine (not packaged for Debian 12), so the recipe is
+parsed with spython, the exec command line is checked for every catalog cluster and
+partition, the build's checksum step (container/fetch_blender.sh) runs here on a local
+archive, and the recipe's %test runs here with a STAND-IN `blender` (PyPI bpy). The test
+that builds the image and renders a frame in it runs only where `apptainer` is on PATH.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tarfile
+from pathlib import Path
+
+import pytest
+import typer
+from spython.main.parse.parsers import SingularityParser
+
+from braas_globus import __version__
+from braas_globus import container as ct
+from braas_globus.catalog import load_catalog
+from braas_globus.container_cli import container_app
+from braas_globus.dispatch import compute_task
+from braas_globus.errors import RunError, UsageError
+from braas_globus.worker.image_check import is_valid_image
+
+REPO = Path(__file__).resolve().parent.parent
+RECIPE = REPO / "container" / "Apptainer.def"
+TABLE = REPO / "container" / "blender-sha256.txt"
+FETCH = REPO / "container" / "fetch_blender.sh"
+WORKER = REPO / "braas_globus" / "worker"
+NO_APPTAINER = "apptainer is not installed on this machine (not packaged for Debian 12)"
+# The default pin, recorded a second time: blender.org's blender-4.5.14.sha256 lists this for
+# blender-4.5.14-linux-x64.tar.xz. Bumping BLENDER_VERSION means updating the def, the table
+# and this line together.
+PUBLISHED = ("4.5.14", "x86_64", "9ba871ff2ecd36526b77432745980b7e6664ecd0c7ca11c48849073dcfe06da3")
+
+CLUSTER_PARTITIONS = [(name, part) for name, c in load_catalog().clusters.items()
+                      for part in c.partitions]
+
+
+# --- the recipe -----------------------------------------------------------------------------
+
+def test_recipe_is_parsed_by_spython_and_has_no_problems():
+    parsed = SingularityParser(str(RECIPE)).recipe
+    layer = next(iter(parsed.values()))
+    assert layer.fromHeader == "debian:bookworm-slim"
+    assert any(line.startswith("org.braas.blender.version ") for line in layer.labels)
+    assert ct.check_recipe(RECIPE) == []
+
+
+def test_required_sections_labels_and_entry_point():
+    recipe = ct.parse_recipe(RECIPE)
+    assert recipe.header["bootstrap"] == "docker"
+    for name in ct.REQUIRED_SECTIONS:
+        assert any(line.strip() for line in recipe.sections[name]), name
+    assert recipe.arguments == {"BLENDER_VERSION": PUBLISHED[0], "BLENDER_ARCH": "auto"}
+    assert recipe.labels[ct.LABEL_GLOBUS_VERSION] == __version__
+    assert recipe.labels[ct.LABEL_BLENDER_VERSION] == PUBLISHED[0]
+    assert recipe.raw_labels[ct.LABEL_BLENDER_VERSION] == "{{ BLENDER_VERSION }}"
+    assert recipe.runscript == 'exec python3 -I /opt/braas/worker/render_task.py "$@"'
+    # A build argument reaches the labels as apptainer build renders them.
+    other = ct.parse_recipe(RECIPE, {"BLENDER_VERSION": "4.5.13"})
+    assert other.labels[ct.LABEL_BLENDER_VERSION] == "4.5.13"
+
+
+def test_files_installs_every_worker_module_from_the_package():
+    mapped = dict(ct.parse_recipe(RECIPE).files)
+    modules = sorted(p.name for p in WORKER.glob("*.py"))
+    assert {"render_task.py", "blender_render.py", "frames.py", "image_check.py"} <= set(modules)
+    for name in modules:
+        assert mapped[f"braas_globus/worker/{name}"] == f"/opt/braas/worker/{name}"
+    assert mapped["container/blender-sha256.txt"] == "/opt/braas/blender-sha256.txt"
+    assert not list(RECIPE.parent.glob("*.py")), "no copy of the worker code in container/"
+
+
+def test_default_pin_is_the_published_checksum():
+    rows, problems = ct.read_checksums(TABLE)
+    assert problems == []
+    row = ct.pinned_row(rows, PUBLISHED[0], PUBLISHED[1])
+    assert row is not None and (row.version, row.arch, row.sha256) == PUBLISHED
+    assert row.url is None  # blender.org's own archive
+
+
+def checkout_copy(tmp_path: Path, replace: tuple[str, str] | None = None,
+                  table: str | None = None) -> Path:
+    """A checkout with a modified copy of container/ and the real worker modules."""
+    root = tmp_path / "checkout"
+    (root / "container").mkdir(parents=True)
+    shutil.copytree(WORKER, root / "braas_globus" / "worker",
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    text = RECIPE.read_text()
+    if replace:
+        assert replace[0] in text, replace[0]
+        text = text.replace(*replace)
+    (root / "container" / "Apptainer.def").write_text(text)
+    (root / "container" / "blender-sha256.txt").write_text(table if table is not None
+                                                           else TABLE.read_text())
+    shutil.copy(FETCH, root / "container" / "fetch_blender.sh")
+    return root / "container" / "Apptainer.def"
+
+
+def table_with(*rows: str) -> str:
+    return "# test table\n" + "\n".join(rows) + "\n"
+
+
+def test_version_changed_without_its_checksum_is_detected(tmp_path):
+    bumped = checkout_copy(tmp_path, ("BLENDER_VERSION=4.5.14", "BLENDER_VERSION=4.5.13"))
+    problems = ct.check_recipe(bumped)
+    assert any("BLENDER_VERSION=4.5.13 has no x86_64 row" in p for p in problems), problems
+
+
+def test_checksum_moved_to_another_version_is_detected(tmp_path):
+    moved = checkout_copy(tmp_path, table=table_with(f"4.5.13 x86_64 {PUBLISHED[2]}"))
+    problems = ct.check_recipe(moved)
+    assert any("BLENDER_VERSION=4.5.14 has no x86_64 row" in p for p in problems), problems
+
+
+def test_version_and_checksum_changed_together_pass(tmp_path):
+    both = checkout_copy(tmp_path, ("BLENDER_VERSION=4.5.14", "BLENDER_VERSION=4.5.13"),
+                         table=table_with(f"4.5.13 x86_64 {'ab' * 32}"))
+    assert ct.check_recipe(both) == []
+
+
+@pytest.mark.parametrize("row, expected", [
+    ("4.5.14 x86_64 FILL-IN", "fill in the sha256"),
+    ("4.5.14 x86_64 9BA871FF", "fill in the sha256"),
+    (f"4.5.14 ppc64le {'ab' * 32}", "architecture 'ppc64le'"),
+    (f"4.5 x86_64 {'ab' * 32}", "is not a Blender release"),
+    (f"4.5.14 aarch64 {'ab' * 32} http://example.org/b.tar.xz", "must be https://"),
+])
+def test_bad_checksum_rows_are_detected(tmp_path, row, expected):
+    table = table_with(f"4.5.14 x86_64 {PUBLISHED[2]}", row) if "x86_64" not in row \
+        else table_with(row)
+    problems = ct.check_recipe(checkout_copy(tmp_path, table=table))
+    assert any(expected in p for p in problems), problems
+
+
+def test_duplicate_rows_are_detected(tmp_path):
+    table = table_with(f"4.5.14 x86_64 {PUBLISHED[2]}", f"4.5.14 x86_64 {'ab' * 32}")
+    problems = ct.check_recipe(checkout_copy(tmp_path, table=table))
+    assert any("a second row for Blender 4.5.14 on x86_64" in p for p in problems), problems
+
+
+@pytest.mark.parametrize("replace, expected", [
+    (("org.braas.blender.version {{ BLENDER_VERSION }}", "org.braas.blender.version 4.5.14"),
+     "must be {{ BLENDER_VERSION }}"),
+    (("org.braas.globus.version 0.1.0", "org.braas.globus.version 0.0.9"),
+     f"this checkout is braas-globus {__version__}"),
+    (("    braas_globus/worker/frames.py /opt/braas/worker/frames.py\n", ""),
+     "does not install braas_globus/worker/frames.py"),
+    (("braas_globus/worker/frames.py /opt", "container/frames.py /opt"),
+     "worker code comes from braas_globus/worker/ only"),
+    (("Bootstrap: docker", "Bootstrap: debootstrap"), "spython cannot parse it"),
+    (("%test\n", "%notest\n"), "the %test section is missing"),
+    (("exec python3 -I", "exec python3"), "%runscript must be"),
+    (('"{{ BLENDER_ARCH }}"', '"x86_64"'), "%post must run fetch_blender.sh"),
+    (("title braas-globus render image", "title {{ IMAGE_TITLE }}"),
+     "{{ IMAGE_TITLE }} is used but %arguments gives it no default"),
+])
+def test_recipe_problems_are_detected(tmp_path, replace, expected):
+    problems = ct.check_recipe(checkout_copy(tmp_path, replace))
+    assert any(expected in p for p in problems), problems
+
+
+def test_a_new_worker_module_must_be_installed(tmp_path):
+    recipe = checkout_copy(tmp_path)
+    (recipe.parent.parent / "braas_globus" / "worker" / "new_helper.py").write_text("")
+    problems = ct.check_recipe(recipe)
+    assert problems == ["%files does not install braas_globus/worker/new_helper.py as "
+                        "/opt/braas/worker/new_helper.py"]
+
+
+def test_build_args_are_checked():
+    assert ct.check_build_args({"BLENDER_VERSION": "4.5.14", "BLENDER_ARCH": "aarch64"}) == []
+    assert ct.check_build_args({"BLENDER_VERSION": "4.5.14; rm -rf /"})
+    assert ct.check_build_args({"BLENDER_ARCH": "riscv64"})
+    assert ct.check_build_args({"BLENDER_URL": "https://example.org"})
+
+
+@pytest.mark.skipif(shutil.which("shellcheck") is None, reason="shellcheck is not installed")
+@pytest.mark.parametrize("section", ["post", "test", "runscript", "environment"])
+def test_recipe_shell_sections_pass_shellcheck(section):
+    recipe = ct.parse_recipe(RECIPE)
+    body = ct.render_template(recipe.section_text(section), recipe.arguments)
+    done = subprocess.run(["shellcheck", "-s", "sh", "-"], input=body, text=True,
+                          capture_output=True)
+    assert done.returncode == 0, done.stdout
+
+
+@pytest.mark.skipif(shutil.which("shellcheck") is None, reason="shellcheck is not installed")
+def test_fetch_script_passes_shellcheck():
+    done = subprocess.run(["shellcheck", "-s", "sh", str(FETCH)], capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout
+
+
+# --- the build's checksum step, run here on a local archive -------------------------------
+
+FETCH_TOOLS = ("sh", "curl", "sha256sum", "tar", "xz")
+
+
+@pytest.fixture
+def archive(tmp_path) -> tuple[Path, str]:
+    """A small release-shaped archive (a top folder holding a `blender` script) and its sha256."""
+    if missing := [t for t in FETCH_TOOLS if shutil.which(t) is None]:
+        pytest.skip(f"fetch_blender.sh needs {', '.join(missing)}")
+    top = tmp_path / "src" / "blender-9.9.9-linux-x64"
+    top.mkdir(parents=True)
+    (top / "blender").write_text("#!/bin/sh\necho 'Blender 9.9.9'\n")
+    (top / "blender").chmod(0o755)
+    path = tmp_path / "blender-9.9.9-linux-x64.tar.xz"
+    with tarfile.open(path, "w:xz") as tar:
+        tar.add(top, arcname=top.name)
+    sha = subprocess.run(["sha256sum", str(path)], capture_output=True, text=True,
+                         check=True).stdout.split()[0]
+    return path, sha
+
+
+def fetch(tmp_path: Path, table: str, version="9.9.9", arch="auto"):
+    (tmp_path / "table.txt").write_text(table)
+    return subprocess.run(["sh", str(FETCH), version, arch, str(tmp_path / "table.txt"),
+                           str(tmp_path / "dest")], capture_output=True, text=True)
+
+
+def host_arch() -> str:
+    return {"amd64": "x86_64", "arm64": "aarch64"}.get(os.uname().machine, os.uname().machine)
+
+
+def test_fetch_installs_an_archive_whose_sha256_matches(tmp_path, archive):
+    path, sha = archive
+    done = fetch(tmp_path, f"9.9.9 {host_arch()} {sha} file://{path}\n")
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "dest" / "blender").is_file()
+    assert (tmp_path / "dest" / "BRAAS_BLENDER").read_text().split() == \
+        ["9.9.9", host_arch(), sha, f"file://{path}"]
+
+
+@pytest.mark.parametrize("case, expected", [
+    ("mismatch", "sha256 mismatch"),
+    ("placeholder", "fill in the sha256"),
+    ("no-row", "no sha256 pinned for Blender 9.9.9"),
+    ("arch", "unsupported architecture 'sparc'"),
+    ("http", "must be https://"),
+    ("version", "is not a release number"),
+])
+def test_fetch_refuses_what_is_not_pinned(tmp_path, archive, case, expected):
+    path, sha = archive
+    arch, version = host_arch(), "9.9.9"
+    rows = {"mismatch": f"9.9.9 {arch} {'0' * 64} file://{path}",
+            "placeholder": f"9.9.9 {arch} FILL-IN file://{path}",
+            "no-row": f"9.9.8 {arch} {sha} file://{path}",
+            "arch": f"9.9.9 {arch} {sha} file://{path}",
+            "http": f"9.9.9 {arch} {sha} http://example.org/blender.tar.xz",
+            "version": f"9.9.9 {arch} {sha} file://{path}"}
+    if case == "arch":
+        arch = "sparc"
+    if case == "version":
+        version = "9.9"
+    done = fetch(tmp_path, rows[case] + "\n", version=version, arch=arch)
+    assert done.returncode == 1
+    assert expected in done.stderr, done.stderr
+    assert not (tmp_path / "dest" / "blender").exists()
+
+
+def test_fetch_for_aarch64_without_a_row_says_what_to_add(tmp_path):
+    done = fetch(tmp_path, TABLE.read_text(), version="4.5.14", arch="aarch64")
+    assert done.returncode == 1
+    assert "no sha256 pinned for Blender 4.5.14 on aarch64" in done.stderr
+    assert "add a row '4.5.14 aarch64 <sha256> [url]'" in done.stderr
+
+
+# --- the recipe's %test, run here with a stand-in blender ---------------------------------
+
+STAND_IN = '''#!{python}
+"""A STAND-IN for the `blender` executable: PyPI bpy behind Blender's command line, so the
+recipe's %test can run on a machine without the image. Not used anywhere else."""
+import subprocess
+import sys
+
+argv = sys.argv[1:]
+if "--version" in argv:
+    import bpy
+    print("Blender " + ".".join(map(str, bpy.app.version)))
+    sys.exit(0)
+if "--python-expr" in argv:
+    code = argv[argv.index("--python-expr") + 1]
+    sys.exit(subprocess.call([sys.executable, "-c", code]))
+if "-P" in argv:
+    rest = argv[argv.index("--") + 1:] if "--" in argv else []
+    sys.exit(subprocess.call([sys.executable, argv[argv.index("-P") + 1], "--", *rest]))
+sys.exit("stand-in blender: unsupported arguments %r" % argv)
+'''
+
+
+def test_recipe_test_section_renders_a_frame_with_a_stand_in_blender(tmp_path):
+    bpy = pytest.importorskip("bpy", reason="PyPI bpy is not installed: "
+                                          "pip install -e '.[blender]'")
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "blender").write_text(STAND_IN.format(python=sys.executable))
+    (bin_dir / "blender").chmod(0o755)
+    (bin_dir / "python3").symlink_to(sys.executable)
+    recipe = ct.parse_recipe(RECIPE)
+    version = ".".join(map(str, bpy.app.version))
+    script = ct.render_template(recipe.section_text("test"), {"BLENDER_VERSION": version})
+    script = script.replace(ct.IMAGE_WORKER_DIR, str(WORKER))
+    env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}",
+           "TMPDIR": str(tmp_path)}
+    done = subprocess.run(["sh", "-c", script], capture_output=True, text=True, env=env,
+                          timeout=240)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert f"Blender {version} rendered a 16x16 frame" in done.stdout
+    ends = [json.loads(line) for line in done.stdout.splitlines() if '"event": "end"' in line]
+    assert ends and ends[-1]["state"] == "FINISHED"
+
+
+# --- the exec command line ----------------------------------------------------------------
+
+ODD_ROOT = "/scratch/project/p 1/2030-01-01-00000000-a b $(id);`id`&|<>'\"*?"
+
+
+def binds(argv: list[str]) -> list[str]:
+    return [argv[i + 1] for i, a in enumerate(argv) if a == "--bind"]
+
+
+@pytest.mark.parametrize("cluster, partition", CLUSTER_PARTITIONS)
+def test_exec_argv_for_every_catalog_partition(cluster, partition):
+    c = load_catalog().get(cluster)
+    p = c.get(partition)
+    task = f"{ODD_ROOT}/job/tasks/task-0003.json"
+    argv = ct.exec_argv(cluster, partition, "/sw/braas/braas-blender.sif", ODD_ROOT, task)
+    assert isinstance(argv, list) and all(isinstance(a, str) for a in argv)
+    assert argv[:5] == [c.container.runtime, "exec", "--contain", "--pwd", ODD_ROOT]
+    assert argv[-5:] == ["/sw/braas/braas-blender.sif", "python3", "-I",
+                         "/opt/braas/worker/render_task.py", task]
+    # The job folder and the task file stay one element each; nothing else carries its text.
+    assert argv.count(ODD_ROOT) == 2 and argv.count(task) == 1
+    assert all(a in (ODD_ROOT, task) for a in argv if "$(" in a or "`" in a or ";" in a)
+    # GPU flags by vendor, on GPU partitions only.
+    flags = argv[5:argv.index("/sw/braas/braas-blender.sif")]
+    vendor = c.gpu_vendor if p.kind == "gpu" else None
+    assert ("--nv" in flags) == (vendor == "nvidia")
+    assert ("--rocm" in flags) == (vendor == "amd")
+    expected_binds = (["/dev/dri"] if vendor == "intel" else []) + [ODD_ROOT]
+    assert binds(argv) == expected_binds  # only the job folder (and Intel's GPU devices)
+    assert flags == [*c.container_flags_for(partition), "--bind", ODD_ROOT]
+
+
+@pytest.mark.parametrize("cluster, partition", CLUSTER_PARTITIONS)
+def test_compute_task_runs_the_same_argv(cluster, partition, tmp_path, monkeypatch):
+    """Drift guard: compute_task.py (sent by source) builds what exec_argv builds."""
+    c = load_catalog().get(cluster)
+    image = tmp_path / "braas-blender.sif"
+    image.write_bytes(b"SIF")
+    root = tmp_path / "scratch with space" / "2030-01-01-00000000-demo"
+    # As the endpoint template's worker_init exports them from the catalog.
+    monkeypatch.setenv("BRAAS_IMAGE", str(image))
+    monkeypatch.setenv("BRAAS_CONTAINER_RUNTIME", c.container.runtime)
+    monkeypatch.setenv("BRAAS_CONTAINER_FLAGS", " ".join(c.container_flags_for(partition)))
+    for name in ("BRAAS_BLENDER", "BRAAS_BLENDER_PYTHON", "BRAAS_WORKER_DIR"):
+        monkeypatch.delenv(name, raising=False)
+    seen: list[list[str]] = []
+
+    def fake_run(argv, **kwargs):
+        seen.append(argv)
+        end = {"event": "end", "state": "FINISHED", "missing": "", "reason": ""}
+        return subprocess.CompletedProcess(argv, 0, json.dumps(end) + "\n", "")
+
+    monkeypatch.setattr(subprocess, "run", fake_run)
+    task = {"task": 3, "frames": "1-2", "scene": "in/scene.blend",
+            "blender": {"kind": "executable", "command": ["blender"]}}
+    record = compute_task.render_on_worker(task, str(root))
+    assert record["state"] == "FINISHED"
+    task_file = root / "job" / "tasks" / "task-0003.json"
+    assert seen == [ct.exec_argv(cluster, partition, image, root, task_file)]
+
+
+def test_compute_task_refuses_a_job_folder_apptainer_cannot_bind(tmp_path, monkeypatch):
+    image = tmp_path / "braas-blender.sif"
+    image.write_bytes(b"SIF")
+    monkeypatch.setenv("BRAAS_IMAGE", str(image))
+    monkeypatch.setattr(subprocess, "run", lambda *a, **k: pytest.fail("must not run"))
+    task = {"task": 1, "frames": "1", "scene": "in/scene.blend",
+            "blender": {"kind": "executable", "command": ["blender"]}}
+    record = compute_task.render_on_worker(task, str(tmp_path / "a,b"))
+    assert record["state"] == "FAILED" and "cannot bind" in record["reason"]
+
+
+@pytest.mark.parametrize("kwargs, expected", [
+    ({"job_root": "/scratch/a,b"}, "holds ',' or ':'"),
+    ({"job_root": "/scratch/a:/etc"}, "holds ',' or ':'"),
+    ({"job_root": "scratch/job"}, "must be an absolute path"),
+    ({"job_root": "/scratch/../etc"}, "must be an absolute path without '..'"),
+    ({"job_root": "/scratch/job\n--nv"}, "control character"),
+    ({"task_file": "/etc/passwd"}, "must be inside the job folder"),
+    ({"task_file": "/scratch/job/../other/t.json"}, "must be inside the job folder"),
+    ({"image": "--writable"}, "must be an absolute path"),
+    ({"image": "braas.sif"}, "must be an absolute path"),
+    ({"runtime": "bash"}, "container runtime 'bash'"),
+    ({"runtime": "bin/apptainer"}, "container runtime 'bin/apptainer'"),
+])
+def test_exec_argv_refuses_unsafe_input(kwargs, expected):
+    args = {"image": "/sw/braas.sif", "job_root": "/scratch/job",
+            "task_file": "/scratch/job/job/tasks/task-0001.json", "runtime": None, **kwargs}
+    with pytest.raises(UsageError) as err:
+        ct.exec_argv("karolina", "qgpu", **args)
+    assert expected in str(err.value)
+
+
+def test_exec_argv_takes_an_absolute_runtime_path():
+    argv = ct.exec_argv("lumi", "standard-g", "/sw/braas.sif", "/scratch/project_1/job",
+                        "/scratch/project_1/job/job/tasks/task-0001.json",
+                        runtime="/usr/bin/singularity")
+    assert argv[0] == "/usr/bin/singularity" and "--rocm" in argv
+
+
+def test_exec_argv_refuses_catalog_flags_it_does_not_know():
+    c = load_catalog().get("karolina")
+    bad = c.model_copy(update={"container": c.container.model_copy(
+        update={"gpu_flags": ("--writable",)})})
+    with pytest.raises(RunError, match="--writable"):
+        ct.exec_argv(bad, "qgpu", "/sw/braas.sif", "/scratch/job",
+                     "/scratch/job/job/tasks/task-0001.json")
+    assert ct.exec_argv(bad, "qcpu", "/sw/braas.sif", "/scratch/job",
+                        "/scratch/job/job/tasks/task-0001.json")  # CPU: no GPU flags used
+
+
+# --- image labels ---------------------------------------------------------------------------
+
+def good_labels() -> dict[str, str]:
+    return {ct.LABEL_GLOBUS_VERSION: __version__, ct.LABEL_BLENDER_VERSION: PUBLISHED[0],
+            ct.LABEL_BLENDER_ARCH: PUBLISHED[1], ct.LABEL_BLENDER_SHA256: PUBLISHED[2]}
+
+
+def test_image_labels_are_checked_against_this_checkout():
+    assert ct.check_labels(good_labels(), RECIPE) == []
+    assert ct.check_labels({**good_labels(), ct.LABEL_GLOBUS_VERSION: "0.0.1"}, RECIPE)
+    assert ct.check_labels({**good_labels(), ct.LABEL_BLENDER_SHA256: "ab" * 32}, RECIPE)
+    assert ct.check_labels({**good_labels(), ct.LABEL_BLENDER_VERSION: "4.4.0"}, RECIPE)
+    missing = {k: v for k, v in good_labels().items() if k != ct.LABEL_BLENDER_SHA256}
+    assert ct.check_labels(missing, RECIPE) == [
+        f"the image has no {ct.LABEL_BLENDER_SHA256} label"]
+
+
+def test_without_apptainer_build_and_inspect_say_so(tmp_path, monkeypatch):
+    monkeypatch.setenv("PATH", str(tmp_path))  # no runtime on PATH
+    image = tmp_path / "image.sif"
+    with pytest.raises(RunError, match="neither apptainer nor singularity is on PATH"):
+        ct.build(RECIPE, image)
+    image.write_bytes(b"SIF")
+    with pytest.raises(RunError, match="neither apptainer nor singularity is on PATH"):
+        ct.inspect_labels(image)
+
+
+def test_build_checks_the_pin_before_calling_apptainer(tmp_path):
+    with pytest.raises(UsageError, match="no sha256 pinned for Blender 4.5.13"):
+        ct.build(RECIPE, tmp_path / "x.sif",
+                 {"BLENDER_VERSION": "4.5.13", "BLENDER_ARCH": "x86_64"})
+    with pytest.raises(UsageError, match="no sha256 pinned for Blender 4.5.14 on aarch64"):
+        ct.build(RECIPE, tmp_path / "x.sif", {"BLENDER_ARCH": "aarch64"})
+    with pytest.raises(UsageError, match="unknown build argument"):
+        ct.build(RECIPE, tmp_path / "x.sif", {"BLENDER_URL": "https://example.org/b.tar.xz"})
+
+
+FAKE_APPTAINER = '''#!{python}
+"""A STAND-IN for `apptainer`, to test how braas-globus calls it (never builds anything):
+`build` records its argv and working folder and writes a placeholder image; `inspect`
+prints the labels in FAKE_LABELS (JSON) the way apptainer inspect --json prints them."""
+import json
+import os
+import sys
+
+argv = sys.argv[1:]
+with open(os.environ["FAKE_APPTAINER_LOG"], "a") as log:
+    log.write(json.dumps({{"argv": argv, "cwd": os.getcwd()}}) + "\\n")
+if argv[0] == "build":
+    print("INFO:    Starting build...")
+    if os.environ.get("FAKE_FAIL"):
+        print("FATAL:   While performing build: conveyor failed")
+        sys.exit(255)
+    open(argv[-2], "w").write("SIF")
+elif argv[0] == "inspect":
+    labels = json.loads(os.environ["FAKE_LABELS"])
+    print(json.dumps({{"data": {{"attributes": {{"labels": labels}}}}, "type": "container"}}))
+'''
+
+
+@pytest.fixture
+def fake_apptainer(tmp_path, monkeypatch) -> Path:
+    bin_dir = tmp_path / "fake-bin"
+    bin_dir.mkdir()
+    (bin_dir / "apptainer").write_text(FAKE_APPTAINER.format(python=sys.executable))
+    (bin_dir / "apptainer").chmod(0o755)
+    log = tmp_path / "apptainer-calls.jsonl"
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.setenv("FAKE_APPTAINER_LOG", str(log))
+    monkeypatch.setenv("FAKE_LABELS", json.dumps(good_labels()))
+    return log
+
+
+def calls(log: Path) -> list[dict]:
+    return [json.loads(line) for line in log.read_text().splitlines()]
+
+
+def test_build_calls_apptainer_in_the_checkout_with_an_argv(tmp_path, fake_apptainer):
+    image = tmp_path / "out dir" / "braas-blender.sif"
+    image.parent.mkdir()
+    lines: list[str] = []
+    built = ct.build(RECIPE, image, {"BLENDER_VERSION": "4.5.14"}, log=lines.append)
+    assert built == image and image.is_file()
+    [call] = calls(fake_apptainer)
+    assert call["argv"] == ["build", "--build-arg", "BLENDER_VERSION=4.5.14", str(image),
+                            str(RECIPE)]
+    assert call["cwd"] == str(REPO)  # %files paths are relative to the checkout
+    assert lines[0].startswith("braas: ") and "INFO:    Starting build..." in lines[1]
+    with pytest.raises(UsageError, match="pass --force"):
+        ct.build(RECIPE, image)
+    ct.build(RECIPE, image, force=True, log=lines.append)
+    assert calls(fake_apptainer)[-1]["argv"][1:] == ["--force", str(image), str(RECIPE)]
+    assert ct.verify(image, RECIPE) == []
+    assert calls(fake_apptainer)[-1]["argv"] == ["inspect", "--json", "--labels", str(image)]
+
+
+def test_a_failed_build_is_a_run_error(tmp_path, fake_apptainer, monkeypatch):
+    monkeypatch.setenv("FAKE_FAIL", "1")
+    with pytest.raises(RunError, match="exit code 255: FATAL:   While performing build"):
+        ct.build(RECIPE, tmp_path / "x.sif", log=lambda line: None)
+
+
+def test_verify_names_wrong_image_labels(tmp_path, fake_apptainer, monkeypatch):
+    image = tmp_path / "old.sif"
+    image.write_bytes(b"SIF")
+    monkeypatch.setenv("FAKE_LABELS", json.dumps({**good_labels(),
+                                                  ct.LABEL_GLOBUS_VERSION: "0.0.1"}))
+    assert ct.verify(image, RECIPE) == [
+        f"the image holds braas-globus 0.0.1; this checkout is {__version__}: rebuild it so "
+        "the worker code matches"]
+
+
+# --- the CLI ----------------------------------------------------------------------------------
+
+def invoke(args: list[str]) -> int:
+    """`braas-globus container ...`: through cli.main once it mounts container_app."""
+    from braas_globus import cli
+
+    if any(group.name == "container" for group in cli.app.registered_groups):
+        return cli.main(["container", *args])
+    app = typer.Typer()
+    app.add_typer(container_app, name="container")
+    try:
+        result = app(args=["container", *args], prog_name="braas-globus", standalone_mode=False)
+    except Exception as err:  # click's usage errors, as cli.main turns them into exit 2
+        if hasattr(err, "exit_code") and hasattr(err, "format_message"):
+            print(f"error: {err.format_message()}", file=sys.stderr)
+            return 2
+        raise
+    return result if isinstance(result, int) else 0
+
+
+def test_cli_verify_checks_the_recipe(home, capsys):
+    assert invoke(["verify", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["ok"] is True and result["recipe_problems"] == []
+    assert result["recipe"] == str(RECIPE)
+
+
+def test_cli_verify_reports_a_broken_recipe(home, tmp_path, capsys):
+    broken = checkout_copy(tmp_path, ("BLENDER_VERSION=4.5.14", "BLENDER_VERSION=4.5.13"))
+    assert invoke(["verify", "--recipe", str(broken)]) == 1
+    captured = capsys.readouterr()
+    assert "BLENDER_VERSION=4.5.13 has no x86_64 row" in captured.out
+    assert captured.err.startswith("error: ")
+
+
+@pytest.mark.skipif(ct.find_runtime() is not None, reason="apptainer is installed here")
+def test_cli_verify_skips_the_image_without_apptainer(home, tmp_path, capsys):
+    image = tmp_path / "braas.sif"
+    image.write_bytes(b"SIF")
+    assert invoke(["verify", str(image), "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["image_checked"] is False
+    assert "neither apptainer nor singularity is on PATH" in result["skipped"]
+
+
+def test_cli_errors_become_exit_codes(home, tmp_path, capsys):
+    assert invoke(["inspect", str(tmp_path / "missing.sif")]) == 2
+    assert "no image at" in capsys.readouterr().err
+    assert invoke(["build", str(RECIPE), str(tmp_path / "x.sif"), "--build-arg", "NOPE"]) == 2
+    assert "write KEY=VALUE" in capsys.readouterr().err
+    assert invoke(["build", str(RECIPE), str(tmp_path / "x.sif"),
+                   "--build-arg", "BLENDER_VERSION=4.5.13"]) == 2
+    assert "no sha256 pinned for Blender 4.5.13" in capsys.readouterr().err
+
+
+def test_cli_build_inspect_verify_with_a_stand_in_apptainer(home, tmp_path, fake_apptainer,
+                                                            capsys):
+    image = tmp_path / "braas-blender.sif"
+    assert invoke(["build", str(RECIPE), str(image), "--json"]) == 0
+    built = json.loads(capsys.readouterr().out)
+    assert built["image"] == str(image) and built["problems"] == []
+    assert built["labels"][ct.LABEL_BLENDER_SHA256] == PUBLISHED[2]
+    assert invoke(["inspect", str(image), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out) == good_labels()
+    assert invoke(["verify", str(image), "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["image_checked"] is True and result["ok"] is True
+
+
+# --- the real image: only where apptainer exists ------------------------------------------
+
+@pytest.mark.slow
+def test_build_the_image_and_render_a_frame_in_it(tmp_path):
+    runtime = ct.find_runtime()
+    if runtime is None:
+        pytest.skip(NO_APPTAINER)
+    image = ct.build(RECIPE, tmp_path / "braas-blender.sif")  # runs %test too
+    assert ct.verify(image, RECIPE, runtime) == []
+    root = tmp_path / "job root"
+    (root / "in").mkdir(parents=True)
+    (root / "job" / "tasks").mkdir(parents=True)
+    from braas_globus.blender_scripts import MAKE_DEMO_SCENE
+
+    subprocess.run([sys.executable, str(MAKE_DEMO_SCENE), "--", "--out",
+                    str(root / "in" / "scene.blend"), "--width", "32", "--height", "24",
+                    "--samples", "1", "--frames", "1"], check=True, capture_output=True)
+    task_file = root / "job" / "tasks" / "task-0001.json"
+    task_file.write_text(json.dumps({"task": 1, "frames": "1", "scene": "in/scene.blend",
+                                     "device": "CPU", "blender": {"kind": "executable",
+                                                                  "command": ["blender"]}}))
+    argv = ct.exec_argv("karolina", "qcpu", image, root, task_file, runtime=runtime)
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert is_valid_image(root / "out" / "000001.png")
