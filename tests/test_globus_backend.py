@@ -159,6 +159,14 @@ def test_a_failed_transfer_is_a_clear_error_and_the_job_resumes(cli, scene, cent
     assert cli("info", job["id"], "--json").json()["state"] == "FINISHED"
 
 
+def test_a_paused_transfer_is_a_clear_error(cli, scene, centre):
+    centre.transfer.pause_next = True
+    result = cli("submit", scene("anim6"), "--preset", "karolina-cpu")
+    assert result.code == 1
+    assert "paused by a collection administrator" in result.stderr
+    assert cli("list", "--json").json()[0]["state"] == "CONFIGURING"
+
+
 def test_cancel_reaches_the_render_at_the_centre(cli, scene, centre):
     job = submit(cli, scene("anim6"), "--frames", "1-400")
     remote_job = centre.dir / "jobs" / job["id"]

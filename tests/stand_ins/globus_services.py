@@ -43,7 +43,8 @@ class TransferStandIn:
         self.collections = {str(k): Path(v) for k, v in collections.items()}
         self.tasks: dict[str, dict] = {}
         self.submissions: list[dict] = []
-        self.fail_next: str | None = None  # e.g. "FAILED" or "PAUSED"
+        self.fail_next: str | None = None  # a nice_status, e.g. "PERMISSION_DENIED"
+        self.pause_next = False  # an administrator paused the next transfer
         mock.add(responses.GET, f"{TRANSFER}/v0.10/submission_id",
                  json={"value": str(uuid.uuid4())})
         mock.add_callback(responses.POST, f"{TRANSFER}/v0.10/transfer", self._submit)
@@ -73,13 +74,15 @@ class TransferStandIn:
             target.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(source, target)
             sent += source.stat().st_size
-        status, nice = "SUCCEEDED", None
+        status, nice, paused = "SUCCEEDED", None, False
         if self.fail_next:
             status, nice, self.fail_next = ("FAILED", self.fail_next, None)
+        if self.pause_next:
+            status, nice, paused, self.pause_next = ("ACTIVE", "PAUSED_BY_ADMIN", True, False)
         self.tasks[task_id] = {"DATA_TYPE": "task", "task_id": task_id, "status": status,
                                "nice_status": nice, "files": files, "files_skipped": skipped,
                                "files_transferred": files - skipped, "bytes_transferred": sent,
-                               "bytes_checksummed": sent, "is_paused": False}
+                               "bytes_checksummed": sent, "is_paused": paused}
         return 202, {}, json.dumps({"DATA_TYPE": "transfer_result", "code": "Accepted",
                                     "task_id": task_id, "submission_id": body["submission_id"]})
 
