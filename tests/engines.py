@@ -49,7 +49,8 @@ WORKER_PYTHON = VENV_BIN / "python"
 ADMIN_SETTINGS = {
     "braas_image": "",
     "worker_env": (f"export PATH={VENV_BIN}:$PATH\n"
-                   f"export BRAAS_WORKER_DIR={WORKER_DIR} BRAAS_WORKER_PYTHON={WORKER_PYTHON}"),
+                   f"export BRAAS_WORKER_DIR={WORKER_DIR} BRAAS_WORKER_PYTHON={WORKER_PYTHON}"
+                   f" BRAAS_BLENDER_PYTHON={WORKER_PYTHON}"),
 }
 
 # --- what this machine cannot do as a centre does --------------------------------------------

@@ -104,6 +104,13 @@ def test_a_job_renders_at_the_centre_and_comes_back(cli, scene, centre):
                item["destination_path"].endswith("/job/manifest.json")
                for item in upload["DATA"])
 
+    # The function travels by source: a centre's worker has no braas_globus to import.
+    from globus_compute_sdk.serialize import ComputeSerializer, DillCodeSource
+
+    (code,) = centre.compute.functions.values()
+    (function_buffer,) = ComputeSerializer().unpack_buffers(code)
+    assert function_buffer.startswith(DillCodeSource.identifier)
+
     centre.compute.wait_all()
     info = cli("info", job["id"], "--json").json()
     assert info["state"] == "FINISHED", info

@@ -9,7 +9,7 @@ environment its ``worker_init`` sets:
   point inside the Apptainer image, with only the job folder bound into it;
 - else ``BRAAS_WORKER_DIR`` (+ ``BRAAS_WORKER_PYTHON``): run it on the host, with the
   centre's Blender: ``BRAAS_BLENDER`` (an executable) or ``BRAAS_BLENDER_PYTHON`` (a Python
-  with the ``bpy`` module).
+  with the ``bpy`` module). The client never chooses the program that runs.
 
 The job folder is on the centre's shared file system (staged there by Transfer). The task
 writes frames, logs and progress records into it and returns only its small closing
@@ -30,13 +30,20 @@ def render_on_worker(task: dict, job_root: str) -> dict:
     root = Path(job_root)
     image = os.environ.get("BRAAS_IMAGE", "")
     in_image = bool(image) and os.path.exists(image)
-    # On the host, the centre's Blender (set by the endpoint's worker_init); in the image,
-    # its own `blender` as the task says.
-    if not in_image and os.environ.get("BRAAS_BLENDER_PYTHON"):
-        task = {**task, "blender": {"kind": "python",
-                                    "command": [os.environ["BRAAS_BLENDER_PYTHON"]]}}
-    elif not in_image and os.environ.get("BRAAS_BLENDER"):
-        task = {**task, "blender": {"kind": "executable", "command": [os.environ["BRAAS_BLENDER"]]}}
+    # Which program renders is the centre's choice, never the client's: the image's own
+    # `blender`, or on the host the Blender the endpoint's worker_init names.
+    if in_image:
+        blender = {"kind": "executable", "command": ["blender"]}
+    elif os.environ.get("BRAAS_BLENDER_PYTHON"):
+        blender = {"kind": "python", "command": [os.environ["BRAAS_BLENDER_PYTHON"]]}
+    elif os.environ.get("BRAAS_BLENDER"):
+        blender = {"kind": "executable", "command": [os.environ["BRAAS_BLENDER"]]}
+    else:
+        reason = (f"the image BRAAS_IMAGE={image} does not exist on {os.uname().nodename}"
+                  if image else "this endpoint names no Blender (BRAAS_IMAGE, or BRAAS_BLENDER "
+                                "or BRAAS_BLENDER_PYTHON for a host install)")
+        return {"event": "end", "state": "FAILED", "missing": task["frames"], "reason": reason}
+    task = {**task, "blender": blender}
     task_file = root / "job" / "tasks" / f"task-{int(task['task']):04d}.json"
     task_file.parent.mkdir(parents=True, exist_ok=True)
     task_file.write_text(json.dumps(task))
@@ -61,8 +68,12 @@ def render_on_worker(task: dict, job_root: str) -> dict:
         python = os.environ.get("BRAAS_WORKER_PYTHON", "python3")
         argv = [python, str(Path(worker_dir) / "render_task.py"), str(task_file)]
 
-    done = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                          stdin=subprocess.DEVNULL, check=False)
+    try:
+        done = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                              stdin=subprocess.DEVNULL, check=False)
+    except OSError as err:  # no apptainer on the node, a wrong BRAAS_WORKER_PYTHON
+        return {"event": "end", "state": "FAILED", "missing": task["frames"],
+                "host": os.uname().nodename, "reason": f"cannot start {argv[0]}: {err}"}
     for line in reversed(done.stdout.splitlines()):
         if line.startswith("{") and '"end"' in line:
             record = json.loads(line)

@@ -129,10 +129,14 @@ class GlobusBackend:
         if not queued:
             return
         from globus_compute_sdk import Executor
+        from globus_compute_sdk.serialize import ComputeSerializer, DillCodeSource
 
         config = self.user_endpoint_config(job)
+        # By source: a centre's worker has no braas_globus to import the function from.
+        serializer = ComputeSerializer(strategy_code=DillCodeSource())
         executor = Executor(endpoint_id=str(self.preset.endpoint_id), client=self.compute,
-                            user_endpoint_config=config, label=f"braas {job.id}")
+                            user_endpoint_config=config, label=f"braas {job.id}",
+                            serializer=serializer)
         try:
             sent = []
             for task in queued:
