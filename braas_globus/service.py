@@ -163,9 +163,10 @@ class Service:
         warnings = [w for backend in self.backends(job) if (w := backend.refresh(job))]
         return self.store.job(job.id), "; ".join(warnings) or None
 
-    def wait(self, job_id: str, reporter: Reporter = QuietReporter(),
-             poll_seconds: float = 0.5) -> JobRecord:
+    def wait(self, job_id: str, reporter: Reporter = QuietReporter()) -> JobRecord:
         """Block until the job ends, reporting frames done; RunError if it stalls."""
+        # As often as the slowest of the job's backends allows (Globus limits request rates).
+        poll_seconds = max(b.poll_seconds for b in self.backends(self.job(job_id)))
         while True:
             job, warning = self.refresh(job_id)
             reporter.progress(job.frames_done, job.frame_count)
@@ -185,6 +186,8 @@ class Service:
 
     def logs(self, job_id: str, task: int | None = None) -> dict[str, str]:
         job = self.job(job_id)
+        for backend in self.backends(job):  # a centre's logs come back with the results
+            backend.collect(job)
         logs = sorted((job.folder / "log").glob("task-*.log"))
         if task is not None:
             logs = [p for p in logs if p.name == f"task-{task:04d}.log"]

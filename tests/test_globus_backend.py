@@ -123,7 +123,9 @@ def test_a_job_renders_at_the_centre_and_comes_back(cli, scene, centre):
     assert downloaded["frames_valid"] == 6 and downloaded["missing"] == ""
     local = Path(job["folder"])
     assert all(is_valid_image(local / "out" / f"{n:06d}.png") for n in range(1, 7))
-    assert (local / "log" / "task-0000.log").exists()
+    assert "attempt 1" in cli("logs", job["id"], "--json").json()["task-0000.log"]
+    info = cli("info", job["id"], "--json").json()
+    assert Path(info["last_frame"]["file"]).is_file()  # named by the worker's records
 
 
 @pytest.mark.parametrize("mode", ["packed", "directory"])

@@ -16,6 +16,7 @@ from ..store import JobRecord, Store
 
 class Backend(Protocol):
     name: str
+    poll_seconds: float  # how often `--wait` may ask for news
 
     def task_slots(self) -> int:
         """How many tasks can run at once: the plan makes no more tasks than this."""

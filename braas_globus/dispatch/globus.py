@@ -56,6 +56,7 @@ def _globus_errors(method):
 
 class GlobusBackend:
     name = "globus"
+    poll_seconds = 5.0  # the Compute service allows about 20 requests per 10 s
 
     def __init__(self, store: Store, settings: Settings, preset: ClusterPreset,
                  transfer_client=None, compute_client=None) -> None:

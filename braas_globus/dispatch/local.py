@@ -43,6 +43,7 @@ def runner_alive(job: JobRecord) -> bool:
 
 class LocalBackend:
     name = "local"
+    poll_seconds = 0.5
 
     def __init__(self, store: Store, settings: Settings) -> None:
         self.store = store
