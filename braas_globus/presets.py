@@ -50,6 +50,9 @@ class ClusterPreset(BaseModel):
     # A Globus Connect Server mapped collection needs a data_access consent at login;
     # guest collections do not (and asking for one fails the login).
     mapped_collection: bool = True
+    # Where Blender runs on the node: in the centre's Apptainer image, or on the host
+    # (a centre that installs Blender itself). Recorded in each job (job/presets.json).
+    runtime: Literal["image", "host"] = "image"
     nodes_per_block: Annotated[int, Field(ge=1, le=1024)] = 1
     max_blocks: Annotated[int, Field(ge=1, le=1024)] = 1
     backend: Literal["globus"] = "globus"

@@ -118,6 +118,9 @@ class Service:
                     (folder / sub).mkdir(parents=True, exist_ok=True)
                 (folder / "job" / "spec.json").write_text(
                     json.dumps(spec.model_dump(mode="json"), indent=1))
+                # The presets as they were: where and how (image or host) the job renders.
+                (folder / "job" / "presets.json").write_text(
+                    json.dumps({p.name: p.model_dump(mode="json") for p in presets}, indent=1))
                 self._configure(self.store.job(job_id), plan, frames, blender, reporter)
             except StagingError:
                 raise  # the scene is packed and recorded: `resume` sends it again

@@ -6,6 +6,7 @@ not used (results are read with `get_batch_result`, as `refresh` does in product
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 import uuid
@@ -56,7 +57,7 @@ def centre(home, tmp_path, monkeypatch):
     centre_dir.mkdir()
     add_preset(home, name="karolina-cpu", cluster="karolina", partition="qcpu",
                account="DD-24-1", endpoint_id=ENDPOINT, collection_id=CENTRE,
-               remote_dir=str(centre_dir), local_collection_id=MINE)
+               remote_dir=str(centre_dir), local_collection_id=MINE, runtime="host")
     # What the centre's worker_init exports for a host install (no image here).
     monkeypatch.setenv("BRAAS_WORKER_DIR", str(Path(render_task.__file__).parent))
     monkeypatch.setenv("BRAAS_WORKER_PYTHON", sys.executable)
@@ -209,7 +210,7 @@ def test_download_refuses_names_the_tasks_never_write(cli, scene, centre):
 def test_endpoint_options_are_checked_against_the_centre_schema(cli, scene, centre, home):
     add_preset(home, name="karolina-long", cluster="karolina", partition="qcpu_exp",
                account="DD-24-1", endpoint_id=ENDPOINT, collection_id=CENTRE,
-               remote_dir=str(centre.dir), local_collection_id=MINE)
+               remote_dir=str(centre.dir), local_collection_id=MINE, runtime="host")
     # qcpu_exp allows an hour: a two-hour walltime is refused before anything is sent.
     result = cli("submit", scene("anim6"), "--preset", "karolina-long", "--walltime", "120")
     assert result.code == 2
@@ -236,7 +237,7 @@ def test_one_job_fans_out_over_two_centres_and_this_machine(cli, scene, centre, 
     lumi_dir.mkdir()
     add_preset(home, name="lumi-cpu", cluster="lumi", partition="standard",
                account="project_465000123", endpoint_id=LUMI_ENDPOINT, collection_id=LUMI,
-               remote_dir=str(lumi_dir), local_collection_id=MINE)
+               remote_dir=str(lumi_dir), local_collection_id=MINE, runtime="host")
     result = cli("submit", scene("anim12"), "--preset", "karolina-cpu,lumi-cpu,local", "--json")
     assert result.code == 0, result.stderr
     job = result.json()
@@ -253,3 +254,18 @@ def test_one_job_fans_out_over_two_centres_and_this_machine(cli, scene, centre, 
     assert at_karolina and at_lumi and not set(at_karolina) & set(at_lumi)
     downloaded = cli("download", job["id"], "--json").json()
     assert downloaded["frames_valid"] == 12 and downloaded["missing"] == ""
+
+
+def test_a_preset_that_wants_the_image_fails_clearly_where_there_is_none(cli, scene, centre,
+                                                                        home):
+    add_preset(home, name="karolina-image", cluster="karolina", partition="qcpu",
+               account="DD-24-1", endpoint_id=ENDPOINT, collection_id=CENTRE,
+               remote_dir=str(centre.dir), local_collection_id=MINE, runtime="image")
+    job = cli("submit", scene("anim6"), "--preset", "karolina-image", "--retries", "0",
+              "--json").json()
+    recorded = json.loads((Path(job["folder"]) / "job" / "presets.json").read_text())
+    assert recorded["karolina-image"]["runtime"] == "image"
+    centre.compute.wait_all()
+    info = cli("info", job["id"], "--json").json()
+    assert info["state"] == "FAILED"
+    assert "renders in the image" in info["tasks"][0]["reason"]

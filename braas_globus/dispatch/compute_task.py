@@ -30,6 +30,13 @@ def render_on_worker(task: dict, job_root: str) -> dict:
     root = Path(job_root)
     image = os.environ.get("BRAAS_IMAGE", "")
     in_image = bool(image) and os.path.exists(image)
+    wanted = task.get("runtime")  # the preset's choice: "image", "host", or None (either)
+    if wanted == "image" and not in_image:
+        return {"event": "end", "state": "FAILED", "missing": task["frames"],
+                "reason": f"the preset renders in the image, and this endpoint's image "
+                          f"BRAAS_IMAGE={image or '(unset)'} is not on {os.uname().nodename}"}
+    if wanted == "host":
+        in_image = False
     # Which program renders is the centre's choice, never the client's: the image's own
     # `blender`, or on the host the Blender the endpoint's worker_init names.
     if in_image:
@@ -78,7 +85,8 @@ def render_on_worker(task: dict, job_root: str) -> dict:
         if line.startswith("{") and '"end"' in line:
             record = json.loads(line)
             if record.get("event") == "end":
-                return {**record, "exit_code": done.returncode, "host": os.uname().nodename}
+                return {**record, "exit_code": done.returncode, "host": os.uname().nodename,
+                        "runtime": "image" if in_image else "host"}
     return {"event": "end", "state": "FAILED", "missing": task["frames"],
             "exit_code": done.returncode, "host": os.uname().nodename,
             "reason": (done.stderr.strip().splitlines() or ["the entry point printed nothing"])[-1]}

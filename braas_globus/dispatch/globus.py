@@ -116,6 +116,7 @@ class GlobusBackend:
                 "threads": 0, "allow_scripts": job.spec["allow_scripts"],
                 "walltime_seconds": job.spec["walltime_minutes"] * 60,
                 "objects_dir": self.transfer.remote_path("objects"),
+                "runtime": self.preset.runtime,
                 "blender": {"kind": "executable", "command": ["blender"]}}
 
     @_globus_errors
