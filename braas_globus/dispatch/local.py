@@ -63,7 +63,12 @@ class LocalBackend:
             return  # the running runner picks up newly queued tasks
         (job.folder / CANCEL_MARKER).unlink(missing_ok=True)
         log = (job.folder / "job" / "runner.log").open("a")
-        env = {**os.environ, "BRAAS_HOME": str(self.settings.home)}
+        # The runner imports this package: where it was loaded from (an add-on's bundled
+        # wheels are on Blender's sys.path only) must be on the child's path too.
+        package_root = str(Path(__file__).resolve().parents[2])
+        python_path = os.pathsep.join(p for p in (package_root, os.environ.get("PYTHONPATH"))
+                                      if p)
+        env = {**os.environ, "BRAAS_HOME": str(self.settings.home), "PYTHONPATH": python_path}
         process = subprocess.Popen(
             [sys.executable, "-m", RUNNER_MODULE, job.id], stdin=subprocess.DEVNULL,
             stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
