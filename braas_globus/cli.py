@@ -211,7 +211,8 @@ def download(
     """Bring a job's frames and logs into its storage folder (or --to DIR), verified."""
 
     def command(out: Output, service: Service) -> None:
-        result = service.download(job, to)
+        with out.reporter("downloading") as reporter:
+            result = service.download(job, to, reporter)
         missing = f"; missing {result['missing']}" if result["missing"] else ""
         out.data(result, f"{result['frames_valid']}/{result['frames_expected']} frames in "
                          f"{result['frames_dir']}{missing}")

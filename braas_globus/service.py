@@ -152,7 +152,7 @@ class Service:
         slots = {}
         for name in spec.presets:  # every centre of the job gets the scene
             backend = self.backend(name)
-            backend.stage(job, manifest, on_bytes=reporter.progress)
+            backend.stage(job, manifest, reporter)
             slots[name] = backend.task_slots()
         max_tasks = min(spec.max_jobs, sum(slots.values()) + (1 if spec.scout else 0))
         tasks = plan_tasks(frames, max_tasks, scout=spec.scout)
@@ -252,7 +252,7 @@ class Service:
                  reporter: Reporter = QuietReporter()) -> dict:
         job, _ = self.refresh(job_id)
         for backend in self.backends(job):
-            backend.collect(job, on_bytes=reporter.progress)
+            backend.collect(job, reporter)
         destination = (to / job.id) if to else job.folder
         if destination != job.folder:
             for sub in ("out", "log", "job"):

@@ -64,7 +64,7 @@ class JobTransfers:
 
     # --- upload -----------------------------------------------------------------------
     def send_stage(self, job_id: str, manifest: Manifest, objects_dir: Path, job_folder: Path,
-                   on_bytes=None) -> TransferOutcome:
+                   reporter=None) -> TransferOutcome:
         """Send the objects the centre lacks, and the job's manifest."""
         data = globus_sdk.TransferData(
             self.preset.local_collection_id, self.preset.collection_id,
@@ -74,7 +74,8 @@ class JobTransfers:
                           self.remote_path("objects", sha[:2], sha))
         data.add_item(self.local_path(job_folder / "job" / "manifest.json"),
                       self.remote_job(job_id, "job", "manifest.json"))
-        return self._run(data, "upload the scene", on_bytes)
+        total = sum(entry.size for entry in {e.sha256: e for e in manifest.values()}.values())
+        return self._run(data, "upload the scene", reporter, total)
 
     def send_cancel_marker(self, job_id: str, job_folder: Path) -> str:
         """Put the job's cancel marker at the centre; returns the transfer task id."""
@@ -86,21 +87,24 @@ class JobTransfers:
         return str(self.client.submit_transfer(data)["task_id"])
 
     # --- download ---------------------------------------------------------------------
-    def fetch_results(self, job_id: str, job_folder: Path, on_bytes=None) -> TransferOutcome | None:
+    def fetch_results(self, job_id: str, job_folder: Path,
+                      reporter=None) -> TransferOutcome | None:
         """Bring out/, log/ and the progress records back; None when there is nothing yet."""
         data = globus_sdk.TransferData(
             self.preset.collection_id, self.preset.local_collection_id,
             label=f"braas {job_id} results", sync_level="checksum", verify_checksum=True)
-        count = 0
+        count = total = 0
         for folder in DOWNLOADED_FOLDERS:
-            for name in self._remote_files(self.remote_job(job_id, folder)):
+            for name, size in self._remote_files(self.remote_job(job_id, folder)):
                 local = job_folder / folder / name
                 local.parent.mkdir(parents=True, exist_ok=True)
                 data.add_item(self.remote_job(job_id, folder, name), self.local_path(local))
                 count += 1
-        return self._run(data, "download the results", on_bytes) if count else None
+                total += size
+        return self._run(data, "download the results", reporter, total) if count else None
 
-    def _remote_files(self, path: str) -> list[str]:
+    def _remote_files(self, path: str) -> list[tuple[str, int]]:
+        """(name, size) of the plain files in a remote folder, names checked."""
         try:
             listing = self.client.operation_ls(self.preset.collection_id, path=path)
         except globus_sdk.TransferAPIError as err:
@@ -115,24 +119,29 @@ class JobTransfers:
             if not _SAFE_NAME.match(name) or name in (".", ".."):
                 raise RunError(f"refusing to download {path}/{name!r}: not a name the render "
                                "tasks write")
-            names.append(name)
+            names.append((name, int(entry.get("size") or 0)))
         return names
 
     # --- waiting ----------------------------------------------------------------------
-    def _run(self, data: globus_sdk.TransferData, what: str, on_bytes) -> TransferOutcome:
+    def _run(self, data: globus_sdk.TransferData, what: str, reporter,
+             total_bytes: int) -> TransferOutcome:
         try:
             task_id = str(self.client.submit_transfer(data)["task_id"])
         except globus_sdk.TransferAPIError as err:
             raise StagingError(f"could not {what}: {err.http_status} {err.code}: "
                                f"{err.message}") from err
-        return self.wait(task_id, what, on_bytes)
+        return self.wait(task_id, what, reporter, total_bytes)
 
-    def wait(self, task_id: str, what: str, on_bytes=None) -> TransferOutcome:
+    def wait(self, task_id: str, what: str, reporter=None,
+             total_bytes: int = 0) -> TransferOutcome:
+        """Follow a transfer to its end, showing files and bytes as they move."""
         while True:
             task = self.client.get_task(task_id)
-            if on_bytes:
-                on_bytes(task["bytes_transferred"], max(task.get("bytes_checksummed") or 0,
-                                                        task["bytes_transferred"]))
+            if reporter is not None:
+                moved = (task.get("files_transferred") or 0) + (task.get("files_skipped") or 0)
+                reporter.step(f"{what}: {moved}/{task.get('files') or '?'} files")
+                reporter.progress(task["bytes_transferred"],
+                                  max(total_bytes, task["bytes_transferred"]))
             status = task["status"]
             if status == "SUCCEEDED":
                 return TransferOutcome(task_id, task["files"], task["files_skipped"],

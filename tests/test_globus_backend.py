@@ -269,3 +269,15 @@ def test_a_preset_that_wants_the_image_fails_clearly_where_there_is_none(cli, sc
     info = cli("info", job["id"], "--json").json()
     assert info["state"] == "FAILED"
     assert "renders in the image" in info["tasks"][0]["reason"]
+
+
+def test_scout_frames_render_first_at_the_centre(cli, scene, centre):
+    job = submit(cli, scene("anim12"), "--scout")
+    assert [len(next(iter(b["tasks"].values()))) for b in centre.compute.submissions] == [1]
+    centre.compute.wait_all()
+    cli("info", job["id"], "--json")  # a refresh: the scout is done, the rest goes out
+    assert len(centre.compute.submissions) == 2
+    centre.compute.wait_all()
+    info = cli("info", job["id"], "--json").json()
+    assert info["state"] == "FINISHED" and info["tasks"][0]["scout"]
+    assert info["tasks"][0]["frames"] == "1,7,12"

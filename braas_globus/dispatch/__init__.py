@@ -30,7 +30,7 @@ class Backend(Protocol):
         """Update the store from the backend; return a warning for the user, if any."""
         ...
 
-    def stage(self, job: JobRecord, manifest, on_bytes=None) -> None:
+    def stage(self, job: JobRecord, manifest, reporter=None) -> None:
         """Put the job's staged scene where its tasks read it (the local objects exist)."""
         ...
 
@@ -38,7 +38,7 @@ class Backend(Protocol):
         """Stop every task of the job; nothing of it renders afterwards."""
         ...
 
-    def collect(self, job: JobRecord, on_bytes=None) -> None:
+    def collect(self, job: JobRecord, reporter=None) -> None:
         """Bring the job's out/, log/ and progress records into its local folder."""
         ...
 

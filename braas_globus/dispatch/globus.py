@@ -120,14 +120,17 @@ class GlobusBackend:
                 "blender": {"kind": "executable", "command": ["blender"]}}
 
     @_globus_errors
-    def stage(self, job: JobRecord, manifest, on_bytes=None) -> None:
+    def stage(self, job: JobRecord, manifest, reporter=None) -> None:
         self.transfer.send_stage(job.id, manifest, self.settings.objects_dir, job.folder,
-                                 on_bytes)
+                                 reporter)
 
     @_globus_errors
     def start(self, job: JobRecord) -> None:
-        queued = [t for t in self.store.tasks(job.id, preset=self.preset.name)
-                  if t.state is TaskState.QUEUED]
+        mine = self.store.tasks(job.id, preset=self.preset.name)
+        queued = [t for t in mine if t.state is TaskState.QUEUED]
+        scout = next((t for t in mine if t.scout), None)
+        if scout is not None and scout.state is not TaskState.FINISHED:
+            queued = [t for t in queued if t.scout]  # the rest waits for the scout frames
         if not queued:
             return
         from globus_compute_sdk import Executor
@@ -159,20 +162,21 @@ class GlobusBackend:
         if not sent:
             return None
         statuses = self.compute.get_batch_result(list(sent))
-        retry = False
+        ended = False
         for task_id, status in statuses.items():
             task = sent[task_id]
             if status.get("pending", True):
                 continue
             record = status.get("result") if status.get("status") == "success" else None
-            retry |= self._finish(job, task, record, status)
-        if retry:
+            self._finish(job, task, record, status)
+            ended = True
+        if ended:  # retries, or the tasks that waited for the scout frames
             self.start(self.store.job(job.id))
         return None
 
     def _finish(self, job: JobRecord, task: TaskRecord, record: dict | None,
-                status: dict) -> bool:
-        """Record a finished task; True when it was queued again for another try."""
+                status: dict) -> None:
+        """Record a finished task: queue it again for another try, or end it."""
         if record is None:
             state, missing = TaskState.FAILED, task.frames
             reason = str(status.get("exception") or status.get("reason") or "the task failed")
@@ -187,9 +191,13 @@ class GlobusBackend:
         if state in (TaskState.FAILED, TaskState.TIMEOUT) and task.attempts < task.max_attempts:
             self.store.end_task(job.id, task.index, TaskState.QUEUED,
                                 f"attempt {task.attempts} {state.lower()}: {reason}")
-            return True
+            return
         self.store.end_task(job.id, task.index, state, reason)
-        return False
+        if task.scout and state is not TaskState.FINISHED:
+            for other in self.store.tasks(job.id, preset=self.preset.name):
+                if other.state is TaskState.QUEUED:
+                    self.store.end_task(job.id, other.index, TaskState.CANCELED,
+                                        "not rendered: the scout frames failed")
 
     @_globus_errors
     def cancel(self, job: JobRecord) -> None:
@@ -197,9 +205,9 @@ class GlobusBackend:
         self.transfer.send_cancel_marker(job.id, job.folder)
 
     @_globus_errors
-    def collect(self, job: JobRecord, on_bytes=None) -> None:
+    def collect(self, job: JobRecord, reporter=None) -> None:
         """Download the results; the worker's records then name each frame's file."""
-        self.transfer.fetch_results(job.id, job.folder, on_bytes)
+        self.transfer.fetch_results(job.id, job.folder, reporter)
         for record in progress_records(job.folder):
             if record.get("event") == "frame" and record.get("state") == "done":
                 self.store.record_frame(job.id, record["frame"], record["task"], done=True,

@@ -52,10 +52,10 @@ class LocalBackend:
     def task_slots(self) -> int:
         return self.settings.local_workers
 
-    def stage(self, job: JobRecord, manifest, on_bytes=None) -> None:
+    def stage(self, job: JobRecord, manifest, reporter=None) -> None:
         pass  # the local stager already hard-linked in/ into the job folder
 
-    def collect(self, job: JobRecord, on_bytes=None) -> None:
+    def collect(self, job: JobRecord, reporter=None) -> None:
         pass  # tasks write straight into the job folder
 
     def start(self, job: JobRecord) -> None:
