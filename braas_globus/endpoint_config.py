@@ -5,8 +5,8 @@ that its multi-user Globus Compute endpoint uses. Rendering here goes through
 globus-compute-endpoint's own renderer and config loader, so what passes here is what the
 centre's endpoint would build. The client calls ``validate_user_config`` before it submits.
 
-The templates live at the repository root and are found from the source tree. An installed
-wheel would need ``endpoints/`` shipped as package data.
+The templates live at the repository root (``endpoints/``); a wheel ships them as the
+``braas_globus.endpoints`` package data.
 """
 
 from __future__ import annotations
@@ -22,7 +22,18 @@ from braas_globus.errors import BraasError, NotFoundError, UsageError
 if TYPE_CHECKING:
     from globus_compute_endpoint.endpoint.config import UserEndpointConfig
 
-ENDPOINTS_DIR = Path(__file__).resolve().parents[1] / "endpoints"
+def _endpoints_dir() -> Path:
+    """endpoints/ of this checkout, or the copy an installed wheel ships as package data."""
+    checkout = Path(__file__).resolve().parents[1] / "endpoints"
+    if checkout.is_dir():
+        return checkout
+    from importlib.util import find_spec
+
+    spec = find_spec("braas_globus.endpoints")  # a namespace package: templates, no code
+    return Path(list(spec.submodule_search_locations)[0]) if spec else checkout
+
+
+ENDPOINTS_DIR = _endpoints_dir()
 TEMPLATE_NAME = "user_config_template.yaml.j2"
 SCHEMA_NAME = "user_config_schema.json"
 

@@ -1,0 +1,200 @@
+"""Render Properties > BRaaS Globus: Status, New Job and Jobs, shown when Cycles renders.
+
+Drawing only reads properties (and asks ``build_spec`` about the form, from a cache):
+it never calls the service.
+"""
+
+from __future__ import annotations
+
+import bpy
+
+from . import results
+from .properties import form_error
+
+
+def _status(context):
+    return context.window_manager.braas_globus
+
+
+def _wrapped(layout, text: str, width: int = 70, icon: str = "NONE", alert: bool = False):
+    """Long messages as several labels (a label does not wrap)."""
+    column = layout.column(align=True)
+    column.alert = alert
+    words, line, first = text.split(), "", True
+    for word in words:
+        if line and len(line) + 1 + len(word) > width:
+            column.label(text=line, icon=icon if first else "BLANK1")
+            line, first = word, False
+        else:
+            line = f"{line} {word}" if line else word
+    if line:
+        column.label(text=line, icon=icon if first else "BLANK1")
+
+
+class _RenderPanel:
+    bl_space_type = "PROPERTIES"
+    bl_region_type = "WINDOW"
+    bl_context = "render"
+    COMPAT_ENGINES = {"CYCLES"}
+
+    @classmethod
+    def poll(cls, context):
+        return context.scene is not None and context.scene.render.engine in cls.COMPAT_ENGINES
+
+
+class RENDER_PT_braas_globus(_RenderPanel, bpy.types.Panel):
+    bl_label = "BRaaS Globus"
+
+    def draw(self, context):
+        pass
+
+
+class RENDER_PT_braas_globus_status(_RenderPanel, bpy.types.Panel):
+    bl_label = "Status"
+    bl_parent_id = "RENDER_PT_braas_globus"
+
+    def draw(self, context):
+        status = _status(context)
+        layout = self.layout
+        row = layout.row(align=True)
+        if status.operation:
+            text = status.operation + (f": {status.step}" if status.step else "")
+            row.progress(factor=status.progress, type="BAR", text=text)
+        else:
+            row.label(text="Idle", icon="CHECKMARK")
+        sub = row.row(align=True)
+        sub.enabled = status.busy
+        sub.operator("braas_globus.abort", text="", icon="CANCEL")
+        job = status.selected_job()
+        if job is not None and job.frame_count:
+            layout.progress(factor=job.frames_done / job.frame_count, type="BAR",
+                            text=f"{job.name}: {job.state}, {job.frames_done}/"
+                                 f"{job.frame_count} frames")
+        if status.message:
+            _wrapped(layout, status.message, icon="ERROR" if status.is_error else "INFO",
+                     alert=status.is_error)
+
+
+class BRAAS_UL_presets(bpy.types.UIList):
+    def draw_item(self, context, layout, data, item, icon, active_data, active_propname):
+        row = layout.row(align=True)
+        row.label(text=item.name, icon="NETWORK_DRIVE" if item.backend == "globus" else "HOME")
+        if item.backend == "globus":
+            row.label(text=item.account)
+            row.label(text=item.cluster)
+            row.label(text=item.partition)
+        else:
+            row.label(text="this machine")
+        row.label(text=item.device)
+
+
+class RENDER_PT_braas_globus_new_job(_RenderPanel, bpy.types.Panel):
+    bl_label = "New Job"
+    bl_parent_id = "RENDER_PT_braas_globus"
+
+    def draw(self, context):
+        layout = self.layout
+        status = _status(context)
+        scene = context.scene
+        form = scene.braas_globus
+        header = layout.row()
+        header.label(text="Preset, Account, Cluster, Partition, Device")
+        header.operator("braas_globus.refresh_presets", text="", icon="FILE_REFRESH")
+        layout.template_list("BRAAS_UL_presets", "", status, "presets", status,
+                             "preset_index", rows=3)
+        layout.use_property_split = True
+        layout.use_property_decorate = False
+        column = layout.column()
+        column.prop(form, "project")
+        column.prop(form, "email")
+        column.prop(form, "render_type", expand=True)
+        if form.render_type == "ANIMATION":
+            column.prop(form, "frames_from", expand=True)
+            if form.frames_from == "RANGE":
+                column.prop(form, "frame_start")
+                column.prop(form, "frame_end")
+            elif form.frames_from == "SPEC":
+                column.prop(form, "frames")
+            column.prop(form, "max_jobs")
+        else:
+            column.label(text=f"Frame {scene.frame_current}")
+        column.prop(form, "mode")
+        column.prop(form, "walltime")
+        column.prop(form, "allow_missing")
+        error = form_error(form, scene, bpy.data.filepath)
+        if error:
+            _wrapped(layout, error, icon="ERROR", alert=True)
+        elif bpy.data.is_dirty:
+            layout.label(text="The file has changes: Submit saves it first", icon="INFO")
+        row = layout.row()
+        row.scale_y = 1.4
+        row.enabled = error is None
+        row.operator("braas_globus.submit", icon="RENDER_ANIMATION")
+
+
+class BRAAS_UL_jobs(bpy.types.UIList):
+    def draw_item(self, context, layout, data, item, icon, active_data, active_propname):
+        row = layout.row(align=True)
+        row.label(text=item.name)
+        row.label(text=item.project)
+        row.label(text=item.cluster)
+        state = row.row()
+        state.alert = item.state == "FAILED"
+        state.label(text=f"{item.state} {item.frames_done}/{item.frame_count}")
+
+    def filter_items(self, context, data, propname):
+        items = getattr(data, propname)
+        wanted = self.filter_name.lower()
+        flags = [self.bitflag_filter_item if not wanted or wanted in
+                 f"{i.name} {i.project} {i.preset} {i.cluster} {i.state}".lower() else 0
+                 for i in items]
+        if self.use_filter_invert:
+            flags = [self.bitflag_filter_item & ~f for f in flags]
+        count = len(items)  # newest first: ids start with the date; "reverse" for oldest
+        order = list(range(count)) if self.use_filter_sort_reverse else \
+            [count - 1 - i for i in range(count)]
+        return flags, order
+
+
+class RENDER_PT_braas_globus_jobs(_RenderPanel, bpy.types.Panel):
+    bl_label = "Jobs"
+    bl_parent_id = "RENDER_PT_braas_globus"
+
+    def draw(self, context):
+        layout = self.layout
+        status = _status(context)
+        header = layout.row()
+        header.label(text="ID, Project, Cluster, State")
+        header.operator("braas_globus.refresh_jobs", text="", icon="FILE_REFRESH")
+        layout.template_list("BRAAS_UL_jobs", "", status, "jobs", status, "job_index",
+                             rows=4)
+        row = layout.row(align=True)
+        row.operator("braas_globus.refresh_jobs", icon="FILE_REFRESH")
+        row.operator("braas_globus.job_info", icon="INFO")
+        row.operator("braas_globus.cancel_job", text="Cancel", icon="X")
+        row = layout.row(align=True)
+        row.operator("braas_globus.download_job", icon="IMPORT")
+        row.operator("braas_globus.open_folder", icon="FILE_FOLDER")
+        row.operator("braas_globus.resume_job", icon="PLAY")
+        if status.selected_job() is None:
+            return
+        if status.job_info:
+            box = layout.box().column(align=True)
+            for line in status.job_info.splitlines():
+                box.label(text=line)
+        icon = results.preview(status.preview_file)
+        if icon is not None:
+            box = layout.box()
+            box.label(text=f"Frame {status.preview_frame}", icon="IMAGE_DATA")
+            box.template_icon(icon_value=icon.icon_id, scale=results.PREVIEW_SCALE)
+
+
+classes = (
+    BRAAS_UL_presets,
+    BRAAS_UL_jobs,
+    RENDER_PT_braas_globus,
+    RENDER_PT_braas_globus_status,
+    RENDER_PT_braas_globus_new_job,
+    RENDER_PT_braas_globus_jobs,
+)
+register, unregister = bpy.utils.register_classes_factory(classes)

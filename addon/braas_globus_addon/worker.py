@@ -1,0 +1,451 @@
+"""The add-on's one background thread: every braas-globus service call runs here.
+
+Flamenco's pattern: the UI puts a :class:`Request` on a queue; one daemon thread runs the
+operation and sends small dataclass messages back (:class:`Started`, :class:`Step`,
+:class:`Progress`, :class:`Finished`, :class:`Failed`, :class:`Stopped`), which
+``results.py`` drains on a ``bpy.app.timers`` callback every 0.25 s. Nothing here imports
+``bpy``, and the UI never waits on this thread.
+
+One thread, because the Globus app is not thread safe. :meth:`Worker.abort` stops the
+current operation: the service's progress callbacks raise :class:`OperationAborted` at its
+next report (the service then takes a half-made job back out), and a login waiting for the
+browser is told at once through its own redirect address. Requests still waiting are dropped.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import re
+import sys
+import threading
+import traceback
+import urllib.parse
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+# --- messages: worker -> UI ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Started:
+    operation: str
+    label: str
+    quiet: bool
+
+
+@dataclass(frozen=True)
+class Step:
+    text: str
+
+
+@dataclass(frozen=True)
+class Progress:
+    done: int
+    total: int
+
+
+@dataclass(frozen=True)
+class Finished:
+    operation: str
+    label: str
+    result: Any
+    quiet: bool
+
+
+@dataclass(frozen=True)
+class Failed:
+    operation: str
+    label: str
+    message: str
+    quiet: bool
+
+
+@dataclass(frozen=True)
+class Stopped:
+    operation: str
+    label: str
+    quiet: bool
+
+
+Message = Started | Step | Progress | Finished | Failed | Stopped
+
+
+# --- requests: UI -> worker ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Request:
+    operation: str
+    args: dict = field(default_factory=dict)
+    quiet: bool = False  # an automatic refresh: the status line shows only its failure
+    generation: int = 0  # aborts before it was made
+
+
+class OperationAborted(Exception):
+    """Raised inside the service by a progress report after the user pressed abort."""
+
+
+class Context:
+    """What an operation gets: the service (opened on first use), a reporter, notes."""
+
+    def __init__(self, worker: Worker) -> None:
+        self._worker = worker
+        self._service = None
+        self.on_abort: Callable[[], None] | None = None
+
+    # the service's Reporter protocol
+    def step(self, text: str) -> None:
+        self.check()
+        self._worker._send(Step(text))
+
+    def progress(self, done: int, total: int) -> None:
+        self.check()
+        self._worker._send(Progress(done, total))
+
+    def check(self) -> None:
+        if self._worker._abort.is_set():
+            raise OperationAborted()
+
+    def service(self):
+        if self._service is None:
+            from braas_globus.service import Service
+
+            self._service = Service.open()
+        return self._service
+
+    def close(self) -> None:
+        if self._service is not None:
+            self._service.store.close()
+            self._service = None
+
+
+Operation = Callable[..., Any]
+
+
+class Worker:
+    """One daemon thread running :data:`OPERATIONS`, one at a time."""
+
+    def __init__(self, operations: dict[str, tuple[str, Operation]] | None = None) -> None:
+        self.operations = operations if operations is not None else OPERATIONS
+        self._requests: queue.Queue[Request | None] = queue.Queue()
+        self._messages: queue.Queue[Message] = queue.Queue()
+        self._abort = threading.Event()
+        self._lock = threading.Lock()
+        self._pending: list[str] = []  # operations queued or running
+        self._generation = 0  # counts aborts
+        self._current: tuple[Request, Context] | None = None
+        self._thread = threading.Thread(target=self._run, name="braas-globus worker",
+                                        daemon=True)
+        self._thread.start()
+
+    # --- called from the UI thread -------------------------------------------------------
+    def request(self, operation: str, quiet: bool = False, **args: Any) -> None:
+        if operation not in self.operations:
+            raise KeyError(f"no operation {operation!r}")
+        with self._lock:
+            self._pending.append(operation)
+            generation = self._generation
+        self._requests.put(Request(operation, args, quiet, generation))
+
+    def pending(self, operation: str | None = None) -> bool:
+        """Is ``operation`` (any operation, if None) queued or running?"""
+        with self._lock:
+            return bool(self._pending) if operation is None else operation in self._pending
+
+    def busy(self) -> bool:
+        """Is an operation running (an automatic refresh too: it can be aborted as well)?"""
+        with self._lock:
+            return self._current is not None
+
+    def abort(self) -> bool:
+        """Stop the running operation and drop the waiting ones; True if there was one."""
+        with self._lock:
+            self._generation += 1  # requests made before this are dropped unrun
+            current = self._current
+            if current is not None:
+                self._abort.set()
+            waiting = len(self._pending) - (current is not None)
+        if current is not None and current[1].on_abort is not None:
+            threading.Thread(target=current[1].on_abort, daemon=True).start()
+        return current is not None or waiting > 0
+
+    def messages(self) -> list[Message]:
+        """Every message so far, oldest first (never blocks)."""
+        found = []
+        while True:
+            try:
+                found.append(self._messages.get_nowait())
+            except queue.Empty:
+                return found
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Abort, end the thread, and wait for it up to ``timeout`` seconds."""
+        self.abort()
+        self._requests.put(None)
+        self._thread.join(timeout)
+
+    @property
+    def alive(self) -> bool:
+        return self._thread.is_alive()
+
+    # --- the thread ----------------------------------------------------------------------
+    def _send(self, message: Message) -> None:
+        self._messages.put(message)
+
+    def _run(self) -> None:
+        while True:
+            request = self._requests.get()
+            if request is None:
+                return
+            label, function = self.operations[request.operation]
+            context = Context(self)
+            with self._lock:
+                dropped = request.generation != self._generation
+                if dropped:
+                    self._pending.remove(request.operation)
+                else:
+                    self._current = (request, context)
+            if dropped:
+                self._send(Stopped(request.operation, label, request.quiet))
+                continue
+            try:
+                if not request.quiet:
+                    self._send(Started(request.operation, label, request.quiet))
+                result = function(context, **request.args)
+            except OperationAborted:
+                self._send(Stopped(request.operation, label, request.quiet))
+            except Exception as err:  # every failure becomes a message in the panel
+                if self._abort.is_set():
+                    self._send(Stopped(request.operation, label, request.quiet))
+                else:
+                    self._send(Failed(request.operation, label, _plain(err), request.quiet))
+            else:
+                self._send(Finished(request.operation, label, result, request.quiet))
+            finally:
+                context.close()
+                with self._lock:
+                    self._current = None
+                    self._pending.remove(request.operation)
+                    self._abort.clear()
+
+
+def _plain(err: Exception) -> str:
+    """braas-globus errors say what to do already; anything else is a bug worth a trace."""
+    from braas_globus.errors import BraasError
+
+    if isinstance(err, BraasError):
+        return str(err)
+    traceback.print_exception(err, file=sys.stderr)
+    return f"unexpected error ({type(err).__name__}: {err}); details are in the system console"
+
+
+# --- the operations: thin calls into braas-globus ---------------------------------------------
+
+
+def job_summary(job, clusters: dict[str, str]) -> dict:
+    return {"id": job.id, "project": job.project, "preset": job.preset,
+            "cluster": ", ".join(clusters.get(p, p) for p in job.preset.split(",")),
+            "state": job.state.value, "frames_done": job.frames_done,
+            "frames_failed": job.frames_failed, "frame_count": job.frame_count,
+            "folder": str(job.folder)}
+
+
+def _clusters(home: Path) -> dict[str, str]:
+    """Preset name -> where it renders, for the jobs list."""
+    from braas_globus.presets import list_presets
+
+    try:
+        presets = list_presets(home)
+    except Exception:  # a damaged presets file: the presets table says so
+        return {}
+    return {p.name: (p.cluster if p.backend == "globus" else "this machine") for p in presets}
+
+
+def op_jobs(ctx: Context, selected: str | None = None) -> dict:
+    service = ctx.service()
+    jobs = service.list_jobs()
+    active = [job for job in jobs if not job.state.is_final]
+    poll = max((b.poll_seconds for job in active for b in service.backends(job)), default=None)
+    info = service.info(selected) if selected and any(j.id == selected for j in jobs) else None
+    clusters = _clusters(service.settings.home)
+    return {"jobs": [job_summary(job, clusters) for job in jobs], "poll_seconds": poll,
+            "info": info, "home": str(service.settings.home)}
+
+
+def op_submit(ctx: Context, fields: dict) -> dict:
+    from braas_globus.spec import build_spec
+
+    spec = build_spec(**fields)  # checked again here: the scene may have changed meanwhile
+    service = ctx.service()
+    job = service.submit(spec, ctx)
+    return job_summary(job, _clusters(service.settings.home))
+
+
+def op_info(ctx: Context, job_id: str) -> dict:
+    return ctx.service().info(job_id)
+
+
+def op_cancel(ctx: Context, job_id: str) -> dict:
+    service = ctx.service()
+    return job_summary(service.cancel(job_id), _clusters(service.settings.home))
+
+
+def op_resume(ctx: Context, job_id: str) -> dict:
+    service = ctx.service()
+    return job_summary(service.resume(job_id, ctx), _clusters(service.settings.home))
+
+
+def op_download(ctx: Context, job_id: str, to: str | None = None) -> dict:
+    return ctx.service().download(job_id, Path(to) if to else None, ctx)
+
+
+def _preset_row(preset) -> dict:
+    row = {"name": preset.name, "backend": preset.backend, "description": preset.description,
+           "device": preset.default_device, "cluster": "", "partition": "", "account": ""}
+    if preset.backend == "globus":
+        row.update(cluster=preset.cluster, partition=preset.partition, account=preset.account)
+    return row
+
+
+def op_presets(ctx: Context) -> dict:
+    from braas_globus.presets import list_presets
+
+    return {"presets": [_preset_row(p) for p in list_presets(ctx.service().settings.home)]}
+
+
+def op_add_preset(ctx: Context, fields: dict) -> dict:
+    from braas_globus.presets import add_preset
+
+    preset = add_preset(ctx.service().settings.home, **fields)
+    return {**op_presets(ctx), "added": preset.name, "mapped": preset.mapped_collection}
+
+
+def op_remove_preset(ctx: Context, name: str) -> dict:
+    from braas_globus.presets import remove_preset
+
+    remove_preset(ctx.service().settings.home, name)
+    return {**op_presets(ctx), "removed": name}
+
+
+def op_test_preset(ctx: Context, name: str) -> dict:
+    from braas_globus.blender import find_blender
+    from braas_globus.presets import get_preset
+
+    service = ctx.service()
+    preset = get_preset(name, service.settings.home)
+    if preset.backend != "globus":
+        blender = find_blender(service.settings)
+        return {"name": name, "checks": [
+            {"name": "blender", "ok": True,
+             "detail": f"renders on this machine with {' '.join(blender['command'])}"}]}
+    from braas_globus import auth
+    from braas_globus.preset_check import check_preset
+
+    checks = check_preset(preset, auth.transfer_client(), auth.compute_client())
+    return {"name": name, "checks": [vars(c) for c in checks]}
+
+
+def _identity(result: dict) -> dict:
+    who = result.get("identity") or {}
+    return {"signed_in": True, "username": who.get("username") or who.get("id") or "",
+            "name": who.get("name") or "", "missing": result.get("missing", [])}
+
+
+def op_whoami(ctx: Context) -> dict:
+    from braas_globus import auth
+
+    try:
+        return _identity(auth.whoami())
+    except auth.LoginNeeded as err:
+        return {"signed_in": False, "reason": str(err)}
+
+
+def op_login(ctx: Context) -> dict:
+    from braas_globus import auth
+    from braas_globus.presets import load_cluster_presets
+
+    reason = auth.browser_unavailable()
+    if reason:
+        # The other flow pastes a code at a terminal prompt, which Blender does not have.
+        from braas_globus.errors import RunError
+
+        raise RunError(f"no browser login here ({reason}): run `braas-globus login` in a "
+                       "terminal; Blender uses the same login")
+    mapped = [str(p.collection_id) for p in
+              load_cluster_presets(ctx.service().settings.home).values() if p.mapped_collection]
+
+    def note(text: str) -> None:
+        ctx.step(text.splitlines()[0][:200])
+        redirect = _redirect_address(text)
+        if redirect:
+            ctx.on_abort = lambda: _end_browser_login(redirect)
+
+    result = auth.login(notify=note, collection_ids=mapped)
+    return {**_identity(result), "already": result.get("logged_in") == "already"}
+
+
+def op_logout(ctx: Context) -> dict:
+    from braas_globus import auth
+
+    result = auth.logout()
+    return {"signed_in": False, "was_logged_in": result["was_logged_in"],
+            "not_revoked": result["not_revoked"]}
+
+
+OPERATIONS: dict[str, tuple[str, Operation]] = {
+    "jobs": ("Refreshing jobs", op_jobs),
+    "submit": ("Submitting", op_submit),
+    "info": ("Reading job info", op_info),
+    "cancel": ("Canceling", op_cancel),
+    "resume": ("Resuming", op_resume),
+    "download": ("Downloading", op_download),
+    "presets": ("Reading presets", op_presets),
+    "add_preset": ("Adding preset", op_add_preset),
+    "remove_preset": ("Removing preset", op_remove_preset),
+    "test_preset": ("Testing preset", op_test_preset),
+    "whoami": ("Checking Globus login", op_whoami),
+    "login": ("Logging in to Globus", op_login),
+    "logout": ("Logging out of Globus", op_logout),
+}
+
+
+# --- aborting a browser login -----------------------------------------------------------------
+
+_URL = re.compile(r"https?://\S+")
+
+
+def _redirect_address(text: str) -> str | None:
+    """The local redirect address inside the login address that ``auth.login`` notes."""
+    for url in _URL.findall(text):
+        query = urllib.parse.parse_qs(urllib.parse.urlparse(url).query)
+        for address in query.get("redirect_uri", []):
+            if urllib.parse.urlparse(address).hostname in ("localhost", "127.0.0.1"):
+                return address
+    return None
+
+
+def _end_browser_login(redirect: str) -> None:
+    """Tell the waiting login server that the login ended, as the browser would on an error."""
+    query = urllib.parse.urlencode({"error": "access_denied",
+                                    "error_description": "login aborted in Blender"})
+    no_proxy = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    try:
+        no_proxy.open(f"{redirect.rstrip('/')}/?{query}", timeout=5).close()
+    except OSError:
+        pass  # the server has gone already
+
+
+def blender_for_service(binary_path: str) -> None:
+    """Render with this same Blender unless BRAAS_BLENDER says otherwise.
+
+    PyPI ``bpy`` (Blender as a Python module) has no executable: then braas-globus finds
+    Blender as it does outside Blender (its settings, PATH, or ``bpy`` in this Python).
+    """
+    if os.environ.get("BRAAS_BLENDER"):
+        return
+    if binary_path and os.path.isfile(binary_path) and os.access(binary_path, os.X_OK):
+        os.environ["BRAAS_BLENDER"] = binary_path
