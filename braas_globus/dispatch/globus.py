@@ -30,8 +30,6 @@ from ..transfer import JobTransfers
 from ..worker.frames import parse_frames
 from .compute_task import render_on_worker
 
-# Compute task statuses that mean a worker has the task.
-_RUNNING_STATUSES = {"running"}
 _TASK_ID_WAIT_S = 60
 
 
@@ -116,8 +114,7 @@ class GlobusBackend:
                 "threads": 0, "allow_scripts": job.spec["allow_scripts"],
                 "walltime_seconds": job.spec["walltime_minutes"] * 60,
                 "objects_dir": self.transfer.remote_path("objects"),
-                "runtime": self.preset.runtime,
-                "blender": {"kind": "executable", "command": ["blender"]}}
+                "runtime": self.preset.runtime}  # the centre names its Blender
 
     @_globus_errors
     def stage(self, job: JobRecord, manifest, reporter=None) -> None:
@@ -188,16 +185,7 @@ class GlobusBackend:
             done = frame not in missing_frames
             self.store.record_frame(job.id, frame, task.index, done=done,
                                     reason=None if done else reason)
-        if state in (TaskState.FAILED, TaskState.TIMEOUT) and task.attempts < task.max_attempts:
-            self.store.end_task(job.id, task.index, TaskState.QUEUED,
-                                f"attempt {task.attempts} {state.lower()}: {reason}")
-            return
-        self.store.end_task(job.id, task.index, state, reason)
-        if task.scout and state is not TaskState.FINISHED:
-            for other in self.store.tasks(job.id, preset=self.preset.name):
-                if other.state is TaskState.QUEUED:
-                    self.store.end_task(job.id, other.index, TaskState.CANCELED,
-                                        "not rendered: the scout frames failed")
+        self.store.settle_attempt(job.id, task.index, state, reason)
 
     @_globus_errors
     def cancel(self, job: JobRecord) -> None:

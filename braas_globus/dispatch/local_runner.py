@@ -82,17 +82,8 @@ class Runner:
         return sorted(tasks, key=lambda t: (not t.scout, t.index))
 
     def finish(self, task: TaskRecord, end: dict) -> None:
-        state = TaskState(end["state"])
-        current = next(t for t in self.store.tasks(self.job_id) if t.index == task.index)
-        if state in (TaskState.FAILED, TaskState.TIMEOUT) and current.attempts < current.max_attempts:
-            self.store.end_task(self.job_id, task.index, TaskState.QUEUED,
-                                f"attempt {current.attempts} {state.lower()}: {end.get('reason', '')}")
-            return
-        self.store.end_task(self.job_id, task.index, state, end.get("reason", ""))
-        if task.scout and state is not TaskState.FINISHED:
-            for other in self.queued():
-                self.store.end_task(self.job_id, other.index, TaskState.CANCELED,
-                                    "not rendered: the scout frames failed")
+        self.store.settle_attempt(self.job_id, task.index, TaskState(end["state"]),
+                                  end.get("reason", ""))
 
     def run(self) -> None:
         running: dict[Future, TaskRecord] = {}
