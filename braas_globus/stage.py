@@ -19,6 +19,14 @@ from typing import Protocol
 from .pack import Manifest
 
 
+def object_name(sha256: str) -> str:
+    """Where a content lives under objects/, here and at a centre.
+
+    The worker's ``render_task.link_inputs`` reads the same layout (it cannot import this).
+    """
+    return f"{sha256[:2]}/{sha256}"
+
+
 class Stager(Protocol):
     def stage(self, stage: Path, manifest: Manifest, job_folder: Path) -> int:
         """Make ``job_folder/in`` hold the stage; return the bytes actually sent or copied."""
@@ -32,7 +40,7 @@ class LocalStager:
         self.objects_dir = objects_dir
 
     def object_path(self, sha256: str) -> Path:
-        return self.objects_dir / sha256[:2] / sha256
+        return self.objects_dir / object_name(sha256)
 
     def stage(self, stage: Path, manifest: Manifest, job_folder: Path) -> int:
         copied = 0

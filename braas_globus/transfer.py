@@ -25,6 +25,7 @@ import globus_sdk
 from .errors import RunError, StagingError
 from .pack import Manifest
 from .presets import ClusterPreset
+from .stage import object_name
 
 # Names a download accepts: frames, logs and progress records the worker writes.
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
@@ -69,13 +70,13 @@ class JobTransfers:
         data = globus_sdk.TransferData(
             self.preset.local_collection_id, self.preset.collection_id,
             label=f"braas {job_id} scene", sync_level="checksum", verify_checksum=True)
-        for sha in sorted({entry.sha256 for entry in manifest.values()}):
-            data.add_item(self.local_path(objects_dir / sha[:2] / sha),
-                          self.remote_path("objects", sha[:2], sha))
+        sizes = {entry.sha256: entry.size for entry in manifest.values()}  # each content once
+        for sha in sorted(sizes):
+            data.add_item(self.local_path(objects_dir / object_name(sha)),
+                          self.remote_path("objects", object_name(sha)))
         data.add_item(self.local_path(job_folder / "job" / "manifest.json"),
                       self.remote_job(job_id, "job", "manifest.json"))
-        total = sum(entry.size for entry in {e.sha256: e for e in manifest.values()}.values())
-        return self._run(data, "upload the scene", reporter, total)
+        return self._run(data, "upload the scene", reporter, sum(sizes.values()))
 
     def send_cancel_marker(self, job_id: str, job_folder: Path) -> str:
         """Put the job's cancel marker at the centre; returns the transfer task id."""

@@ -73,7 +73,7 @@ def link_inputs(job_root: Path, objects_dir: Path) -> int:
         if target.exists():
             continue
         target.parent.mkdir(parents=True, exist_ok=True)
-        source = objects_dir / entry["sha256"][:2] / entry["sha256"]
+        source = objects_dir / entry["sha256"][:2] / entry["sha256"]  # stage.object_name
         try:
             os.link(source, target)
         except FileExistsError:  # another task of the job linked it first
