@@ -15,6 +15,7 @@ from typing import Annotated, Any, Optional
 import typer
 from rich.table import Table
 
+from .collect import when
 from .errors import BraasError, UsageError
 from .output import Output
 from .service import Service
@@ -135,7 +136,7 @@ def list_jobs(as_json: JsonOption = False) -> None:
         for job in jobs:
             table.add_row(job.id, job.preset, job.state.value,
                           f"{job.frames_done}/{job.frame_count}",
-                          service.info(job.id)["submitted"])
+                          when(job.created))
         out.data([job_summary(job) for job in jobs])
         out.table(table) if jobs else out.note("no jobs yet: `braas-globus demo` makes one")
 

@@ -41,7 +41,8 @@ def frame_states(job: JobRecord, store: Store) -> dict[int, str]:
     return states
 
 
-def _when(timestamp: float | None) -> str | None:
+def when(timestamp: float | None) -> str | None:
+    """A store timestamp as local ISO time, to the second."""
     return datetime.fromtimestamp(timestamp).isoformat(timespec="seconds") if timestamp else None
 
 
@@ -63,9 +64,9 @@ def job_info(store: Store, job: JobRecord, warning: str | None = None) -> dict:
         "backend": job.backend,
         "folder": str(job.folder),
         "scene": spec["scene"],
-        "submitted": _when(job.created),
-        "started": _when(job.started),
-        "ended": _when(job.ended),
+        "submitted": when(job.created),
+        "started": when(job.started),
+        "ended": when(job.ended),
         "parameters": spec,
         "resources": {
             "tasks": len(tasks),
@@ -84,7 +85,7 @@ def job_info(store: Store, job: JobRecord, warning: str | None = None) -> dict:
         "tasks": [{"index": t.index, "preset": t.preset, "frames": t.frames,
                    "state": t.state.value,
                    "scout": t.scout, "attempts": t.attempts, "max_attempts": t.max_attempts,
-                   "started": _when(t.started), "ended": _when(t.ended), "reason": t.reason}
+                   "started": when(t.started), "ended": when(t.ended), "reason": t.reason}
                   for t in tasks],
         "last_frame": ({"frame": last["frame"],
                         "file": str(job.folder / last["file"]) if last["file"] else None}
