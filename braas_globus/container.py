@@ -50,15 +50,18 @@ RUNSCRIPT = f'exec python3 -I {ENTRY_POINT} "$@"'
 
 RUNTIMES = ("apptainer", "singularity")
 ARCHES = ("x86_64", "aarch64")
+# archive: blender.org's release archive; pypi: the Blender Foundation's bpy wheel.
+SOURCES = ("archive", "pypi")
 REQUIRED_SECTIONS = ("arguments", "files", "post", "labels", "help", "runscript", "test")
-BUILD_ARGS = ("BLENDER_VERSION", "BLENDER_ARCH")
+BUILD_ARGS = ("BLENDER_VERSION", "BLENDER_ARCH", "BLENDER_SOURCE")
 
 LABEL_GLOBUS_VERSION = "org.braas.globus.version"
 LABEL_BLENDER_VERSION = "org.braas.blender.version"
 LABEL_BLENDER_ARCH = "org.braas.blender.arch"  # written by %post
+LABEL_BLENDER_SOURCE = "org.braas.blender.source"  # written by %post
 LABEL_BLENDER_SHA256 = "org.braas.blender.sha256"  # written by %post
 IMAGE_LABELS = (LABEL_GLOBUS_VERSION, LABEL_BLENDER_VERSION, LABEL_BLENDER_ARCH,
-                LABEL_BLENDER_SHA256)
+                LABEL_BLENDER_SOURCE, LABEL_BLENDER_SHA256)
 
 _VERSION = re.compile(r"[0-9]+\.[0-9]+\.[0-9]+")
 _SHA256 = re.compile(r"[0-9a-f]{64}")
@@ -66,7 +69,7 @@ _TEMPLATE = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}\}")
 _DEVICE = re.compile(r"/dev/[A-Za-z0-9_][A-Za-z0-9_./-]*")
 _FETCH_CALL = re.compile(
     r'fetch_blender\.sh\s+"\{\{ BLENDER_VERSION \}\}"\s+"\{\{ BLENDER_ARCH \}\}"\s+(?:\\\s+)?'
-    + re.escape(IMAGE_CHECKSUMS))
+    r'"\{\{ BLENDER_SOURCE \}\}"\s+(?:\\\s+)?' + re.escape(IMAGE_CHECKSUMS))
 _GPU_FLAGS = ("--nv", "--nvccli", "--rocm")
 
 
@@ -76,6 +79,7 @@ _GPU_FLAGS = ("--nv", "--nvccli", "--rocm")
 class ChecksumRow:
     version: str
     arch: str
+    source: str
     sha256: str
     url: str | None
     line: int
@@ -101,31 +105,35 @@ def read_checksums(path: Path) -> tuple[list[ChecksumRow], list[str]]:
             continue
         fields = line.split()
         where = f"{Path(path).name} line {number}"
-        if len(fields) not in (3, 4):
-            problems.append(f"{where}: write VERSION ARCH SHA256 [URL], not {line!r}")
+        if len(fields) not in (4, 5):
+            problems.append(f"{where}: write VERSION ARCH SOURCE SHA256 [URL], not {line!r}")
             continue
-        row = ChecksumRow(fields[0], fields[1], fields[2], fields[3] if len(fields) == 4 else None,
-                          number)
+        row = ChecksumRow(*fields[:4], url=fields[4] if len(fields) == 5 else None, line=number)
         if not _VERSION.fullmatch(row.version):
             problems.append(f"{where}: {row.version!r} is not a Blender release X.Y.Z")
         if row.arch not in ARCHES:
             problems.append(f"{where}: architecture {row.arch!r} is not one of {', '.join(ARCHES)}")
+        if row.source not in SOURCES:
+            problems.append(f"{where}: source {row.source!r} is not one of {', '.join(SOURCES)}")
         if not row.pinned:
             problems.append(f"{where}: fill in the sha256 of Blender {row.version} for {row.arch} "
-                            f"({row.sha256!r} is a placeholder, not 64 lowercase hex digits)")
+                            f"from {row.source} ({row.sha256!r} is a placeholder, not 64 "
+                            "lowercase hex digits)")
         if row.url is not None and not row.url.startswith(("https://", "file://")):
-            problems.append(f"{where}: the archive URL must be https://, not {row.url!r}")
-        key = (row.version, row.arch)
+            problems.append(f"{where}: the download URL must be https://, not {row.url!r}")
+        key = (row.version, row.arch, row.source)
         if key in seen:
             problems.append(f"{where}: a second row for Blender {row.version} on {row.arch} "
-                            f"(the first is line {seen[key]})")
+                            f"from {row.source} (the first is line {seen[key]})")
         seen[key] = number
         rows.append(row)
     return rows, problems
 
 
-def pinned_row(rows: Iterable[ChecksumRow], version: str, arch: str) -> ChecksumRow | None:
-    return next((r for r in rows if (r.version, r.arch) == (version, arch)), None)
+def pinned_row(rows: Iterable[ChecksumRow], version: str, arch: str,
+               source: str = "archive") -> ChecksumRow | None:
+    return next((r for r in rows if (r.version, r.arch, r.source) == (version, arch, source)),
+                None)
 
 
 # --- the recipe ---------------------------------------------------------------------------
@@ -258,6 +266,22 @@ def check_build_args(build_args: dict[str, str]) -> list[str]:
             problems.append(f"BLENDER_VERSION={value!r} is not a Blender release X.Y.Z")
         elif key == "BLENDER_ARCH" and value not in ("auto", *ARCHES):
             problems.append(f"BLENDER_ARCH={value!r}: use auto, {', '.join(ARCHES)}")
+        elif key == "BLENDER_SOURCE" and value not in SOURCES:
+            problems.append(f"BLENDER_SOURCE={value!r}: use {' or '.join(SOURCES)}")
+    return problems
+
+
+def check_build_binds(binds: Iterable[str]) -> list[str]:
+    """Problems with ``SRC:DEST`` build binds: absolute paths, SRC existing, one bind each."""
+    problems = []
+    for bind in binds:
+        src, sep, dest = bind.partition(":")
+        if not sep or not src.startswith("/") or not dest.startswith("/") or "," in bind \
+                or ":" in dest or any(c in bind for c in "\x00\n\r"):
+            problems.append(f"--bind {bind!r}: write SRC:DEST, two absolute paths without ',' "
+                            "(e.g. /etc/ssl/certs:/mnt)")
+        elif not Path(src).exists():
+            problems.append(f"--bind {bind!r}: {src} does not exist")
     return problems
 
 
@@ -301,19 +325,21 @@ def check_recipe(path: str | Path = DEFAULT_RECIPE) -> list[str]:
 
 
 def _check_pin(recipe: Recipe) -> list[str]:
-    """The default Blender version and its sha256 are pinned together."""
+    """The default Blender version and source and their sha256 are pinned together."""
     problems: list[str] = []
     rows, table_problems = read_checksums(recipe.checksums)
     problems += table_problems
     version = recipe.arguments.get("BLENDER_VERSION", "")
-    if _VERSION.fullmatch(version):
-        row = pinned_row(rows, version, "x86_64")
+    source = recipe.arguments.get("BLENDER_SOURCE", "")
+    if _VERSION.fullmatch(version) and source in SOURCES:
+        row = pinned_row(rows, version, "x86_64", source)
         if row is None:
-            problems.append(f"BLENDER_VERSION={version} has no x86_64 row in {CHECKSUMS_NAME}: "
-                            "change the version and its sha256 together")
+            problems.append(f"BLENDER_VERSION={version} has no x86_64 {source} row in "
+                            f"{CHECKSUMS_NAME}: change the version and its sha256 together")
     if not _FETCH_CALL.search(recipe.section_text("post")):
         problems.append(f'%post must run {FETCH_SCRIPT_NAME} "{{{{ BLENDER_VERSION }}}}" '
-                        f'"{{{{ BLENDER_ARCH }}}}" {IMAGE_CHECKSUMS} (the checked download)')
+                        f'"{{{{ BLENDER_ARCH }}}}" "{{{{ BLENDER_SOURCE }}}}" {IMAGE_CHECKSUMS} '
+                        "(the checked download)")
     return problems
 
 
@@ -447,28 +473,35 @@ def _runtime_or_fail(runtime: str | None) -> str:
 
 def build(def_path: str | Path, image_path: str | Path,
           build_args: dict[str, str] | None = None, *, force: bool = False,
-          runtime: str | None = None, log: Callable[[str], object] | None = None) -> Path:
+          fakeroot: bool = False, binds: Iterable[str] = (), runtime: str | None = None,
+          log: Callable[[str], object] | None = None) -> Path:
     """``apptainer build IMAGE DEF`` in the checkout (argv, no shell); returns the image path.
 
     The recipe and the build arguments are checked first, so a bad pin fails in a second,
-    not after a download.
+    not after a download. ``fakeroot`` builds in a user namespace (``--fakeroot``), where
+    %post has every capability even when the host's capability set lacks some. ``binds``
+    (``SRC:DEST``, DEST an existing folder in the base such as /mnt) reach %post and %test:
+    a site's CA bundle or package mirror, named to pip with ``APPTAINERENV_PIP_CERT`` or
+    ``APPTAINERENV_PIP_INDEX_URL``.
     """
     build_args = dict(build_args or {})
+    binds = list(binds)
     recipe_path = Path(def_path).resolve()
     image = Path(image_path).resolve()
-    problems = check_build_args(build_args)
+    problems = check_build_args(build_args) + check_build_binds(binds)
     if not problems:
         problems = check_recipe(recipe_path)
     if not problems:
         recipe = parse_recipe(recipe_path, build_args)
         version = recipe.values["BLENDER_VERSION"]
+        source = recipe.values["BLENDER_SOURCE"]
         arch = recipe.values.get("BLENDER_ARCH", "auto")
         arch = {"auto": platform.machine(), "amd64": "x86_64", "arm64": "aarch64"}.get(arch, arch)
         rows, _ = read_checksums(recipe.checksums)
-        row = pinned_row(rows, version, arch)
+        row = pinned_row(rows, version, arch, source)
         if row is None or not row.pinned:
-            problems.append(f"no sha256 pinned for Blender {version} on {arch} in "
-                            f"{recipe.checksums}: add the row first (see container/README.md)")
+            problems.append(f"no sha256 pinned for Blender {version} on {arch} from {source} "
+                            f"in {recipe.checksums}: add the row first (see container/README.md)")
     if problems:
         raise UsageError(f"{recipe_path}: " + "; ".join(problems))
     if image.exists() and not force:
@@ -479,10 +512,14 @@ def build(def_path: str | Path, image_path: str | Path,
         argv += ["--build-arg", f"{key}={value}"]
     if force:
         argv.append("--force")
+    if fakeroot:
+        argv.append("--fakeroot")
+    for bind in binds:
+        argv += ["--bind", bind]
     argv += [str(image), str(recipe_path)]
     write = log or (lambda line: print(line, end="", file=sys.stderr, flush=True))
     write(f"braas: {' '.join(argv)} (in {recipe.checkout}; it downloads a Debian base and "
-          f"Blender {recipe.values['BLENDER_VERSION']}, then runs %test)\n")
+          f"Blender {version} from {source}, then runs %test)\n")
     process = subprocess.Popen(argv, cwd=recipe.checkout, stdout=subprocess.PIPE,
                                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, text=True,
                                errors="replace")
@@ -529,16 +566,17 @@ def check_labels(labels: dict[str, str], recipe: str | Path = DEFAULT_RECIPE) ->
                         "rebuild it so the worker code matches")
     version = labels.get(LABEL_BLENDER_VERSION)
     arch = labels.get(LABEL_BLENDER_ARCH)
+    source = labels.get(LABEL_BLENDER_SOURCE)
     sha256 = labels.get(LABEL_BLENDER_SHA256)
-    if version is not None and arch is not None and sha256 is not None:
+    if None not in (version, arch, source, sha256):
         rows, _ = read_checksums(Path(recipe).parent / CHECKSUMS_NAME)
-        row = pinned_row(rows, version, arch)
+        row = pinned_row(rows, version, arch, source)
         if row is None:
-            problems.append(f"the image holds Blender {version} ({arch}), which {CHECKSUMS_NAME} "
-                            "does not pin")
+            problems.append(f"the image holds Blender {version} ({arch}, from {source}), which "
+                            f"{CHECKSUMS_NAME} does not pin")
         elif row.sha256 != sha256:
-            problems.append(f"the image's Blender {version} ({arch}) has sha256 {sha256}; "
-                            f"{CHECKSUMS_NAME} pins {row.sha256}")
+            problems.append(f"the image's Blender {version} ({arch}, from {source}) has sha256 "
+                            f"{sha256}; {CHECKSUMS_NAME} pins {row.sha256}")
     return problems
 
 

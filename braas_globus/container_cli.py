@@ -33,8 +33,10 @@ def _build_args(pairs: list[str]) -> dict[str, str]:
 def build_command(
     definition: Annotated[Path, typer.Argument(help="The recipe, container/Apptainer.def.")],
     image: Annotated[Path, typer.Argument(help="The image to write, e.g. braas-blender.sif.")],
-    build_arg: Annotated[Optional[list[str]], typer.Option(help="BLENDER_VERSION=X.Y.Z or BLENDER_ARCH=auto|x86_64|aarch64; may repeat.")] = None,
+    build_arg: Annotated[Optional[list[str]], typer.Option(help="BLENDER_VERSION=X.Y.Z, BLENDER_ARCH=auto|x86_64|aarch64 or BLENDER_SOURCE=archive|pypi; may repeat.")] = None,
     force: Annotated[bool, typer.Option("--force", help="Replace IMAGE if it exists.")] = False,
+    fakeroot: Annotated[bool, typer.Option("--fakeroot", help="Build in a user namespace (apptainer build --fakeroot): no root needed, and %post gets every capability.")] = False,
+    bind: Annotated[Optional[list[str]], typer.Option(help="SRC:DEST bound into %post and %test, e.g. a site CA bundle folder to /mnt (with APPTAINERENV_PIP_CERT=/mnt/...); may repeat.")] = None,
     as_json: JsonFlag = False,
 ) -> None:
     """Build the image with apptainer (checks the recipe and the Blender pin first)."""
@@ -43,7 +45,7 @@ def build_command(
 
     def command(out, service) -> None:
         args = _build_args(build_arg or [])
-        built = build(definition, image, args, force=force,
+        built = build(definition, image, args, force=force, fakeroot=fakeroot, binds=bind or [],
                       log=lambda line: out.note(line.rstrip("\n")))
         labels = inspect_labels(built)
         problems = check_labels(labels, definition)

@@ -1,16 +1,22 @@
 #!/bin/sh
-# Download a pinned Blender release archive, check its sha256, unpack it. POSIX sh.
+# Install a pinned Blender release into DEST, checked against its sha256. POSIX sh.
 #
-#   fetch_blender.sh VERSION ARCH TABLE DEST
+#   fetch_blender.sh VERSION ARCH SOURCE TABLE DEST
 #
 #   VERSION  a Blender release, X.Y.Z (e.g. 4.5.14)
 #   ARCH     x86_64, aarch64, or auto (this machine's: uname -m)
-#   TABLE    the checksum table, container/blender-sha256.txt: VERSION ARCH SHA256 [URL] rows
-#   DEST     an empty or missing folder; Blender is unpacked into it (DEST/blender)
+#   SOURCE   archive: blender.org's release archive (the `blender` executable), unpacked;
+#            pypi:    the Blender Foundation's `bpy` wheel (Blender as a Python module),
+#                     installed by pip into a venv at DEST (needs python3 -m venv)
+#   TABLE    the checksum table, container/blender-sha256.txt: VERSION ARCH SOURCE SHA256 [URL]
+#   DEST     an empty or missing folder
 #
 # Run by Apptainer.def's %post. Every failure names what to fix and exits 1: an unknown
-# architecture, a version with no row, a placeholder instead of a sha256, an archive whose
-# sha256 differs from the row. On success DEST/BRAAS_BLENDER holds "VERSION ARCH SHA256 URL".
+# architecture or source, a version with no row, a placeholder instead of a sha256, a
+# download whose sha256 differs from the row, a Blender that reports another version.
+# On success:
+#   DEST/BRAAS_BLENDER  "VERSION ARCH SOURCE SHA256 URL"       (becomes the image's labels)
+#   DEST/blender.json   how render_task.py starts this Blender ({"kind", "command"})
 set -eu
 
 fail() {
@@ -18,11 +24,12 @@ fail() {
     exit 1
 }
 
-[ "$#" -eq 4 ] || fail "usage: fetch_blender.sh VERSION ARCH TABLE DEST"
+[ "$#" -eq 5 ] || fail "usage: fetch_blender.sh VERSION ARCH SOURCE TABLE DEST"
 version=$1
 arch=$2
-table=$3
-dest=$4
+source=$3
+table=$4
+dest=$5
 
 expr "$version" : '[0-9][0-9]*\.[0-9][0-9]*\.[0-9][0-9]*$' >/dev/null \
     || fail "BLENDER_VERSION '$version' is not a release number X.Y.Z (e.g. 4.5.14)"
@@ -31,29 +38,33 @@ series=${version%.*}
 machine=$(uname -m)
 [ "$arch" = auto ] && arch=$machine
 case $arch in
-    x86_64 | amd64) arch=x86_64 suffix=linux-x64 ;;
-    aarch64 | arm64) arch=aarch64 suffix=linux-arm64 ;;
+    x86_64 | amd64) arch=x86_64 suffix=linux-x64 wheel_platform=manylinux_2_28_x86_64 ;;
+    aarch64 | arm64) arch=aarch64 suffix=linux-arm64 wheel_platform=manylinux_2_28_aarch64 ;;
     *) fail "unsupported architecture '$arch': this image is built for x86_64 or aarch64 (BLENDER_ARCH=auto|x86_64|aarch64)" ;;
 esac
-name=blender-$version-$suffix.tar.xz
+case $source in
+    archive) sha_list="https://download.blender.org/release/Blender$series/blender-$version.sha256" ;;
+    pypi) sha_list="https://pypi.org/project/bpy/$version/#files" ;;
+    *) fail "unknown BLENDER_SOURCE '$source': use archive (blender.org's release archive) or pypi (the bpy wheel)" ;;
+esac
 
 [ -r "$table" ] || fail "checksum table $table not found"
-rows=$(awk -v v="$version" -v a="$arch" '$1 !~ /^#/ && $1 == v && $2 == a' "$table")
-[ -n "$rows" ] || fail "no sha256 pinned for Blender $version on $arch in $(basename "$table"):" \
-    "add a row '$version $arch <sha256> [url]' (for blender.org archives the sha256 is the one in" \
-    "https://download.blender.org/release/Blender$series/blender-$version.sha256)"
-[ "$(printf '%s\n' "$rows" | wc -l)" -eq 1 ] || fail "$(basename "$table") has more than one row for Blender $version on $arch"
+rows=$(awk -v v="$version" -v a="$arch" -v s="$source" '$1 !~ /^#/ && $1 == v && $2 == a && $3 == s' "$table")
+[ -n "$rows" ] || fail "no sha256 pinned for Blender $version on $arch from $source in" \
+    "$(basename "$table"): add a row '$version $arch $source <sha256> [url]' (the sha256 is the" \
+    "one published at $sha_list)"
+[ "$(printf '%s\n' "$rows" | wc -l)" -eq 1 ] || fail "$(basename "$table") has more than one row for Blender $version on $arch from $source"
 # shellcheck disable=SC2086 # split the row into its fields
 set -- $rows
-sha256=$3
-url=${4:-https://download.blender.org/release/Blender$series/$name}
+sha256=$4
+url=${5:-}
 
 expr "$sha256" : '[0-9a-f]\{64\}$' >/dev/null \
-    || fail "fill in the sha256 of Blender $version for $arch in $(basename "$table"): '$sha256' is a" \
-        "placeholder, not 64 lowercase hex digits"
+    || fail "fill in the sha256 of Blender $version for $arch from $source in $(basename "$table"):" \
+        "'$sha256' is a placeholder, not 64 lowercase hex digits"
 case $url in
-    https://* | file://*) ;;
-    *) fail "the archive URL must be https:// (or file:// for a local copy): $url" ;;
+    "" | https://* | file://*) ;;
+    *) fail "the download URL must be https:// (or file:// for a local copy): $url" ;;
 esac
 [ "$arch" = "$machine" ] || [ "$arch:$machine" = aarch64:arm64 ] \
     || fail "BLENDER_ARCH=$arch but this build runs on $machine: build the image on an $arch machine"
@@ -62,15 +73,48 @@ mkdir -p "$dest"
 [ -z "$(ls -A "$dest")" ] || fail "$dest is not empty"
 work=$(mktemp -d "${TMPDIR:-/tmp}/fetch-blender.XXXXXX")
 trap 'rm -rf "$work"' EXIT
-archive=$work/$name
-echo "fetch_blender: downloading $url"
-curl --fail --silent --show-error --location --retry 3 --proto '=https,file' \
-    --proto-redir '=https' --output "$archive" "$url" || fail "could not download $url"
-got=$(sha256sum "$archive" | cut -d' ' -f1)
-[ "$got" = "$sha256" ] || fail "sha256 mismatch for $url: expected $sha256 (pinned in" \
-    "$(basename "$table")), got $got. This is not the pinned Blender $version; nothing was installed"
-echo "fetch_blender: sha256 $got matches the pinned value"
-tar -xJf "$archive" -C "$dest" --strip-components=1 --no-same-owner
-[ -x "$dest/blender" ] || fail "the archive $url holds no blender executable at its top level"
-printf '%s %s %s %s\n' "$version" "$arch" "$sha256" "$url" >"$dest/BRAAS_BLENDER"
-echo "fetch_blender: Blender $version ($arch) is in $dest"
+
+if [ "$source" = archive ]; then
+    url=${url:-https://download.blender.org/release/Blender$series/blender-$version-$suffix.tar.xz}
+    archive=$work/blender.tar.xz
+    echo "fetch_blender: downloading $url"
+    curl --fail --silent --show-error --location --retry 3 --proto '=https,file' \
+        --proto-redir '=https' --output "$archive" "$url" || fail "could not download $url"
+    got=$(sha256sum "$archive" | cut -d' ' -f1)
+    [ "$got" = "$sha256" ] || fail "sha256 mismatch for $url: expected $sha256 (pinned in" \
+        "$(basename "$table")), got $got. This is not the pinned Blender $version; nothing was installed"
+    echo "fetch_blender: sha256 $got matches the pinned value"
+    tar -xJf "$archive" -C "$dest" --strip-components=1 --no-same-owner
+    [ -x "$dest/blender" ] || fail "the archive $url holds no blender executable at its top level"
+    missing=$(ldd "$dest/blender" 2>/dev/null | grep 'not found' || true)
+    [ -z "$missing" ] || fail "Blender needs libraries this image lacks; add their Debian" \
+        "packages to %post in Apptainer.def: $(echo "$missing" | tr -s ' \t\n' ' ')"
+    reported=$("$dest/blender" -b --factory-startup -noaudio --version 2>/dev/null | head -n 1) || true
+    printf '{"kind": "executable", "command": ["%s/blender"]}\n' "$dest" >"$dest/blender.json"
+else
+    # pip downloads the wheel (from PyPI, or the index PIP_INDEX_URL names) and refuses it
+    # unless its sha256 is the pinned one. --no-deps: bpy's declared dependencies (numpy,
+    # requests, zstandard, cython) are not needed to render; numpy comes from Debian.
+    requirement="bpy==$version"
+    [ -n "$url" ] && requirement="bpy @ $url"
+    printf '%s --hash=sha256:%s\n' "$requirement" "$sha256" >"$work/requirements.txt"
+    python3 -m venv --system-site-packages "$dest" \
+        || fail "python3 -m venv failed: the image needs Debian's python3-venv"
+    echo "fetch_blender: installing $requirement ($wheel_platform wheel) with pip --require-hashes"
+    "$dest/bin/python" -m pip install --no-cache-dir --disable-pip-version-check --no-deps \
+        --only-binary=:all: --require-hashes -r "$work/requirements.txt" \
+        || fail "pip could not install $requirement with sha256 $sha256 (PyPI publishes bpy" \
+            "wheels for Linux x86_64 only; a mismatch means this is not the pinned wheel)"
+    echo "fetch_blender: sha256 $sha256 matches the pinned value (checked by pip)"
+    url=${url:-pypi:$requirement}
+    reported=$("$dest/bin/python" -c 'import bpy; print("Blender", bpy.app.version_string)' 2>/dev/null | tail -n 1) || true
+    printf '{"kind": "python", "command": ["%s/bin/python"]}\n' "$dest" >"$dest/blender.json"
+fi
+
+case "$reported" in
+    "Blender $version" | "Blender $version "*) ;;
+    *) fail "the installed Blender reports '$reported', not Blender $version (missing libraries?" \
+        "run it by hand in the image to see why)" ;;
+esac
+printf '%s %s %s %s %s\n' "$version" "$arch" "$source" "$sha256" "$url" >"$dest/BRAAS_BLENDER"
+echo "fetch_blender: Blender $version ($arch, from $source) is in $dest"

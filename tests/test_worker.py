@@ -161,3 +161,23 @@ def test_a_bad_task_file_exits_2(tmp_path, copied_worker, content):
     code, _ = run_worker(copied_worker, task)
     assert code == 2
     assert not (tmp_path / "out").exists()
+
+
+def test_an_image_task_starts_the_blender_the_image_describes(job_root, tmp_path, monkeypatch):
+    # In the render image, /opt/blender/blender.json (written at build) says how to start it.
+    described = tmp_path / "blender.json"
+    described.write_text(json.dumps({"kind": "python", "command": [sys.executable]}))
+    monkeypatch.setattr(render_task, "IMAGE_BLENDER", described)
+    task = write_task(job_root, "2", blender={"kind": "image"})
+    assert render_task.main([str(task)]) == 0
+    assert frame_files(job_root) == ["000002.png"]
+
+
+def test_an_image_task_outside_the_image_is_a_bad_task(job_root, copied_worker):
+    assert not render_task.IMAGE_BLENDER.exists(), "this test runs outside the render image"
+    task = write_task(job_root, "1", blender={"kind": "image"})
+    done = subprocess.run([sys.executable, "-I", "-S", str(copied_worker / "render_task.py"),
+                           str(task)], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2
+    assert str(render_task.IMAGE_BLENDER) in done.stderr
+    assert not (job_root / "out").exists()

@@ -38,9 +38,10 @@ def render_on_worker(task: dict, job_root: str) -> dict:
     if wanted == "host":
         in_image = False
     # Which program renders is the centre's choice, never the client's: the image's own
-    # `blender`, or on the host the Blender the endpoint's worker_init names.
+    # Blender (render_task.py reads how to start it in the image), or on the host the
+    # Blender the endpoint's worker_init names.
     if in_image:
-        blender = {"kind": "executable", "command": ["blender"]}
+        blender = {"kind": "image"}
     elif os.environ.get("BRAAS_BLENDER_PYTHON"):
         blender = {"kind": "python", "command": [os.environ["BRAAS_BLENDER_PYTHON"]]}
     elif os.environ.get("BRAAS_BLENDER"):

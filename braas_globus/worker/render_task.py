@@ -3,7 +3,9 @@
     python render_task.py TASK.json [--job-root DIR]
 
 TASK.json (written by the dispatcher) names the scene, the frames, the device and
-how to start Blender. Paths in it are relative to the job root, the folder that
+how to start Blender: ``{"kind": "executable" | "python", "command": [...]}``, or
+``{"kind": "image"}`` for the render image's own Blender, as its
+``/opt/blender/blender.json`` describes it (written when the image is built). Paths in it are relative to the job root, the folder that
 holds ``in/``, ``out/``, ``log/`` and ``job/``. The entry point
 
 - skips frames whose file in ``out/`` already reads as a valid image (resume, retry);
@@ -43,6 +45,7 @@ except ImportError:  # run by path on a worker (also under `python -I`, which ad
 HERE = Path(__file__).resolve().parent
 BLENDER_SCRIPT = HERE / "blender_render.py"
 CANCEL_MARKER = "job/CANCEL"
+IMAGE_BLENDER = Path("/opt/blender/blender.json")  # in the render image (fetch_blender.sh)
 EXIT_CODES = {"FINISHED": 0, "FAILED": 1, "CANCELED": 3, "TIMEOUT": 4}
 _ERROR_LINE = re.compile(r"(error|exception|traceback|out of memory|segmentation fault)", re.I)
 
@@ -240,6 +243,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         task = json.loads(args.task_file.read_text(encoding="utf-8"))
         parse_frames(task["frames"])
+        if task["blender"].get("kind") == "image":
+            task["blender"] = json.loads(IMAGE_BLENDER.read_text(encoding="utf-8"))
         task["scene"], task["blender"]["command"]  # noqa: B018 - required keys
     except (OSError, ValueError, KeyError, TypeError) as err:
         print(f"render_task: bad task file {args.task_file}: {err}", file=sys.stderr)
