@@ -40,6 +40,41 @@ def scene_templates(tmp_path_factory) -> dict[str, Path]:
     }
 
 
+def pip_cert_binds() -> tuple[list[str], dict[str, str]]:
+    """Binds and environment that let pip in an image build trust this machine's TLS proxy:
+    the CA bundle pip uses here (PIP_CERT), bound at /mnt. Nothing where PIP_CERT is unset."""
+    cert = os.environ.get("PIP_CERT")
+    if not cert or not Path(cert).is_file():
+        return [], {}
+    return ([f"{Path(cert).parent}:/mnt"],
+            {"APPTAINERENV_PIP_CERT": f"/mnt/{Path(cert).name}"})
+
+
+@pytest.fixture(scope="session")
+def render_image(tmp_path_factory) -> Path:
+    """The render image, built once per session from the unchanged container/Apptainer.def.
+
+    .ci/apptainer/ installs Apptainer (Debian 12 does not package it) and serves the base
+    image debian:bookworm-slim from a local registry (Docker Hub is out of reach). Blender
+    is the recipe's pinned bpy wheel (BLENDER_SOURCE=pypi): this machine reaches PyPI but
+    not download.blender.org. --fakeroot: how most users build; a root build here also
+    lacks CAP_SYS_RESOURCE. The build runs the recipe's %test (one frame).
+    """
+    from braas_globus import container
+
+    if container.find_runtime() is None:
+        pytest.skip("apptainer is not installed on this machine (Debian 12 does not package "
+                    "it); bash .ci/apptainer/install.sh installs it, as root")
+    image = tmp_path_factory.mktemp("image") / "braas-blender.sif"
+    binds, env = pip_cert_binds()
+    with pytest.MonkeyPatch.context() as mp:
+        for key, value in env.items():
+            mp.setenv(key, value)
+        container.build(container.DEFAULT_RECIPE, image, {"BLENDER_SOURCE": "pypi"},
+                        fakeroot=True, binds=binds, log=lambda line: None)
+    return image
+
+
 @pytest.fixture
 def scene(scene_templates, tmp_path):
     """``scene("anim6")``: a private copy of a template scene and its texture folders."""

@@ -53,6 +53,13 @@ ADMIN_SETTINGS = {
                    f" BRAAS_BLENDER_PYTHON={WORKER_PYTHON}"),
 }
 
+
+def image_settings(image: Path) -> dict[str, str]:
+    """THE CENTRE ADMIN'S EDIT for a centre with the render image: its path, and the venv on
+    PATH only for `globus-compute-endpoint` (the worker pool's launcher). Blender and the
+    worker code come from the image."""
+    return {"braas_image": str(image), "worker_env": f"export PATH={VENV_BIN}:$PATH"}
+
 # --- what this machine cannot do as a centre does --------------------------------------------
 #: (cluster or "*", dotted key under `engine`, new value, why). Applied to the rendered YAML
 #: before globus-compute-endpoint loads it, so its loader still checks the result.
@@ -77,8 +84,9 @@ def adaptations_for(cluster: str) -> list[tuple[str, Any, str]]:
     return [(key, value, why) for c, key, value, why in ADAPTATIONS if _applies(c, cluster)]
 
 
-def admin_edited_endpoints(cluster: str, folder: Path) -> Path:
-    """A copy of endpoints/<cluster>/ under folder/endpoints with ADMIN_SETTINGS applied.
+def admin_edited_endpoints(cluster: str, folder: Path,
+                           settings: dict[str, str] = ADMIN_SETTINGS) -> Path:
+    """A copy of endpoints/<cluster>/ under folder/endpoints with the admin's settings applied.
 
     Fails loudly if the template's centre settings lines are not there exactly once.
     """
@@ -87,7 +95,7 @@ def admin_edited_endpoints(cluster: str, folder: Path) -> Path:
     shutil.copytree(source, target)
     template = target / "user_config_template.yaml.j2"
     text = template.read_text(encoding="utf-8")
-    for name, value in ADMIN_SETTINGS.items():
+    for name, value in settings.items():
         pattern = re.compile(r'^\{%-? set ' + name + r' = "[^"\n]*" %\}$', re.MULTILINE)
         literal = value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
         line = f'{{%- set {name} = "{literal}" %}}'
@@ -97,7 +105,8 @@ def admin_edited_endpoints(cluster: str, folder: Path) -> Path:
     return folder / "endpoints"
 
 
-def render_as_centre(cluster: str, user_config: dict[str, Any], folder: Path) -> str:
+def render_as_centre(cluster: str, user_config: dict[str, Any], folder: Path,
+                     settings: dict[str, str] = ADMIN_SETTINGS) -> str:
     """The endpoint config the centre's endpoint would build for this user, after the admin edit.
 
     Goes through braas_globus.endpoint_config.render_user_config (schema check, then
@@ -105,7 +114,7 @@ def render_as_centre(cluster: str, user_config: dict[str, Any], folder: Path) ->
     """
     from braas_globus import endpoint_config
 
-    endpoints = admin_edited_endpoints(cluster, folder)
+    endpoints = admin_edited_endpoints(cluster, folder, settings)
     endpoint_config.load_schema.cache_clear()
     try:
         with mock.patch.object(endpoint_config, "ENDPOINTS_DIR", endpoints):
@@ -126,11 +135,12 @@ def adapt(cluster: str, rendered: str) -> str:
     return yaml.safe_dump(data, sort_keys=False)
 
 
-def build_engine(cluster: str, user_config: dict[str, Any], folder: Path) -> Any:
+def build_engine(cluster: str, user_config: dict[str, Any], folder: Path,
+                 settings: dict[str, str] = ADMIN_SETTINGS) -> Any:
     """Render (as the centre), adapt for this machine, load with globus-compute-endpoint."""
     from braas_globus.endpoint_config import load_rendered_config
 
-    text = adapt(cluster, render_as_centre(cluster, user_config, folder))
+    text = adapt(cluster, render_as_centre(cluster, user_config, folder, settings))
     (folder / f"{cluster}-config.yaml").write_text(text, encoding="utf-8")  # post-mortems
     return load_rendered_config(text).engine
 

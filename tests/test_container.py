@@ -37,7 +37,6 @@ RECIPE = REPO / "container" / "Apptainer.def"
 TABLE = REPO / "container" / "blender-sha256.txt"
 FETCH = REPO / "container" / "fetch_blender.sh"
 WORKER = REPO / "braas_globus" / "worker"
-NO_APPTAINER = "apptainer is not installed on this machine (not packaged for Debian 12)"
 # The default pin, recorded a second time: blender.org's blender-4.5.14.sha256 lists this for
 # blender-4.5.14-linux-x64.tar.xz. Bumping BLENDER_VERSION means updating the def, the table
 # and this line together.
@@ -739,40 +738,8 @@ def test_cli_build_inspect_verify_with_a_stand_in_apptainer(home, tmp_path, fake
 
 
 # --- the real image: only where apptainer exists ------------------------------------------
-# .ci/apptainer/ installs Apptainer here and serves the base image debian:bookworm-slim from a
-# local registry (Docker Hub is out of reach). Blender comes from the recipe's pypi row,
-# because this machine reaches PyPI but not download.blender.org; the archive row is built
-# where blender.org can be reached (see container/README.md).
-
-def pip_cert_binds() -> tuple[list[str], dict[str, str]]:
-    """Binds and environment that let pip in %post trust this machine's TLS proxy: the CA
-    bundle pip uses here (PIP_CERT), bound at /mnt. Nothing where PIP_CERT is unset."""
-    cert = os.environ.get("PIP_CERT")
-    if not cert or not Path(cert).is_file():
-        return [], {}
-    return ([f"{Path(cert).parent}:/mnt"],
-            {"APPTAINERENV_PIP_CERT": f"/mnt/{Path(cert).name}"})
-
-
-@pytest.fixture(scope="module")
-def built_image(tmp_path_factory) -> Path:
-    runtime = ct.find_runtime()
-    if runtime is None:
-        pytest.skip(NO_APPTAINER + "; bash .ci/apptainer/install.sh installs it (as root)")
-    image = tmp_path_factory.mktemp("image") / "braas-blender.sif"
-    binds, env = pip_cert_binds()
-    old = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
-    try:
-        # --fakeroot: how most users build; here a root build also lacks CAP_SYS_RESOURCE.
-        # The build runs the recipe's %test: one 16x16 frame through render_task.py.
-        ct.build(RECIPE, image, {"BLENDER_SOURCE": "pypi"}, fakeroot=True, binds=binds,
-                 log=lambda line: None)
-    finally:
-        for key, value in old.items():
-            os.environ.pop(key, None) if value is None else os.environ.update({key: value})
-    return image
-
+# The image comes from conftest.render_image: built once per session from the unchanged
+# recipe, with the pinned bpy wheel (this machine reaches PyPI, not download.blender.org).
 
 def image_job(tmp_path: Path, frames: int) -> Path:
     root = tmp_path / "job root"  # a space: one argv element, never a shell word
@@ -785,31 +752,31 @@ def image_job(tmp_path: Path, frames: int) -> Path:
 
 
 @pytest.mark.slow
-def test_the_built_image_verifies_and_says_what_it_holds(built_image):
-    assert ct.verify(built_image, RECIPE) == []
-    labels = ct.inspect_labels(built_image)
+def test_the_render_image_verifies_and_says_what_it_holds(render_image):
+    assert ct.verify(render_image, RECIPE) == []
+    labels = ct.inspect_labels(render_image)
     assert (labels[ct.LABEL_BLENDER_VERSION], labels[ct.LABEL_BLENDER_ARCH],
             labels[ct.LABEL_BLENDER_SOURCE], labels[ct.LABEL_BLENDER_SHA256]) == PUBLISHED_WHEEL
     assert labels[ct.LABEL_GLOBUS_VERSION] == __version__
     # The worker code in the image is this checkout's, byte for byte.
     for module in sorted(WORKER.glob("*.py")):
-        inside = subprocess.run([ct.find_runtime(), "exec", str(built_image), "cat",
+        inside = subprocess.run([ct.find_runtime(), "exec", str(render_image), "cat",
                                  f"{ct.IMAGE_WORKER_DIR}/{module.name}"],
                                 capture_output=True, text=True, check=True).stdout
         assert inside == module.read_text(), module.name
-    done = subprocess.run([ct.find_runtime(), "test", str(built_image)], capture_output=True,
+    done = subprocess.run([ct.find_runtime(), "test", str(render_image)], capture_output=True,
                           text=True, timeout=300)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "Blender 4.5.14 rendered a 16x16 frame through render_task.py" in done.stdout
 
 
 @pytest.mark.slow
-def test_a_task_renders_in_the_image_with_only_the_job_folder_bound(built_image, tmp_path):
+def test_a_task_renders_in_the_image_with_only_the_job_folder_bound(render_image, tmp_path):
     root = image_job(tmp_path, frames=2)
     task_file = root / "job" / "tasks" / "task-0001.json"
     task_file.write_text(json.dumps({"task": 1, "frames": "1-2", "scene": "in/scene.blend",
                                      "device": "CPU", "blender": {"kind": "image"}}))
-    argv = ct.exec_argv("karolina", "qcpu", built_image, root, task_file,
+    argv = ct.exec_argv("karolina", "qcpu", render_image, root, task_file,
                         runtime=ct.find_runtime())
     done = subprocess.run(argv, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stdout + done.stderr
@@ -820,10 +787,10 @@ def test_a_task_renders_in_the_image_with_only_the_job_folder_bound(built_image,
 
 
 @pytest.mark.slow
-def test_a_centres_worker_renders_in_the_image(built_image, tmp_path, monkeypatch):
+def test_a_centres_worker_renders_in_the_image(render_image, tmp_path, monkeypatch):
     """render_on_worker, as a centre's endpoint runs it, with BRAAS_IMAGE from worker_init."""
     root = image_job(tmp_path, frames=3)
-    monkeypatch.setenv("BRAAS_IMAGE", str(built_image))
+    monkeypatch.setenv("BRAAS_IMAGE", str(render_image))
     monkeypatch.setenv("BRAAS_CONTAINER_RUNTIME", ct.find_runtime())
     monkeypatch.setenv("BRAAS_CONTAINER_FLAGS", "")
     for name in ("BRAAS_BLENDER", "BRAAS_BLENDER_PYTHON", "BRAAS_WORKER_DIR"):

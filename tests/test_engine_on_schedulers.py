@@ -4,7 +4,8 @@ Real here: the Karolina (Slurm) and Polaris (PBS Pro) templates rendered by
 globus-compute-endpoint's own renderer after the strict schema check, the engine its config
 loader builds, `sbatch` / `qsub` (through the PBS front end and its qstat adapter) on the
 single-node Slurm, the worker pool inside the batch job, `render_on_worker` shipped by source,
-the stdlib worker entry point, and real Blender (PyPI bpy). Only the Globus cloud relay is
+the stdlib worker entry point, and real Blender (PyPI bpy; in one test, the render image
+built from container/Apptainer.def, run by Apptainer). Only the Globus cloud relay is
 bypassed: each task is packed as the service hands it to an endpoint and given to
 `engine.submit`, as the endpoint does with a task it received from the cloud
 (tests/engines.py).
@@ -37,8 +38,10 @@ from tests.engines import (
     REPO,
     VENV_BIN,
     OfflineEndpoint,
+    ADMIN_SETTINGS,
     blender_processes,
     build_engine,
+    image_settings,
     make_job_root,
     render_task,
     source_serializer,
@@ -56,12 +59,14 @@ RESULT_LIMIT = 10_000  # bytes: a result is a small record; frames travel by Tra
 
 
 @contextmanager
-def endpoint(cluster: str, user: dict, folder: Path) -> Iterator[OfflineEndpoint]:
+def endpoint(cluster: str, user: dict, folder: Path,
+             settings: dict[str, str] = ADMIN_SETTINGS) -> Iterator[OfflineEndpoint]:
     """A started engine for `cluster`; shut down (blocks cancelled) on the way out."""
     with pytest.MonkeyPatch.context() as mp:
         # The endpoint's own environment: the interchange is `globus-compute-endpoint`.
         mp.setenv("PATH", f"{VENV_BIN}{os.pathsep}{os.environ.get('PATH', '')}")
-        with OfflineEndpoint(build_engine(cluster, user, folder), folder / "run") as ep:
+        with OfflineEndpoint(build_engine(cluster, user, folder, settings),
+                             folder / "run") as ep:
             yield ep
 
 
@@ -113,13 +118,14 @@ def squeue_fields(job_id: str) -> list[str]:
     return proc.stdout.strip().split("|")
 
 
-def assert_finished_frames(record: dict, packed: bytes, root: Path, frames: range) -> None:
+def assert_finished_frames(record: dict, packed: bytes, root: Path, frames: range,
+                           task: int = 0) -> None:
     assert record["state"] == "FINISHED", record
     assert (record["missing"], record["exit_code"]) == ("", 0), record
     assert len(packed) < RESULT_LIMIT, f"result is {len(packed)} bytes"
     assert frames_in(root) == [f"{f:06d}.png" for f in frames]
     assert all(is_valid_image(root / "out" / f"{f:06d}.png") for f in frames)
-    assert progress(root)[-1]["state"] == "FINISHED"
+    assert progress(root, task)[-1]["state"] == "FINISHED"
 
 
 # --- Slurm: Karolina's template ----------------------------------------------------------------
@@ -237,6 +243,28 @@ def test_killing_the_block_mid_render_leaves_no_blender(how, slurm_cluster, heav
     count = len(frames_in(root))
     time.sleep(1.5)
     assert len(frames_in(root)) == count
+
+
+@pytest.mark.slow
+def test_karolina_renders_in_the_centres_image(slurm_cluster, render_image, scene, tmp_path):
+    """The production layout: the template's braas_image set, Blender and the worker code
+    from the render image, each task one `apptainer exec --contain` inside the sbatch job.
+
+    Real sbatch, worker pool, Apptainer, image and Blender; only the cloud relay is bypassed.
+    """
+    source = scene("anim6")
+    root = make_job_root(tmp_path / "job", source)
+    settings = image_settings(render_image)
+    with endpoint("karolina", KAROLINA_USER, tmp_path / "endpoint", settings) as ep:
+        task = render_task(root, source, "1-4", task=3)
+        record, packed = ep.result(ep.submit(render_on_worker, task, str(root)), timeout=200)
+        script = block_files(ep, "script")
+    assert_finished_frames(record, packed, root, range(1, 5), task=3)
+    assert record["runtime"] == "image", record
+    assert f'export BRAAS_IMAGE="{render_image}"' in script
+    # The endpoint sent "the image's own Blender", not the client's command.
+    written = json.loads((root / "job" / "tasks" / "task-0003.json").read_text())
+    assert written["blender"] == {"kind": "image"}
 
 
 # --- PBS Pro: Polaris's template, through qsub --------------------------------------------------
