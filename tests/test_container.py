@@ -752,6 +752,7 @@ def image_job(tmp_path: Path, frames: int) -> Path:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(900)  # the first user of render_image waits for its build
 def test_the_render_image_verifies_and_says_what_it_holds(render_image):
     assert ct.verify(render_image, RECIPE) == []
     labels = ct.inspect_labels(render_image)
@@ -771,6 +772,7 @@ def test_the_render_image_verifies_and_says_what_it_holds(render_image):
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(900)
 def test_a_task_renders_in_the_image_with_only_the_job_folder_bound(render_image, tmp_path):
     root = image_job(tmp_path, frames=2)
     task_file = root / "job" / "tasks" / "task-0001.json"
@@ -787,6 +789,7 @@ def test_a_task_renders_in_the_image_with_only_the_job_folder_bound(render_image
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(900)
 def test_a_centres_worker_renders_in_the_image(render_image, tmp_path, monkeypatch):
     """render_on_worker, as a centre's endpoint runs it, with BRAAS_IMAGE from worker_init."""
     root = image_job(tmp_path, frames=3)

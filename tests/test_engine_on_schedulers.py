@@ -246,6 +246,7 @@ def test_killing_the_block_mid_render_leaves_no_blender(how, slurm_cluster, heav
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(900)  # may wait for render_image's build
 def test_karolina_renders_in_the_centres_image(slurm_cluster, render_image, scene, tmp_path):
     """The production layout: the template's braas_image set, Blender and the worker code
     from the render image, each task one `apptainer exec --contain` inside the sbatch job.
