@@ -16,10 +16,13 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import NotFoundError, UsageError
+from .errors import NotFoundError, RunError, UsageError
 from .plan import PlannedTask
 from .states import JobState, TaskState, job_state
 
+#: The layout below; stored in the file's PRAGMA user_version. Bump it with any change to
+#: the tables, and teach ``Store._check_version`` to read or refuse the older layouts.
+SCHEMA_VERSION = 1
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
     id TEXT PRIMARY KEY,
@@ -111,13 +114,42 @@ class Store:
         self.path = path
         self.db = sqlite3.connect(path, timeout=30, isolation_level=None, check_same_thread=False)
         self.db.row_factory = sqlite3.Row
-        self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.execute("PRAGMA foreign_keys=ON")
-        self.db.execute("PRAGMA synchronous=NORMAL")
-        with self.transaction():
-            for statement in SCHEMA.split(";"):
-                if statement.strip():
-                    self.db.execute(statement)
+        try:
+            self._check_version()  # first: even switching to WAL writes to the file
+            self.db.execute("PRAGMA journal_mode=WAL")
+            self.db.execute("PRAGMA foreign_keys=ON")
+            self.db.execute("PRAGMA synchronous=NORMAL")
+            with self.transaction():
+                for statement in SCHEMA.split(";"):
+                    if statement.strip():
+                        self.db.execute(statement)
+                self.db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        except sqlite3.DatabaseError as err:
+            self.db.close()
+            raise RunError(f"{path} is not a braas-globus job store ({err}); move it aside "
+                           "and braas-globus starts a new one") from None
+        except RunError:
+            self.db.close()
+            raise
+
+    def _check_version(self) -> None:
+        """Refuse a store this version cannot read, before anything is written to it."""
+        version = self.db.execute("PRAGMA user_version").fetchone()[0]
+        if version > SCHEMA_VERSION:
+            raise RunError(f"the job store {self.path} was written by a newer braas-globus "
+                           f"(layout {version}; this one reads {SCHEMA_VERSION}): upgrade "
+                           "braas-globus")
+        if version == 0 and self._table_columns("jobs"):
+            # Written before the layout was versioned: readable only if it already has
+            # every column of layout 1 (the tasks.preset column came last).
+            if "preset" not in self._table_columns("tasks"):
+                raise RunError(f"the job store {self.path} was written by an early "
+                               "braas-globus whose tasks have no preset column; move it aside "
+                               "(its jobs' frames stay in their folders) and braas-globus "
+                               "starts a new one")
+
+    def _table_columns(self, table: str) -> set[str]:
+        return {row["name"] for row in self.db.execute(f"PRAGMA table_info({table})")}
 
     def close(self) -> None:
         self.db.close()

@@ -70,3 +70,50 @@ Q, R, F, X, T, C = (TaskState.QUEUED, TaskState.RUNNING, TaskState.FINISHED, Tas
 )
 def test_job_state_from_task_states(tasks, canceled, expected):
     assert job_state(tasks, canceled) is expected
+
+
+# --- the store's layout version ------------------------------------------------------------
+
+def test_a_new_store_records_its_layout_version(tmp_path):
+    import sqlite3
+
+    from braas_globus.store import SCHEMA_VERSION
+
+    Store(tmp_path / "jobs.sqlite").close()
+    db = sqlite3.connect(tmp_path / "jobs.sqlite")
+    assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 1
+    db.close()
+    Store(tmp_path / "jobs.sqlite").close()  # and opens again
+
+
+@pytest.mark.parametrize("case, expected", [
+    ("newer", "was written by a newer braas-globus (layout 7; this one reads 1): upgrade"),
+    ("no preset column", "tasks have no preset column; move it aside"),
+    ("not sqlite", "is not a braas-globus job store (file is not a database)"),
+])
+def test_a_store_this_version_cannot_read_is_one_clear_error(tmp_path, cli, home, case,
+                                                             expected):
+    import sqlite3
+
+    path = home / "jobs.sqlite"
+    home.mkdir(parents=True, exist_ok=True)
+    if case == "not sqlite":
+        path.write_bytes(b"these are not the jobs you are looking for" * 100)
+    else:
+        db = sqlite3.connect(path)
+        if case == "newer":
+            db.execute("PRAGMA user_version = 7")
+        else:  # an early store: tasks without the preset column, no version
+            db.execute("CREATE TABLE jobs (id TEXT PRIMARY KEY)")
+            db.execute("CREATE TABLE tasks (job_id TEXT, idx INTEGER, state TEXT)")
+        db.commit()
+        db.close()
+    before = path.read_bytes()
+    try:
+        result = cli("list")
+        assert result.code == 1
+        assert result.stderr.count("\n") == 1 and expected in result.stderr, result.stderr
+        assert str(path) in result.stderr
+        assert path.read_bytes() == before  # nothing written to it
+    finally:
+        path.unlink()  # leave the test's home openable for its clean-up
