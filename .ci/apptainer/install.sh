@@ -23,24 +23,9 @@ if [[ $(id -u) -ne 0 ]]; then
     echo "apptainer/install.sh: must run as root (it uses apt-get)" >&2
     exit 1
 fi
-export DEBIAN_FRONTEND=noninteractive
-missing=()
-for pkg in "${PACKAGES[@]}"; do
-    if [[ $(dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null || true) != "install ok installed" ]]; then
-        missing+=("$pkg")
-    fi
-done
-if [[ ${#missing[@]} -gt 0 ]]; then
-    echo "apptainer/install.sh: installing ${missing[*]}"
-    log=$(mktemp)
-    if ! { apt-get update -qq && apt-get install -y -qq --no-install-recommends "${missing[@]}"; } >"$log" 2>&1; then
-        cat "$log" >&2
-        exit 1
-    fi
-    rm -f "$log"
-fi
-# Debian starts the registry with its own (password-protected) config; start.sh runs ours.
-pkill -x docker-registry 2>/dev/null || true
+# shellcheck source=.ci/apt.sh
+source "$(dirname "$0")/../apt.sh"
+apt_install_missing apptainer/install.sh "${PACKAGES[@]}"
 
 if ! apptainer --version >/dev/null 2>&1; then
     work=$(mktemp -d)
