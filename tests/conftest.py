@@ -41,10 +41,13 @@ def scene_templates(tmp_path_factory) -> dict[str, Path]:
 
 
 def pip_cert_binds() -> tuple[list[str], dict[str, str]]:
-    """Binds and environment that let pip in an image build trust this machine's TLS proxy:
-    the CA bundle pip uses here (PIP_CERT), bound at /mnt. Nothing where PIP_CERT is unset."""
-    cert = os.environ.get("PIP_CERT")
-    if not cert or not Path(cert).is_file():
+    """Binds and environment that let pip in an image build trust what this machine trusts
+    (here, a TLS-inspecting proxy): the CA bundle pip uses here, bound at /mnt."""
+    candidates = [os.environ.get(name) for name in ("PIP_CERT", "REQUESTS_CA_BUNDLE",
+                                                    "SSL_CERT_FILE")]
+    cert = next((c for c in [*candidates, "/etc/ssl/certs/ca-certificates.crt"]
+                 if c and Path(c).is_file()), None)
+    if cert is None:
         return [], {}
     return ([f"{Path(cert).parent}:/mnt"],
             {"APPTAINERENV_PIP_CERT": f"/mnt/{Path(cert).name}"})
