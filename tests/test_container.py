@@ -472,8 +472,11 @@ def test_compute_task_runs_the_same_argv(cluster, partition, tmp_path, monkeypat
         monkeypatch.delenv(name, raising=False)
     seen: list[list[str]] = []
 
+    envs: list[dict] = []
+
     def fake_run(argv, **kwargs):
         seen.append(argv)
+        envs.append(kwargs["env"])
         end = {"event": "end", "state": "FINISHED", "missing": "", "reason": ""}
         return subprocess.CompletedProcess(argv, 0, json.dumps(end) + "\n", "")
 
@@ -484,6 +487,28 @@ def test_compute_task_runs_the_same_argv(cluster, partition, tmp_path, monkeypat
     assert record["state"] == "FINISHED"
     task_file = root / "job" / "tasks" / "task-0003.json"
     assert seen == [ct.exec_argv(cluster, partition, image, root, task_file)]
+    # GPU kernel caches live in the job folder, the one path bound into the container.
+    for name in ("CUDA_CACHE_PATH", "OPTIX_CACHE_PATH"):
+        assert Path(envs[0][name]).is_relative_to(root / "job" / "cache"), name
+    assert envs[0]["BRAAS_IMAGE"] == str(image)  # the rest of the environment passes through
+
+
+def test_a_centres_own_gpu_cache_setting_wins(tmp_path, monkeypatch):
+    image = tmp_path / "braas-blender.sif"
+    image.write_bytes(b"SIF")
+    monkeypatch.setenv("BRAAS_IMAGE", str(image))
+    monkeypatch.setenv("CUDA_CACHE_PATH", "/local/nvcache")  # set by the centre's worker_init
+    envs: list[dict] = []
+
+    def fake_run(argv, **kwargs):
+        envs.append(kwargs["env"])
+        return subprocess.CompletedProcess(argv, 0, '{"event": "end", "state": "FINISHED"}', "")
+
+    monkeypatch.setattr(subprocess, "run", fake_run)
+    task = {"task": 1, "frames": "1", "scene": "in/scene.blend", "blender": {"kind": "image"}}
+    compute_task.render_on_worker(task, str(tmp_path / "job"))
+    assert envs[0]["CUDA_CACHE_PATH"] == "/local/nvcache"
+    assert envs[0]["OPTIX_CACHE_PATH"] == str(tmp_path / "job" / "job" / "cache" / "optix")
 
 
 def test_compute_task_refuses_a_job_folder_apptainer_cannot_bind(tmp_path, monkeypatch):

@@ -66,6 +66,14 @@ def render_on_worker(task: dict, job_root: str) -> dict:
                     "reason": f"the job folder {root} holds ',' or ':'; apptainer cannot bind it"}
         argv = [runtime, "exec", "--contain", "--pwd", str(root), *flags, "--bind", str(root),
                 image, "python3", "-I", "/opt/braas/worker/render_task.py", str(task_file)]
+        # The GPU kernel caches, in the job folder: under --contain, $HOME and /var/tmp are
+        # empty for every task, and Blender ships CUDA kernels for A100/H100 only as PTX that
+        # the driver compiles at first use. The job's other tasks reuse what one compiled.
+        cache = root / "job" / "cache"
+        for kind in ("cuda", "optix"):
+            (cache / kind).mkdir(parents=True, exist_ok=True)
+        env = {"CUDA_CACHE_PATH": str(cache / "cuda"), "CUDA_CACHE_MAXSIZE": str(4 << 30),
+               "OPTIX_CACHE_PATH": str(cache / "optix"), **os.environ}
     else:
         worker_dir = os.environ.get("BRAAS_WORKER_DIR")
         if not worker_dir:
@@ -75,10 +83,11 @@ def render_on_worker(task: dict, job_root: str) -> dict:
                     "reason": reason}
         python = os.environ.get("BRAAS_WORKER_PYTHON", "python3")
         argv = [python, str(Path(worker_dir) / "render_task.py"), str(task_file)]
+        env = dict(os.environ)
 
     try:
         done = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                              stdin=subprocess.DEVNULL, check=False)
+                              stdin=subprocess.DEVNULL, env=env, check=False)
     except OSError as err:  # no apptainer on the node, a wrong BRAAS_WORKER_PYTHON
         return {"event": "end", "state": "FAILED", "missing": task["frames"],
                 "host": os.uname().nodename, "reason": f"cannot start {argv[0]}: {err}"}
