@@ -493,6 +493,27 @@ def test_compute_task_runs_the_same_argv(cluster, partition, tmp_path, monkeypat
     assert envs[0]["BRAAS_IMAGE"] == str(image)  # the rest of the environment passes through
 
 
+def test_the_centres_device_and_thread_share_fill_what_a_task_leaves_open(tmp_path,
+                                                                         monkeypatch):
+    monkeypatch.setenv("BRAAS_WORKER_DIR", str(WORKER))
+    monkeypatch.delenv("BRAAS_IMAGE", raising=False)
+    monkeypatch.setenv("BRAAS_BLENDER", "/sw/blender/blender")
+    monkeypatch.setenv("BRAAS_CYCLES_DEVICE", "CUDA")  # as a GPU partition's worker_init sets
+    monkeypatch.setenv("BRAAS_CPU_THREADS", "16")
+    monkeypatch.setattr(subprocess, "run", lambda argv, **kw: subprocess.CompletedProcess(
+        argv, 0, '{"event": "end", "state": "FINISHED"}', ""))
+    root = tmp_path / "job"
+    written = root / "job" / "tasks" / "task-0001.json"
+    compute_task.render_on_worker({"task": 1, "frames": "1", "scene": "in/s.blend"}, str(root))
+    assert {k: json.loads(written.read_text())[k] for k in ("device", "threads")} == \
+        {"device": "CUDA", "threads": 16}
+    # What the user chose stays.
+    compute_task.render_on_worker({"task": 1, "frames": "1", "scene": "in/s.blend",
+                                   "device": "CPU", "threads": 4}, str(root))
+    assert {k: json.loads(written.read_text())[k] for k in ("device", "threads")} == \
+        {"device": "CPU", "threads": 4}
+
+
 def test_a_centres_own_gpu_cache_setting_wins(tmp_path, monkeypatch):
     image = tmp_path / "braas-blender.sif"
     image.write_bytes(b"SIF")

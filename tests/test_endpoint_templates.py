@@ -199,6 +199,12 @@ def test_rendered_config_carries_what_the_user_sent(cluster, partition, variant,
         assert f"export BRAAS_CLUSTER={cluster}" in init
         assert f"export BRAAS_CONTAINER_RUNTIME={c.container.runtime}" in init
         assert f"export BRAAS_CYCLES_DEVICE={c.cycles_device_for(partition)}" in init
+        # One worker per GPU device shares the node's cores; a CPU node's one worker has all.
+        if p.kind == "gpu":
+            threads = p.cores_per_node // p.devices_per_node
+            assert f"export BRAAS_CPU_THREADS={threads}" in init.splitlines()
+        else:
+            assert "BRAAS_CPU_THREADS" not in init
         flags = " ".join(c.container_flags_for(partition))
         assert f'export BRAAS_CONTAINER_FLAGS="{flags}"' in init
         assert opts["account"] not in init

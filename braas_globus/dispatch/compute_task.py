@@ -52,6 +52,13 @@ def render_on_worker(task: dict, job_root: str) -> dict:
                                 "or BRAAS_BLENDER_PYTHON for a host install)")
         return {"event": "end", "state": "FAILED", "missing": task["frames"], "reason": reason}
     task = {**task, "blender": blender}
+    # The centre's defaults from worker_init: the partition's Cycles device, and on a GPU
+    # node (one worker per GPU) this worker's share of the cores, so Blenders side by side
+    # do not each start a thread per core.
+    if not task.get("device") and os.environ.get("BRAAS_CYCLES_DEVICE"):
+        task["device"] = os.environ["BRAAS_CYCLES_DEVICE"]
+    if not task.get("threads") and os.environ.get("BRAAS_CPU_THREADS", "").isdigit():
+        task["threads"] = int(os.environ["BRAAS_CPU_THREADS"])
     task_file = root / "job" / "tasks" / f"task-{int(task['task']):04d}.json"
     task_file.parent.mkdir(parents=True, exist_ok=True)
     task_file.write_text(json.dumps(task))
