@@ -31,6 +31,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from chunk_options import add_chunk_options, build_chunk_scene  # noqa: E402  (bench/)
+
 USER = {"account": "DD-24-1", "partition": "qcpu_exp", "walltime_minutes": 10}
 
 
@@ -44,16 +46,11 @@ def median(values: list[float]) -> float:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--repeat", type=int, default=5)
-    parser.add_argument("--frames", type=int, default=6)
-    parser.add_argument("--width", type=int, default=64)
-    parser.add_argument("--height", type=int, default=48)
-    parser.add_argument("--samples", type=int, default=4)
+    add_chunk_options(parser)
     args = parser.parse_args()
 
     from braas_globus.dispatch.compute_task import render_on_worker
     from braas_globus.worker.image_check import is_valid_image
-    from tests.conftest import build_scene
     from tests.engines import (
         VENV_BIN,
         WORKER_DIR,
@@ -73,9 +70,7 @@ def main() -> int:
 
     with tempfile.TemporaryDirectory(prefix="braas-bench-engine-") as tmp:
         root = Path(tmp)
-        scene = build_scene(root / "scene", "--frames", str(args.frames), "--width",
-                            str(args.width), "--height", str(args.height),
-                            "--samples", str(args.samples))
+        scene = build_chunk_scene(root / "scene", args)
 
         def fresh_job(name: str) -> Path:
             return make_job_root(root / name, scene)

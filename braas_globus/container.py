@@ -52,6 +52,10 @@ RUNTIMES = ("apptainer", "singularity")
 ARCHES = ("x86_64", "aarch64")
 # archive: blender.org's release archive; pypi: the Blender Foundation's bpy wheel.
 SOURCES = ("archive", "pypi")
+# The image's squashfs compression (mksquashfs -comp): gzip is Apptainer's default and
+# mounts everywhere; zstd and lz4 unpack faster at every task's start, where the kernel has
+# them (CONFIG_SQUASHFS_ZSTD / _LZ4; without, Apptainer falls back to slower ways).
+COMPRESSIONS = ("gzip", "zstd", "lz4")
 REQUIRED_SECTIONS = ("arguments", "files", "post", "labels", "help", "runscript", "test")
 BUILD_ARGS = ("BLENDER_VERSION", "BLENDER_ARCH", "BLENDER_SOURCE")
 
@@ -473,8 +477,8 @@ def _runtime_or_fail(runtime: str | None) -> str:
 
 def build(def_path: str | Path, image_path: str | Path,
           build_args: dict[str, str] | None = None, *, force: bool = False,
-          fakeroot: bool = False, binds: Iterable[str] = (), runtime: str | None = None,
-          log: Callable[[str], object] | None = None) -> Path:
+          fakeroot: bool = False, binds: Iterable[str] = (), compression: str = "gzip",
+          runtime: str | None = None, log: Callable[[str], object] | None = None) -> Path:
     """``apptainer build IMAGE DEF`` in the checkout (argv, no shell); returns the image path.
 
     The recipe and the build arguments are checked first, so a bad pin fails in a second,
@@ -489,6 +493,8 @@ def build(def_path: str | Path, image_path: str | Path,
     recipe_path = Path(def_path).resolve()
     image = Path(image_path).resolve()
     problems = check_build_args(build_args) + check_build_binds(binds)
+    if compression not in COMPRESSIONS:
+        problems.append(f"compression {compression!r}: use {', '.join(COMPRESSIONS)}")
     if not problems:
         problems = check_recipe(recipe_path)
     if not problems:
@@ -516,6 +522,8 @@ def build(def_path: str | Path, image_path: str | Path,
         argv.append("--fakeroot")
     for bind in binds:
         argv += ["--bind", bind]
+    if compression != "gzip":
+        argv += ["--mksquashfs-args", f"-comp {compression}"]
     argv += [str(image), str(recipe_path)]
     write = log or (lambda line: print(line, end="", file=sys.stderr, flush=True))
     write(f"braas: {' '.join(argv)} (in {recipe.checkout}; it downloads a Debian base and "

@@ -36,6 +36,7 @@ def build_command(
     build_arg: Annotated[Optional[list[str]], typer.Option(help="BLENDER_VERSION=X.Y.Z, BLENDER_ARCH=auto|x86_64|aarch64 or BLENDER_SOURCE=archive|pypi; may repeat.")] = None,
     force: Annotated[bool, typer.Option("--force", help="Replace IMAGE if it exists.")] = False,
     fakeroot: Annotated[bool, typer.Option("--fakeroot", help="Build in a user namespace (apptainer build --fakeroot): no root needed, and %post gets every capability.")] = False,
+    compression: Annotated[str, typer.Option(help="The image's squashfs compression: gzip (mounts everywhere), zstd or lz4 (each task starts faster where the kernel has them; see container/README.md).")] = "gzip",
     bind: Annotated[Optional[list[str]], typer.Option(help="SRC:DEST bound into %post and %test, e.g. a site CA bundle folder to /mnt (with APPTAINERENV_PIP_CERT=/mnt/...); may repeat.")] = None,
     as_json: JsonFlag = False,
 ) -> None:
@@ -46,6 +47,7 @@ def build_command(
     def command(out, service) -> None:
         args = _build_args(build_arg or [])
         built = build(definition, image, args, force=force, fakeroot=fakeroot, binds=bind or [],
+                      compression=compression,
                       log=lambda line: out.note(line.rstrip("\n")))
         labels = inspect_labels(built)
         problems = check_labels(labels, definition)

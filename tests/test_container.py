@@ -694,6 +694,11 @@ def test_build_calls_apptainer_in_the_checkout_with_an_argv(tmp_path, fake_appta
     assert calls(fake_apptainer)[-1]["argv"][1:] == [
         "--build-arg", "BLENDER_SOURCE=pypi", "--force", "--fakeroot",
         "--bind", "/etc/ssl/certs:/mnt", str(image), str(RECIPE)]
+    ct.build(RECIPE, image, force=True, compression="zstd", log=lines.append)
+    assert calls(fake_apptainer)[-1]["argv"][1:] == [
+        "--force", "--mksquashfs-args", "-comp zstd", str(image), str(RECIPE)]
+    with pytest.raises(UsageError, match="compression 'xz -Xbcj x86': use gzip, zstd, lz4"):
+        ct.build(RECIPE, image, force=True, compression="xz -Xbcj x86")
     assert ct.verify(image, RECIPE) == []
     assert calls(fake_apptainer)[-1]["argv"] == ["inspect", "--json", "--labels", str(image)]
 
