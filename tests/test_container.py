@@ -824,13 +824,20 @@ def test_the_render_image_verifies_and_says_what_it_holds(render_image):
 
 @pytest.mark.slow
 @pytest.mark.timeout(900)
-def test_a_task_renders_in_the_image_with_only_the_job_folder_bound(render_image, tmp_path):
+@pytest.mark.parametrize("cluster, partition", [
+    ("karolina", "qcpu"),
+    ("karolina", "qgpu"),  # --nv: no NVIDIA driver here, so Apptainer binds nothing; CPU render
+    ("lumi", "small-g"),  # --rocm, likewise
+])
+def test_a_task_renders_in_the_image_with_only_the_job_folder_bound(render_image, tmp_path,
+                                                                    cluster, partition):
     root = image_job(tmp_path, frames=2)
     task_file = root / "job" / "tasks" / "task-0001.json"
     task_file.write_text(json.dumps({"task": 1, "frames": "1-2", "scene": "in/scene.blend",
                                      "device": "CPU", "blender": {"kind": "image"}}))
-    argv = ct.exec_argv("karolina", "qcpu", render_image, root, task_file,
+    argv = ct.exec_argv(cluster, partition, render_image, root, task_file,
                         runtime=ct.find_runtime())
+    assert ("--nv" in argv, "--rocm" in argv) == (partition == "qgpu", partition == "small-g")
     done = subprocess.run(argv, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stdout + done.stderr
     assert [p.name for p in sorted((root / "out").glob("*.png"))] == ["000001.png", "000002.png"]
