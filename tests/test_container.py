@@ -348,7 +348,8 @@ def test_fetch_installs_a_bpy_wheel_whose_sha256_matches(tmp_path, bpy_wheel):
         ["9.9.9", host_arch(), "pypi", sha, f"file://{path}"]
     described = json.loads((dest / "blender.json").read_text())
     assert described == {"kind": "python", "command": [f"{dest}/bin/python"]}
-    version = subprocess.run([*described["command"], "-c", "import bpy; print(bpy.app.version_string)"],
+    version = subprocess.run([*described["command"], "-c",
+                              "import bpy; print(bpy.app.version_string)"],
                              capture_output=True, text=True, check=True).stdout.strip()
     assert version == "9.9.9"
 

@@ -5,8 +5,9 @@
 TASK.json (written by the dispatcher) names the scene, the frames, the device and
 how to start Blender: ``{"kind": "executable" | "python", "command": [...]}``, or
 ``{"kind": "image"}`` for the render image's own Blender, as its
-``/opt/blender/blender.json`` describes it (written when the image is built). Paths in it are relative to the job root, the folder that
-holds ``in/``, ``out/``, ``log/`` and ``job/``. The entry point
+``/opt/blender/blender.json`` describes it (written when the image is built). Paths
+in it are relative to the job root, the folder that holds ``in/``, ``out/``, ``log/``
+and ``job/``. The entry point
 
 - skips frames whose file in ``out/`` already reads as a valid image (resume, retry);
 - runs Blender once for all other frames (``blender_render.py``), autoexec off
