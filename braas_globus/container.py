@@ -532,14 +532,19 @@ def build(def_path: str | Path, image_path: str | Path,
                                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, text=True,
                                errors="replace")
     tail: list[str] = []
+    capability_refused = False
     assert process.stdout is not None
     for line in process.stdout:
         write(line)
         tail = (tail + [line.rstrip()])[-5:]
+        capability_refused |= "Requesting capability set" in line
     code = process.wait()
     if code != 0:
         last = next((t for t in reversed(tail) if t.strip()), "no output")
-        raise RunError(f"{PurePosixPath(found).name} build failed with exit code {code}: {last}")
+        hint = ("; root on this host lacks a capability that a root build asks for in %post: "
+                "build with --fakeroot" if capability_refused and not fakeroot else "")
+        raise RunError(f"{PurePosixPath(found).name} build failed with exit code {code}: "
+                       f"{last}{hint}")
     return image
 
 

@@ -710,6 +710,29 @@ def test_a_failed_build_is_a_run_error(tmp_path, fake_apptainer, monkeypatch):
         ct.build(RECIPE, tmp_path / "x.sif", log=lambda line: None)
 
 
+def root_lacks_a_capability() -> bool:
+    """True as root on a host (such as this VM) whose capability bounding set is not full."""
+    if os.geteuid() != 0:
+        return False
+    last = int(Path("/proc/sys/kernel/cap_last_cap").read_text())
+    bounding = next(int(line.split()[1], 16) for line in
+                    Path("/proc/self/status").read_text().splitlines()
+                    if line.startswith("CapBnd:"))
+    return bounding != (1 << (last + 1)) - 1
+
+
+@pytest.mark.slow
+def test_a_root_build_that_apptainer_refuses_says_to_use_fakeroot(tmp_path):
+    if ct.find_runtime() is None:
+        pytest.skip("apptainer is not installed here")
+    if not root_lacks_a_capability():
+        pytest.skip("not root, or root here holds every capability: a root build would work")
+    with pytest.raises(RunError) as err:
+        ct.build(RECIPE, tmp_path / "x.sif", {"BLENDER_SOURCE": "pypi"}, log=lambda line: None)
+    assert str(err.value).endswith("build with --fakeroot"), err.value
+    assert not (tmp_path / "x.sif").exists()
+
+
 def test_verify_names_wrong_image_labels(tmp_path, fake_apptainer, monkeypatch):
     image = tmp_path / "old.sif"
     image.write_bytes(b"SIF")
