@@ -374,10 +374,6 @@ import subprocess
 import sys
 
 argv = sys.argv[1:]
-if "--version" in argv:
-    import bpy
-    print("Blender " + ".".join(map(str, bpy.app.version)))
-    sys.exit(0)
 if "--python-expr" in argv:
     code = argv[argv.index("--python-expr") + 1]
     sys.exit(subprocess.call([sys.executable, "-c", code]))
