@@ -16,6 +16,8 @@ import sys
 import time
 from pathlib import Path
 
+import psutil
+
 from ..settings import Settings
 from ..states import TaskState
 from ..store import JobRecord, Store
@@ -28,17 +30,16 @@ def runner_alive(job: JobRecord) -> bool:
     """Is the job's runner process still there (and not a reused pid or a zombie)?"""
     if not job.runner_pid:
         return False
-    proc = Path(f"/proc/{job.runner_pid}")
     try:
-        cmdline = (proc / "cmdline").read_bytes().split(b"\0")
-        state = (proc / "stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (OSError, IndexError):
+        process = psutil.Process(job.runner_pid)
+        if process.status() == psutil.STATUS_ZOMBIE:
+            return False
+        cmdline = process.cmdline()
+    except psutil.Error:  # gone, or another user's process under a reused pid
         return False
-    if state == "Z":
-        return False
-    if cmdline == [b""]:
+    if not cmdline:
         return True  # exec in progress: a just-started runner has no command line yet
-    return RUNNER_MODULE.encode() in cmdline and job.id.encode() in cmdline
+    return RUNNER_MODULE in cmdline and job.id in cmdline
 
 
 class LocalBackend:
@@ -114,13 +115,11 @@ def _stop_group(pgid: int, grace: float = 5.0) -> None:
 
 
 def _group_alive(pgid: int) -> bool:
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
+    """Does any live (not zombie) process remain in the process group ``pgid``?"""
+    for process in psutil.process_iter():
         try:
-            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
+            if os.getpgid(process.pid) == pgid and process.status() != psutil.STATUS_ZOMBIE:
+                return True
+        except (OSError, psutil.Error):  # ended while we looked
             continue
-        if int(fields[2]) == pgid and fields[0] != "Z":
-            return True
     return False
