@@ -25,12 +25,13 @@ from spython.main.parse.parsers import SingularityParser
 
 from braas_globus import __version__
 from braas_globus import container as ct
-from braas_globus.blender_scripts import MAKE_DEMO_SCENE
 from braas_globus.catalog import load_catalog
 from braas_globus.container_cli import container_app
 from braas_globus.dispatch import compute_task
 from braas_globus.errors import RunError, UsageError
 from braas_globus.worker.image_check import is_valid_image
+
+from .conftest import build_scene
 
 REPO = Path(__file__).resolve().parent.parent
 RECIPE = REPO / "container" / "Apptainer.def"
@@ -814,11 +815,8 @@ def test_cli_build_inspect_verify_with_a_stand_in_apptainer(home, tmp_path, fake
 
 def image_job(tmp_path: Path, frames: int) -> Path:
     root = tmp_path / "job root"  # a space: one argv element, never a shell word
-    (root / "in").mkdir(parents=True)
     (root / "job" / "tasks").mkdir(parents=True)
-    subprocess.run([sys.executable, str(MAKE_DEMO_SCENE), "--", "--out",
-                    str(root / "in" / "scene.blend"), "--width", "32", "--height", "24",
-                    "--samples", "1", "--frames", str(frames)], check=True, capture_output=True)
+    build_scene(root / "in", "--frames", str(frames))  # in/scene.blend, as staging leaves it
     return root
 
 
