@@ -18,6 +18,7 @@ from .errors import RunError
 from .settings import Settings
 from .worker.render_task import blender_argv
 
+BPY_PYTHONS = ((3, 11), (3, 13))  # the Pythons PyPI's bpy wheels are built for
 _ERROR_LINE = re.compile(r"(error|exception|traceback)", re.I)
 
 
@@ -34,6 +35,11 @@ def find_blender(settings: Settings) -> dict:
         return {"kind": "executable", "command": [on_path]}
     if importlib.util.find_spec("bpy") is not None:
         return {"kind": "python", "command": [sys.executable]}
+    if sys.version_info[:2] not in BPY_PYTHONS:
+        raise RunError(f"no Blender found, and PyPI has no bpy for Python "
+                       f"{sys.version_info.major}.{sys.version_info.minor} (only 3.11 and "
+                       "3.13): set BRAAS_BLENDER to a blender executable, or install "
+                       "braas-globus[blender] with Python 3.11 or 3.13")
     raise RunError("no Blender found: install the embedded one with "
                    "`pip install 'braas-globus[blender]'`, or set BRAAS_BLENDER to a blender "
                    "executable")
