@@ -89,6 +89,7 @@ def submit(
     scout: Annotated[bool, typer.Option("--scout", help="Render the first, middle and last frames first.")] = False,
     allow_missing: Annotated[bool, typer.Option("--allow-missing", help="Submit even if assets are missing.")] = False,
     allow_scripts: Annotated[bool, typer.Option("--allow-scripts", help="Let Python scripts inside the .blend run.")] = False,
+    allow_older_blender: Annotated[bool, typer.Option("--allow-older-blender", help="Render with a Blender older than the one that saved the scene.")] = False,
     wait: WaitOption = False,
     as_json: JsonOption = False,
 ) -> None:
@@ -99,7 +100,8 @@ def submit(
                           walltime_minutes=walltime, max_jobs=max_jobs,
                           project=project if project is not None else default_project(scene),
                           email=email, device=device, retries=retries, scout=scout,
-                          allow_missing=allow_missing, allow_scripts=allow_scripts)
+                          allow_missing=allow_missing, allow_scripts=allow_scripts,
+                          allow_older_blender=allow_older_blender)
         with out.reporter("submitting") as reporter:
             job = service.submit(spec, reporter)
         follow(out, service, job, wait)

@@ -1,13 +1,16 @@
 """Trace a scene and pack it, with its assets, into a content-addressed stage.
 
-Plan, then execute (as blender-asset-tracer does): ``PackPlan.strategise`` finds
-every asset and every missing one before anything is written; ``execute`` writes
-the stage. The user's .blend and its files are only read.
+Validate, then write (as blender-asset-tracer does): ``PackPlan.strategise`` finds every
+asset and every missing one, in a private staging folder, before a job exists;
+``execute`` settles the stage. The user's .blend and its files are only read.
 
-- directory mode: the .blend and its files, paths rewritten relative, folder
-  structure kept (files outside the scene's folder go to ``_outside_project/``);
-- packed mode: the same copy, then Blender packs every packable asset into the
-  staged .blend, and only what cannot be packed (caches, sequences) stays beside it.
+- blender-asset-tracer (BAT) parses the .blend and its libraries, copies them with
+  their paths rewritten relative, folder structure kept (files outside the scene's
+  folder go to ``_outside_project/``);
+- then Blender, with the staged copy loaded, lists what it really uses
+  (``blender_scripts/stage_scene.py``): what the parser missed is copied in, what is
+  missing or cannot be staged is reported; in packed mode Blender packs every packable
+  asset into the staged .blend, and only what cannot be packed stays beside it.
 
 The manifest maps each staged file's relative path to its sha256 and size, so a
 backend sends only what the other side lacks.
@@ -23,12 +26,12 @@ import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from blender_asset_tracer import trace
+from blender_asset_tracer import blendfile
 from blender_asset_tracer.pack import Packer, progress
 
 from .blender import run_blender_script
-from .blender_scripts import PACK_INTO_BLEND
-from .errors import UsageError
+from .blender_scripts import STAGE_SCENE
+from .errors import RunError, UsageError
 from .spec import Mode
 
 log = logging.getLogger(__name__)
@@ -69,6 +72,24 @@ class _ByteProgress(progress.Callback):
 
 
 @dataclass
+class StageReport:
+    """Blender's account of the staged scene (``stage_scene.py``'s record)."""
+
+    blender_version: tuple[int, ...]
+    file_version: tuple[int, ...]
+    problems: list[str]  # what the Blender that staged it lacks for this scene
+    copied: list[dict]  # files the parser missed, copied in: file, owner, staged
+    missing: list[dict]  # file (where the user's scene looks for it), owner
+    outside: list[dict]  # files used from outside the stage that could not be staged
+    used: list[str]  # staged paths the scene still reads (packed mode: what stays beside)
+
+    @classmethod
+    def from_json(cls, data: dict) -> "StageReport":
+        return cls(**{**data, "blender_version": tuple(data["blender_version"]),
+                      "file_version": tuple(data["file_version"])})
+
+
+@dataclass
 class PackPlan:
     """What packing ``scene`` will do; call ``strategise`` then ``execute``."""
 
@@ -77,64 +98,125 @@ class PackPlan:
     target: Path
     cache_dir: Path | None = None  # packed .blend files by their exact inputs
     missing: list[Path] = field(default_factory=list)
+    report: StageReport | None = None
     _packer: Packer | None = None
+    _staged_blend: Path | None = None
 
-    def strategise(self) -> list[Path]:
-        """Trace every asset; return the missing ones. Writes nothing."""
+    def strategise(self, blender: dict, on_bytes=None) -> list[Path]:
+        """Stage into ``target`` and have Blender check it; return the missing files.
+
+        ``target`` is private staging: nothing of a job exists yet.
+        """
+        # BAT's own CLI turns strict pointers off: Blender 5.0 Geometry Nodes modifiers
+        # hold pointers BAT 1.x cannot follow, and raising there would refuse the scene.
+        blendfile.set_strict_pointer_mode(False)
         self._packer = Packer(self.scene, self.scene.parent, str(self.target))
-        self._packer.strategise()
-        self.missing = sorted(self._packer.missing_files)
-        return self.missing
-
-    def execute(self, blender: dict, on_bytes=None) -> Path:
-        """Write the stage; return the staged .blend's path relative to ``target``."""
-        assert self._packer is not None, "strategise() first"
         if on_bytes:
             self._packer.progress_cb = _ByteProgress(on_bytes)
-        try:
-            self._packer.execute()
-            staged_blend = Path(self._packer.output_path)
-        finally:
-            self._packer.close()
+        self._packer.strategise()
+        self._packer.execute()
+        self._staged_blend = Path(self._packer.output_path)
         (self.target / "pack-info.txt").unlink(missing_ok=True)  # BAT's note to humans
+        self.report = self._stage_with_blender(blender)
+        if self.report.outside:
+            first = self.report.outside[0]
+            raise UsageError(f"{first['owner']} uses {first['file']} by a path that cannot be "
+                             f"staged ({len(self.report.outside)} file(s) in all): make the "
+                             "path relative to the scene, or move the file beside it")
+        found = {Path(p) for p in self._packer.missing_files}
+        found.update(Path(m["file"]) for m in self.report.missing)
+        self.missing = sorted(found)
+        return self.missing
+
+    def execute(self) -> Path:
+        """Settle the stage; return the staged .blend's path relative to ``target``."""
+        assert self._staged_blend is not None and self.report is not None, "strategise() first"
         if self.mode is Mode.PACKED:
-            self._pack_into_blend(blender, staged_blend)
-            _drop_unreferenced(self.target, staged_blend)
-        return staged_blend.relative_to(self.target)
+            _drop_unreferenced(self.target, self._staged_blend, self.report.used)
+        return self._staged_blend.relative_to(self.target)
 
-    def _pack_into_blend(self, blender: dict, staged_blend: Path) -> None:
-        """Run Blender's packing, or reuse the result for exactly the same inputs.
+    def _folders(self) -> dict[str, str]:
+        """Each staged folder -> the user's folder its files came from (BAT's layout)."""
+        folders = {str(self.target): str(self.scene.parent)}
+        for source, action in self._packer._actions.items():  # noqa: SLF001 - BAT's plan
+            if action.new_path is not None:
+                folders[str(Path(action.new_path).parent)] = str(Path(source).parent)
+        return folders
 
-        Blender does not write the same bytes twice for the same scene, so without this
-        every submit of an unchanged scene would make (and send) a new packed .blend.
+    def _stage_with_blender(self, blender: dict) -> StageReport:
+        """Run stage_scene.py, or reuse its result for exactly the same inputs (packed).
+
+        Blender does not write the same bytes twice for the same scene, so without the
+        cache every submit of an unchanged scene would make (and send) a new packed .blend.
         """
-        if self.cache_dir is None:
-            run_blender_script(blender, PACK_INTO_BLEND, ["--blend", str(staged_blend)])
-            return
-        inputs = json.dumps([staged_blend.relative_to(self.target).as_posix(),
+        folders_file = self.target.parent / f"{self.target.name}.folders.json"
+        folders_file.write_text(json.dumps(self._folders()))
+        args = ["--blend", str(self._staged_blend), "--stage", str(self.target),
+                "--folders", str(folders_file)]
+        try:
+            if self.mode is not Mode.PACKED:
+                return _run_stage_scene(blender, args)
+            return self._packed_with_cache(blender, [*args, "--pack"])
+        finally:
+            folders_file.unlink(missing_ok=True)
+
+    def _packed_with_cache(self, blender: dict, args: list[str]) -> StageReport:
+        inputs = json.dumps([self._staged_blend.relative_to(self.target).as_posix(),
                              manifest_to_json(build_manifest(self.target)), blender],
                             sort_keys=True)
-        cached = self.cache_dir / f"{hashlib.sha256(inputs.encode()).hexdigest()}.blend"
-        if not cached.exists():
-            run_blender_script(blender, PACK_INTO_BLEND, ["--blend", str(staged_blend)])
+        key = hashlib.sha256(inputs.encode()).hexdigest()
+        cached = self.cache_dir / f"{key}.blend" if self.cache_dir else None
+        record = cached.with_suffix(".json") if cached else None
+        if cached and cached.exists() and record.exists():
+            entry = json.loads(record.read_text(encoding="utf-8"))
+            # Files Blender copied in (the parser missed them) are inputs too.
+            if all(Path(c["file"]).is_file() and sha256_file(Path(c["file"])) == c["sha256"]
+                   for c in entry["report"]["copied"]):
+                for copy in entry["report"]["copied"]:
+                    _copy_private(Path(copy["file"]), self.target / copy["staged"])
+                shutil.copyfile(cached, self._staged_blend)
+                return StageReport.from_json(entry["report"])
+        report = _run_stage_scene(blender, args)
+        if cached:
+            for copy in report.copied:
+                copy["sha256"] = sha256_file(Path(copy["file"]))
             self.cache_dir.mkdir(parents=True, exist_ok=True)
-            partial = cached.with_suffix(".partial")
-            shutil.copyfile(staged_blend, partial)
-            os.replace(partial, cached)
-        shutil.copyfile(cached, staged_blend)
+            for path, write in ((cached, lambda p: shutil.copyfile(self._staged_blend, p)),
+                                (record, lambda p: p.write_text(json.dumps(
+                                    {"report": report.__dict__}, default=list)))):
+                partial = path.with_suffix(".partial")
+                write(partial)
+                os.replace(partial, path)
+        return report
 
     def close(self) -> None:
         if self._packer is not None:
             self._packer.close()
 
 
-def _drop_unreferenced(stage: Path, blend: Path) -> None:
-    """After packing into the .blend, remove staged files that it no longer points to."""
-    keep = {blend.resolve()}
-    for usage in trace.deps(blend):
-        keep.update(p.resolve() for p in usage.files())
+def _run_stage_scene(blender: dict, args: list[str]) -> StageReport:
+    output = run_blender_script(blender, STAGE_SCENE, args)
+    for line in output.splitlines():
+        if line.startswith("BRAAS_STAGE "):
+            return StageReport.from_json(json.loads(line.split(" ", 1)[1]))
+    raise RunError("Blender did not report on the staged scene (stage_scene.py printed no "
+                   "BRAAS_STAGE record)")
+
+
+def _copy_private(source: Path, target: Path) -> None:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    if source.is_dir():
+        shutil.copytree(source, target, dirs_exist_ok=True)
+    else:
+        shutil.copy2(source, target)
+
+
+def _drop_unreferenced(stage: Path, blend: Path, used: list[str]) -> None:
+    """After packing into the .blend, remove staged files that it no longer reads."""
+    keep = {blend.resolve(), *((stage / p).resolve() for p in used)}
     for path in sorted(stage.rglob("*"), reverse=True):  # children before their folders
-        if path.is_file() and path.resolve() not in keep:
+        if path.is_file() and path.resolve() not in keep and \
+                not any(k in path.resolve().parents for k in keep):  # a cache folder's files
             path.unlink()
         elif path.is_dir() and not any(path.iterdir()):
             path.rmdir()

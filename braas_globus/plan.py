@@ -29,7 +29,9 @@ def plan_tasks(frames: list[int], max_tasks: int, scout: bool = False) -> list[P
     """Split sorted unique ``frames`` into at most ``max_tasks`` contiguous tasks.
 
     With ``scout``, the first, middle and last frames form task 0 (rendered first)
-    and count toward ``max_tasks``.
+    and count toward ``max_tasks``. With one task (or at most three frames) there is no
+    room for a task of its own: the one task is the scout task, and the worker renders
+    its scout frames first in the same Blender (``task_description``'s first_frames).
     """
     if not frames:
         raise ValueError("no frames to plan")
@@ -37,7 +39,9 @@ def plan_tasks(frames: list[int], max_tasks: int, scout: bool = False) -> list[P
         raise ValueError("max_tasks must be at least 1")
     tasks: list[PlannedTask] = []
     rest = frames
-    if scout and len(frames) > 3 and max_tasks > 1:
+    if scout and (len(frames) <= 3 or max_tasks == 1):
+        return [PlannedTask(0, format_frames(frames), len(frames), scout=True)]
+    if scout:
         scouts = scout_frames(frames)
         tasks.append(PlannedTask(0, format_frames(scouts), len(scouts), scout=True))
         scout_set = set(scouts)

@@ -23,7 +23,8 @@ from .blender import find_blender, run_blender_script
 from .blender_scripts import MAKE_DEMO_SCENE
 from .dispatch import Backend, backend_for
 from .errors import RunError, StagingError, UsageError
-from .pack import MANIFEST_NAME, MissingAssetsError, PackPlan, build_manifest, manifest_to_json
+from .pack import (MANIFEST_NAME, MissingAssetsError, PackPlan, StageReport, build_manifest,
+                   manifest_to_json)
 from .plan import assign_presets, plan_tasks
 from .presets import get_preset
 from .scene_info import read_scene_info
@@ -33,6 +34,7 @@ from .stage import LocalStager
 from .states import JobState, TaskState
 from .store import JobRecord, Store
 from .worker.frames import format_frames, parse_frames
+from .worker.preflight import file_is_newer, version_text
 
 JOB_SUBFOLDERS = ("in", "out", "log", "job")
 
@@ -75,6 +77,19 @@ def resolve_frames(spec: JobSpec, scene) -> list[int]:
     return frames
 
 
+def check_local_blender(spec: JobSpec, report: StageReport) -> None:
+    """The checks a worker makes before rendering, made at submit for this machine."""
+    if report.problems:
+        raise UsageError(f"{spec.scene.name}: {report.problems[0]}")
+    if file_is_newer(report.file_version, report.blender_version) and \
+            not spec.allow_older_blender:
+        raise UsageError(f"{spec.scene.name} was saved by Blender "
+                         f"{version_text(report.file_version)}, and this machine renders "
+                         f"with Blender {version_text(report.blender_version)}, which is "
+                         "older: install a newer Blender, or submit with "
+                         "--allow-older-blender")
+
+
 @dataclass
 class Service:
     settings: Settings
@@ -104,8 +119,7 @@ class Service:
                              "renders Cycles scenes: set Render Engine to Cycles and save")
         frames = resolve_frames(spec, scene)
         blender = find_blender(self.settings)
-        reporter.step("tracing assets")
-        with self._traced(spec) as plan:
+        with self._traced(spec, blender, reporter) as plan:
             job_id = new_job_id(spec.project, self._job_exists)
             folder = self.settings.jobs_dir / job_id
             self.store.create_job(job_id=job_id, project=spec.project, preset=spec.preset,
@@ -142,8 +156,7 @@ class Service:
                    reporter: Reporter) -> None:
         """pack -> stage -> plan: the job leaves CONFIGURING when its tasks are recorded."""
         spec = JobSpec(**job.spec)
-        reporter.step(f"packing ({spec.mode.value} mode)")
-        entry = plan.execute(blender, on_bytes=reporter.progress)
+        entry = plan.execute()
         manifest = build_manifest(plan.target)
         reporter.step("staging")
         LocalStager(self.settings.objects_dir).stage(plan.target, manifest, job.folder)
@@ -154,7 +167,10 @@ class Service:
             backend = self.backend(name)
             backend.stage(job, manifest, reporter)
             slots[name] = backend.task_slots()
-        max_tasks = min(spec.max_jobs, sum(slots.values()) + (1 if spec.scout else 0))
+        # A scout task of its own only where other tasks can run beside it; with one slot,
+        # the one task renders the scout frames first (no extra Blender start).
+        total = sum(slots.values())
+        max_tasks = min(spec.max_jobs, total + (1 if spec.scout and total > 1 else 0))
         tasks = plan_tasks(frames, max_tasks, scout=spec.scout)
         self.store.add_tasks(job.id, tasks, max_attempts=spec.retries + 1, blender=blender,
                              entry=(Path("in") / entry).as_posix(),
@@ -227,22 +243,26 @@ class Service:
 
     def _reconfigure(self, job: JobRecord, reporter: Reporter) -> None:
         spec = JobSpec(**job.spec)  # re-validates: the scene must still exist
-        with self._traced(spec) as plan:
+        blender = find_blender(self.settings)
+        with self._traced(spec, blender, reporter) as plan:
             for sub in JOB_SUBFOLDERS:
                 (job.folder / sub).mkdir(parents=True, exist_ok=True)
-            self._configure(job, plan, parse_frames(job.frames), find_blender(self.settings),
-                            reporter)
+            self._configure(job, plan, parse_frames(job.frames), blender, reporter)
 
     @contextmanager
-    def _traced(self, spec: JobSpec) -> Iterator[PackPlan]:
-        """A traced pack plan with a fresh staging folder; refused if assets are missing."""
+    def _traced(self, spec: JobSpec, blender: dict, reporter: Reporter) -> Iterator[PackPlan]:
+        """A traced and packed stage in a fresh staging folder, checked by Blender;
+        refused if assets are missing or this machine's Blender cannot render it."""
         staging = self.settings.home / "staging" / f"{time.time_ns()}"
         plan = PackPlan(spec.scene, spec.mode, staging,
                         cache_dir=self.settings.home / "cache" / "packed")
         try:
-            missing = plan.strategise()
+            reporter.step(f"tracing and staging assets ({spec.mode.value} mode)")
+            missing = plan.strategise(blender, on_bytes=reporter.progress)
             if missing and not spec.allow_missing:
                 raise MissingAssetsError(spec.scene, missing)
+            if "local" in spec.presets:  # this machine's Blender renders it: say so now
+                check_local_blender(spec, plan.report)
             yield plan
         finally:
             plan.close()

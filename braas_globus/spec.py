@@ -66,6 +66,7 @@ class JobSpec(BaseModel):
     retries: Annotated[int, Field(ge=0, le=10)] = 2
     scout: bool = False
     allow_missing: bool = False
+    allow_older_blender: bool = False  # render a scene saved by a newer Blender anyway
     allow_scripts: bool = False  # run Python inside the .blend (autoexec): off unless asked
 
     @field_validator("scene")

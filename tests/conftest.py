@@ -37,6 +37,7 @@ def scene_templates(tmp_path_factory) -> dict[str, Path]:
         "anim12": build_scene(root / "anim12", "--frames", "12"),
         "missing": build_scene(root / "missing", "--frames", "3", "--missing-texture"),
         "eevee": build_scene(root / "eevee", "--frames", "3", "--engine", "BLENDER_EEVEE"),
+        "denoised": build_scene(root / "denoised", "--frames", "3", "--denoise"),
     }
 
 
@@ -137,6 +138,18 @@ def cli(capsys, home):
         return CliResult(code, captured.out, captured.err)
 
     return invoke
+
+
+def mean_alpha(paths: list[Path]) -> list[float]:
+    """Each image's mean alpha, as Blender reads it: 0.0 is a blank (transparent) frame."""
+    code = ("import sys, bpy\n"
+            "for path in sys.argv[1:]:\n"
+            "    px = bpy.data.images.load(path).pixels[:]\n"
+            "    print('ALPHA', sum(px[3::4]) / (len(px) // 4))\n")
+    done = subprocess.run([sys.executable, "-c", code, *map(str, paths)], check=True,
+                          capture_output=True, text=True)
+    return [float(line.split()[1]) for line in done.stdout.splitlines()
+            if line.startswith("ALPHA ")]
 
 
 def wait_for(condition, timeout: float = 60, interval: float = 0.1, what: str = "condition"):

@@ -18,7 +18,7 @@ from braas_globus.settings import load_settings
 from braas_globus.store import Store
 from braas_globus.worker.image_check import is_valid_image
 
-from .conftest import frame_files, wait_for
+from .conftest import frame_files, mean_alpha, wait_for
 
 STAND_IN = Path(__file__).parent / "stand_ins" / "flaky_blender.py"
 
@@ -190,24 +190,80 @@ def test_a_frame_failing_every_try_fails_the_job_naming_frame_and_reason(cli, sc
     assert len(flaky_blender()) == 2
 
 
-def test_scout_frames_render_before_the_rest(cli, scene):
+def scout_first(job_id: str, scouts: tuple[int, ...]) -> bool:
+    rows = store().frames(job_id)
+    scout_done = max(r["updated"] for r in rows if r["frame"] in scouts)
+    return all(r["updated"] > scout_done for r in rows if r["frame"] not in scouts)
+
+
+def test_with_one_slot_the_scout_frames_render_first_in_the_same_blender(cli, scene,
+                                                                         flaky_blender):
+    job = submit(cli, scene("anim12"), "--scout")
+    assert job["state"] == "FINISHED" and job["frames_done"] == 12
+    tasks = job_info(cli, job["id"])["tasks"]
+    assert [(t["scout"], t["frames"]) for t in tasks] == [(True, "1-12")]
+    assert scout_first(job["id"], (1, 7, 12))
+    calls = flaky_blender()
+    assert len(calls) == 1 and calls[0][calls[0].index("--first") + 1] == "1,7,12"
+
+
+def test_with_max_jobs_1_the_scout_frames_still_render_first(cli, scene, home):
+    (home).mkdir(parents=True, exist_ok=True)
+    (home / "config.toml").write_text("local_workers = 2\n")
+    job = submit(cli, scene("anim12"), "--scout", "--max-jobs", "1")
+    assert job["state"] == "FINISHED"
+    assert [t["scout"] for t in job_info(cli, job["id"])["tasks"]] == [True]
+    assert scout_first(job["id"], (1, 7, 12))
+
+
+def test_with_two_slots_the_scout_task_renders_alone_first(cli, scene, home):
+    (home).mkdir(parents=True, exist_ok=True)
+    (home / "config.toml").write_text("local_workers = 2\n")
     job = submit(cli, scene("anim12"), "--scout")
     assert job["state"] == "FINISHED"
     info = job_info(cli, job["id"])
     assert info["tasks"][0]["scout"] and info["tasks"][0]["frames"] == "1,7,12"
-    rows = store().frames(job["id"])
-    scout_done = max(r["updated"] for r in rows if r["frame"] in (1, 7, 12))
-    assert all(r["updated"] > scout_done for r in rows if r["frame"] not in (1, 7, 12))
+    assert len(info["tasks"]) == 3
+    assert scout_first(job["id"], (1, 7, 12))
 
 
-def test_failed_scout_stops_the_rest_of_the_job(cli, scene, flaky_blender, monkeypatch):
-    monkeypatch.setenv("FLAKY_DROP_FRAME", "7")
+def test_a_failed_scout_frame_stops_the_rest_of_the_job(cli, scene, flaky_blender,
+                                                         monkeypatch):
+    monkeypatch.setenv("FLAKY_FAIL_FRAME", "7")
     result = cli("submit", scene("anim12"), "--scout", "--retries", "0", "--wait", "--json")
     assert result.code == 1
     info = job_info(cli, result.json()["id"])
     assert info["state"] == "FAILED"
-    assert info["tasks"][1]["state"] == "CANCELED" and "scout" in info["tasks"][1]["reason"]
-    assert frame_files(Path(info["folder"])) == ["000001.png", "000012.png"]
+    reasons = {f["frame"]: f["reason"] for f in info["failed_frames"]}
+    assert reasons.pop(7) == "Error: failed to denoise (test stand-in)"
+    assert sorted(reasons) == [2, 3, 4, 5, 6, 8, 9, 10, 11, 12]
+    assert all("stopped after frame 7 failed" in r for r in reasons.values())
+    assert frame_files(Path(info["folder"])) == ["000001.png"]  # 1, then 7 failed: stop
+    assert len(flaky_blender()) == 1
+
+
+def test_a_failed_frame_never_leaves_later_frames_blank(cli, scene, flaky_blender,
+                                                        monkeypatch):
+    monkeypatch.setenv("FLAKY_FAIL_FRAME", "3")
+    result = cli("submit", scene("anim6"), "--retries", "0", "--wait", "--json")
+    assert result.code == 1
+    info = job_info(cli, result.json()["id"])
+    assert info["frames"]["by_state"] == {"DONE": "1,2,4-6", "FAILED": "3"}
+    assert "failed to denoise" in info["failed_frames"][0]["reason"]
+    calls = flaky_blender()  # the frames after the error, in a fresh Blender
+    assert [c[c.index("--frames") + 1] for c in calls] == ["1-6", "4-6"]
+    frames = sorted((Path(info["folder"]) / "out").glob("*.png"))
+    assert len(frames) == 5 and min(mean_alpha(frames)) > 0.2
+
+
+def test_a_blender_without_the_denoiser_is_refused_at_submit(cli, scene, home,
+                                                            flaky_blender, monkeypatch):
+    monkeypatch.setenv("FLAKY_NO_DENOISER", "1")
+    result = cli("submit", scene("denoised"))
+    assert result.code == 2
+    assert "OpenImageDenoise" in result.stderr and "Traceback" not in result.stderr
+    assert not (home / "jobs").exists() or not any((home / "jobs").iterdir())
+    assert cli("list", "--json").json() == []
 
 
 def test_missing_assets_refused_unless_allowed(cli, scene, home):

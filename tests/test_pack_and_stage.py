@@ -27,8 +27,8 @@ def tree(folder: Path) -> list[str]:
 def pack(scene: Path, mode: Mode, target: Path) -> Path:
     plan = PackPlan(scene, mode, target)
     try:
-        assert plan.strategise() == []
-        return target / plan.execute(BLENDER)
+        assert plan.strategise(BLENDER) == []
+        return target / plan.execute()
     finally:
         plan.close()
 
@@ -37,13 +37,12 @@ def external_files(blend: Path) -> list[Path]:
     return sorted(p for usage in trace.deps(blend) for p in usage.files())
 
 
-def test_missing_texture_is_found_before_anything_is_written(scene, tmp_path):
+def test_missing_texture_is_found_with_the_users_path(scene, tmp_path):
     blend = scene("missing")
     plan = PackPlan(blend, Mode.DIRECTORY, tmp_path / "stage")
-    missing = plan.strategise()
+    missing = plan.strategise(BLENDER)  # in private staging: no job exists yet
     plan.close()
     assert missing == [blend.parent / "textures" / "missing" / "not_there.png"]
-    assert not (tmp_path / "stage").exists()
     error = MissingAssetsError(blend, missing)
     assert "textures/missing/not_there.png" in str(error) and "--allow-missing" in str(error)
 
@@ -111,8 +110,8 @@ def test_staged_objects_are_read_only(scene, tmp_path):
 def test_allow_missing_still_packs_what_exists(scene, tmp_path, mode):
     blend = scene("missing")
     plan = PackPlan(blend, mode, tmp_path / "stage")
-    assert len(plan.strategise()) == 1
-    staged = tmp_path / "stage" / plan.execute(BLENDER)
+    assert len(plan.strategise(BLENDER)) == 1
+    staged = tmp_path / "stage" / plan.execute()
     plan.close()
     assert staged.exists()
     if mode is Mode.PACKED:

@@ -37,7 +37,8 @@ def copied_worker(tmp_path):
     """The worker files alone in a folder: proves they need nothing of braas_globus."""
     target = tmp_path / "worker-only"
     target.mkdir()
-    for name in ("render_task.py", "blender_render.py", "frames.py", "image_check.py"):
+    for name in ("render_task.py", "blender_render.py", "frames.py", "image_check.py",
+                 "preflight.py", "scene_files.py"):
         shutil.copy(WORKER_DIR / name, target / name)
     return target
 

@@ -6,4 +6,4 @@ from pathlib import Path
 
 SCRIPTS_DIR = Path(__file__).resolve().parent
 MAKE_DEMO_SCENE = SCRIPTS_DIR / "make_demo_scene.py"
-PACK_INTO_BLEND = SCRIPTS_DIR / "pack_into_blend.py"
+STAGE_SCENE = SCRIPTS_DIR / "stage_scene.py"

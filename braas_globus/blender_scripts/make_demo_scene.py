@@ -27,6 +27,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--subdivisions", type=int, default=1,
                         help="subdivision levels of the monkey: more static geometry to sync")
     parser.add_argument("--missing-texture", action="store_true")
+    parser.add_argument("--denoise", action="store_true", help="OpenImageDenoise on (tests)")
     return parser.parse_args(argv)
 
 
@@ -64,7 +65,8 @@ def main() -> None:
     scene.render.engine = args.engine
     if args.engine == "CYCLES":
         scene.cycles.samples = args.samples
-        scene.cycles.use_denoising = False
+        scene.cycles.use_denoising = args.denoise
+        scene.cycles.denoiser = "OPENIMAGEDENOISE"
     scene.render.resolution_x = args.width
     scene.render.resolution_y = args.height
     scene.render.resolution_percentage = 100

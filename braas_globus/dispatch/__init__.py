@@ -10,8 +10,30 @@ from __future__ import annotations
 
 from typing import Protocol
 
+from ..plan import scout_frames
 from ..settings import Settings
-from ..store import JobRecord, Store
+from ..store import JobRecord, Store, TaskRecord
+from ..worker.frames import format_frames, parse_frames
+
+
+def task_description(job: JobRecord, task: TaskRecord, attempt: int, **backend: object) -> dict:
+    """What the worker entry point reads for one attempt (render_task.py's TASK.json).
+
+    Every backend sends this; ``backend`` adds what only it knows (Blender, device,
+    threads, where the objects are). A scout task renders its scout frames first.
+    """
+    spec = job.spec
+    return {
+        "job_id": job.id, "task": task.index, "attempt": attempt,
+        "scene": job.entry, "frames": task.frames,
+        "first_frames": format_frames(scout_frames(parse_frames(task.frames)))
+        if task.scout else "",
+        "allow_scripts": spec["allow_scripts"],
+        "allow_missing": spec["allow_missing"],
+        "allow_older_blender": spec.get("allow_older_blender", False),
+        "walltime_seconds": spec["walltime_minutes"] * 60,
+        **backend,
+    }
 
 
 class Backend(Protocol):

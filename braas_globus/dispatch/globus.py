@@ -28,6 +28,7 @@ from ..states import TaskState
 from ..store import JobRecord, Store, TaskRecord
 from ..transfer import JobTransfers
 from ..worker.frames import parse_frames
+from . import task_description
 from .compute_task import render_on_worker
 
 _TASK_ID_WAIT_S = 60
@@ -108,13 +109,10 @@ class GlobusBackend:
         return self.transfer.remote_job(job.id)
 
     def task_payload(self, job: JobRecord, task: TaskRecord, attempt: int) -> dict:
-        return {"job_id": job.id, "task": task.index, "attempt": attempt,
-                "scene": job.entry, "frames": task.frames,
-                "device": job.spec["device"] or self.preset.default_device,
-                "threads": 0, "allow_scripts": job.spec["allow_scripts"],
-                "walltime_seconds": job.spec["walltime_minutes"] * 60,
-                "objects_dir": self.transfer.remote_path("objects"),
-                "runtime": self.preset.runtime}  # the centre names its Blender
+        return task_description(job, task, attempt,
+                                device=job.spec["device"] or self.preset.default_device,
+                                threads=0, objects_dir=self.transfer.remote_path("objects"),
+                                runtime=self.preset.runtime)  # the centre names its Blender
 
     @_globus_errors
     def stage(self, job: JobRecord, manifest, reporter=None) -> None:

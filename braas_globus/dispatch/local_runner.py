@@ -20,6 +20,7 @@ import time
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from pathlib import Path
 
+from . import task_description
 from ..settings import load_settings
 from ..states import TaskState
 from ..store import JobRecord, Store, TaskRecord
@@ -30,15 +31,12 @@ RENDER_TASK = Path(render_task.__file__).resolve()
 
 def task_file(job: JobRecord, task: TaskRecord, attempt: int, threads: int) -> Path:
     """Write the task description the worker entry point reads."""
-    spec = job.spec
     path = job.folder / "job" / "tasks" / f"task-{task.index:04d}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps({
-        "job_id": job.id, "task": task.index, "attempt": attempt,
-        "scene": job.entry, "frames": task.frames, "device": spec["device"] or "CPU",
-        "threads": threads, "allow_scripts": spec["allow_scripts"],
-        "walltime_seconds": spec["walltime_minutes"] * 60, "blender": job.blender,
-    }, indent=1))
+    path.write_text(json.dumps(task_description(job, task, attempt,
+                                                device=job.spec["device"] or "CPU",
+                                                threads=threads, blender=job.blender),
+                               indent=1))
     return path
 
 

@@ -8,7 +8,14 @@ Run by ``render_task.py``, never by hand:
 The scene loads once and Cycles keeps its synced data between frames
 (``use_persistent_data``), so a chunk pays load and BVH build once. Each frame is
 rendered to a temporary name and moved into ``out/`` when complete, then reported
-on stdout as ``BRAAS_FRAME {json}``; a frame that raises is reported and the rest go on.
+on stdout as ``BRAAS_FRAME {json}``.
+
+Before the first frame it checks that this Blender can render the scene as it asks
+(``preflight.py``) and that every file the loaded scene uses is among the job's staged
+files (``scene_files.py``); a miss is ``BRAAS_FATAL`` (or, when the job allows missing
+files, one ``BRAAS_MISSING`` record each). A frame that raises is reported and this
+Blender stops (``BRAAS_STOPPED``): after an error, the state that persistent data keeps
+is not trusted, so the worker renders the remaining frames in a fresh Blender.
 """
 
 import argparse
@@ -21,6 +28,8 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # sibling stdlib
 from frames import parse_frames  # noqa: E402
 
 import bpy  # noqa: E402
+import preflight  # noqa: E402
+import scene_files  # noqa: E402
 
 GPU_DEVICE_TYPES = ("CUDA", "OPTIX", "HIP", "ONEAPI", "METAL")
 
@@ -39,6 +48,10 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--threads", type=int, default=0)
     parser.add_argument("--allow-scripts", action="store_true")
     parser.add_argument("--cancel-marker", default="")
+    parser.add_argument("--first", default="", help="frames to render before the others (scout)")
+    parser.add_argument("--staged", default="", help="the job's in/: every used file is here")
+    parser.add_argument("--allow-missing", action="store_true")
+    parser.add_argument("--allow-older-blender", action="store_true")
     return parser.parse_args(argv)
 
 
@@ -69,13 +82,47 @@ def use_still_image_output(scene) -> None:
         print("braas: the scene writes a movie; frames are written as PNG", flush=True)
 
 
+def check_scene(scene, args) -> str:
+    """Why this Blender must not render ``scene``, or ''; reports allowed missing files."""
+    found = preflight.problems(scene)
+    if found:
+        return found[0]
+    if preflight.file_is_newer(bpy.data.version, bpy.app.version) and not args.allow_older_blender:
+        return (f"the scene was saved by Blender {preflight.version_text(bpy.data.version)}, "
+                f"newer than this Blender {bpy.app.version_string}: render it with "
+                f"{preflight.version_text(bpy.data.version)} or newer (or allow an older Blender)")
+    if not args.staged:
+        return ""
+    for used in scene_files.used_files():
+        staged = scene_files.inside(used["path"], args.staged)
+        if used["exists"] and staged:
+            continue
+        if used["cache"] and not used["exists"] and staged:
+            print(f"braas: {used['owner']} has no baked cache at {used['path']}", flush=True)
+            continue
+        where = used["path"] if not staged else os.path.relpath(used["path"], args.staged)
+        if used["exists"]:  # present here, but not one of the job's files
+            return f"{used['owner']} uses {where}, which is not among the job's staged files"
+        if not args.allow_missing:
+            return f"{used['owner']} uses {where}, which is missing from the job's staged files"
+        report("MISSING", file=where, owner=used["owner"])
+    return ""
+
+
+def render_order(frames: list[int], first: list[int]) -> list[int]:
+    head = [f for f in first if f in set(frames)]
+    return head + [f for f in frames if f not in set(head)]
+
+
 def main() -> int:
     args = parse_args()
-    frames = parse_frames(args.frames)
+    frames = render_order(parse_frames(args.frames),
+                          parse_frames(args.first) if args.first else [])
     bpy.ops.wm.open_mainfile(filepath=args.scene, load_ui=False, use_scripts=args.allow_scripts)
     scene = bpy.context.scene
-    if scene.render.engine != "CYCLES":
-        report("FATAL", reason=f"the scene renders with {scene.render.engine}; braas-globus renders Cycles scenes only")
+    reason = check_scene(scene, args)
+    if reason:
+        report("FATAL", reason=reason)
         return 1
     try:
         use_device(scene, args.device)
@@ -106,7 +153,8 @@ def main() -> int:
             os.replace(written, final)
         except (RuntimeError, OSError) as err:
             report("FRAME", frame=frame, state="failed", reason=str(err).strip())
-            continue
+            report("STOPPED", after=frame)
+            return 1
         report("FRAME", frame=frame, state="done", file=final,
                seconds=round(time.monotonic() - started, 3))
     return 0

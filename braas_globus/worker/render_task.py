@@ -11,7 +11,10 @@ and ``job/``. The entry point
 
 - skips frames whose file in ``out/`` already reads as a valid image (resume, retry);
 - runs Blender once for all other frames (``blender_render.py``), autoexec off
-  unless the job opted in;
+  unless the job opted in, scout frames (``first_frames``) first; Blender first checks
+  that it can render the scene and that every file the scene uses is staged in ``in/``;
+- after a failed frame, renders the rest in a fresh Blender (persistent data is not
+  trusted after an error), unless nothing rendered yet or a scout frame failed;
 - checks every frame Blender reports, and writes one JSON record per event to
   stdout and to ``job/progress/task-NNNN.jsonl``;
 - stops Blender within a second when the job's cancel marker ``job/CANCEL``
@@ -33,6 +36,7 @@ import subprocess
 import sys
 import threading
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 try:
@@ -99,6 +103,18 @@ def blender_argv(blender: dict, script: Path, script_args: list[str],
             "-P", str(script), "--", *script_args]
 
 
+@dataclass
+class BlenderRun:
+    """What one Blender process reported."""
+
+    rendered: set[int] = field(default_factory=set)
+    failed: dict[int, str] = field(default_factory=dict)
+    stopped_after: int | None = None  # the frame after whose failure Blender stopped
+    fatal: str = ""
+    last_error: str = ""
+    code: int | None = None
+
+
 class TaskRun:
     """One attempt at one task: starts Blender, reads its reports, enforces stop signals."""
 
@@ -113,6 +129,7 @@ class TaskRun:
         self.cancel_marker = job_root / CANCEL_MARKER
         self.stop_reason: str | None = None
         self.process: subprocess.Popen | None = None
+        self.reported_missing: set[str] = set()
 
     def emit(self, record: dict) -> None:
         record = {"task": self.task["task"], "attempt": self.task.get("attempt", 1),
@@ -167,19 +184,64 @@ class TaskRun:
         return self.render(pending)
 
     def render(self, pending: list[int]) -> dict:
+        """Render ``pending``; after a failed frame, the rest in a fresh Blender.
+
+        A Blender whose first frame fails (nothing will render), or whose failed frame is
+        a scout frame, ends the attempt instead: the reason is the same for every frame.
+        """
+        scouts = set(parse_frames(self.task["first_frames"])) if self.task.get("first_frames") \
+            else set()
+        remaining, failures, reason, stopped_after = list(pending), {}, "", None
+        while remaining and not self.stop_reason:
+            run = self.run_blender(remaining, [f for f in remaining if f in scouts])
+            failures.update(run.failed)
+            remaining = [f for f in remaining if f not in run.rendered and f not in run.failed]
+            reason = reason or next(iter(run.failed.values()), "") or run.fatal or \
+                run.last_error or f"Blender exited with code {run.code} before rendering " \
+                                  "these frames"
+            stopped_after = run.stopped_after
+            if stopped_after is None or not run.rendered or stopped_after in scouts:
+                break
+            if remaining:
+                self.log_line(f"=== frame {run.stopped_after} failed: the remaining frames "
+                              f"render in a fresh Blender\n")
+        if self.cancel_marker.exists():  # Blender may have seen the marker first
+            self.stop_reason = "CANCELED"
+        unrendered = sorted(set(remaining) | set(failures))
+        if self.stop_reason == "CANCELED":
+            return self.finish("CANCELED", unrendered, "the job was canceled")
+        if self.stop_reason == "TIMEOUT":
+            return self.finish("TIMEOUT", unrendered,
+                               f"walltime of {self.task['walltime_seconds']} s exceeded")
+        if not unrendered:
+            return self.finish("FINISHED", [], "")
+        not_rendered = reason if stopped_after is None else \
+            f"not rendered: Blender stopped after frame {stopped_after} failed ({reason})"
+        for frame in remaining:
+            self.emit({"event": "frame", "frame": frame, "state": "failed",
+                       "reason": not_rendered})
+        return self.finish("FAILED", unrendered, reason)
+
+    def log_line(self, text: str) -> None:
+        with self.log_path.open("a", encoding="utf-8") as log:
+            log.write(text)
+
+    def run_blender(self, frames: list[int], first: list[int]) -> "BlenderRun":
+        """One Blender process over ``frames`` (``first`` first); what it reported."""
         script_args = ["--scene", str(self.root / self.task["scene"]),
-                       "--frames", format_frames(pending), "--out", str(self.out_dir),
+                       "--frames", format_frames(frames), "--out", str(self.out_dir),
                        "--device", self.task.get("device", "CPU"),
                        "--threads", str(self.task.get("threads", 0)),
-                       "--cancel-marker", str(self.cancel_marker)]
-        if self.task.get("allow_scripts"):
-            script_args.append("--allow-scripts")
+                       "--cancel-marker", str(self.cancel_marker),
+                       "--staged", str(self.root / "in")]
+        if first:
+            script_args += ["--first", format_frames(first)]
+        for flag in ("allow_scripts", "allow_missing", "allow_older_blender"):
+            if self.task.get(flag):
+                script_args.append("--" + flag.replace("_", "-"))
         argv = blender_argv(self.task["blender"], BLENDER_SCRIPT, script_args,
                             bool(self.task.get("allow_scripts")))
-        remaining = set(pending)
-        failures: dict[int, str] = {}
-        fatal = ""
-        error_lines: list[str] = []
+        run = BlenderRun()
         with self.log_path.open("a", encoding="utf-8") as log:
             log.write(f"=== braas-globus task {self.task['task']} attempt "
                       f"{self.task.get('attempt', 1)}: {' '.join(argv)}\n")
@@ -194,39 +256,37 @@ class TaskRun:
             for line in self.process.stdout:
                 log.write(line)
                 log.flush()
-                if line.startswith("BRAAS_FRAME "):
-                    report = json.loads(line.split(" ", 1)[1])
-                    frame = int(report["frame"])
-                    if report["state"] == "done" and is_valid_image(report["file"]):
-                        remaining.discard(frame)
-                        self.emit({"event": "frame", "frame": frame, "state": "done",
-                                   "file": str(Path(report["file"]).relative_to(self.root)),
-                                   "seconds": report.get("seconds")})
-                    else:
-                        reason = report.get("reason") or "the written file is not a valid image"
-                        failures[frame] = reason
-                        self.emit({"event": "frame", "frame": frame, "state": "failed",
-                                   "reason": reason})
-                elif line.startswith("BRAAS_FATAL "):
-                    fatal = json.loads(line.split(" ", 1)[1])["reason"]
-                elif _ERROR_LINE.search(line):
-                    error_lines.append(line.strip())
-            code = self.process.wait()
-        if self.cancel_marker.exists():  # Blender may have seen the marker first
-            self.stop_reason = "CANCELED"
-        if self.stop_reason == "CANCELED":
-            return self.finish("CANCELED", sorted(remaining), "the job was canceled")
-        if self.stop_reason == "TIMEOUT":
-            return self.finish("TIMEOUT", sorted(remaining),
-                               f"walltime of {self.task['walltime_seconds']} s exceeded")
-        if not remaining:
-            return self.finish("FINISHED", [], "")
-        reason = fatal or (error_lines[-1] if error_lines else "") or \
-            f"Blender exited with code {code} before rendering these frames"
-        for frame in remaining:
-            if frame not in failures:
-                self.emit({"event": "frame", "frame": frame, "state": "failed", "reason": reason})
-        return self.finish("FAILED", sorted(remaining), reason)
+                self.read_report(line, run)
+            run.code = self.process.wait()
+        return run
+
+    def read_report(self, line: str, run: "BlenderRun") -> None:
+        kind, _, payload = line.partition(" ")
+        if kind == "BRAAS_FRAME":
+            report = json.loads(payload)
+            frame = int(report["frame"])
+            if report["state"] == "done" and is_valid_image(report["file"]):
+                run.rendered.add(frame)
+                self.emit({"event": "frame", "frame": frame, "state": "done",
+                           "file": str(Path(report["file"]).relative_to(self.root)),
+                           "seconds": report.get("seconds")})
+            else:
+                reason = report.get("reason") or "the written file is not a valid image"
+                run.failed[frame] = reason
+                self.emit({"event": "frame", "frame": frame, "state": "failed",
+                           "reason": reason})
+        elif kind == "BRAAS_STOPPED":
+            run.stopped_after = int(json.loads(payload)["after"])
+        elif kind == "BRAAS_FATAL":
+            run.fatal = json.loads(payload)["reason"]
+        elif kind == "BRAAS_MISSING":
+            missing = json.loads(payload)
+            if missing["file"] not in self.reported_missing:
+                self.reported_missing.add(missing["file"])
+                self.emit({"event": "missing", "file": missing["file"],
+                           "owner": missing["owner"]})
+        elif _ERROR_LINE.search(line):
+            run.last_error = line.strip()
 
     def finish(self, state: str, missing: list[int], reason: str) -> dict:
         record = {"event": "end", "state": state, "missing": format_frames(missing),

@@ -1,0 +1,55 @@
+"""Whether this Blender can render the loaded scene as it asks. Runs inside Blender.
+
+Checked before the first frame, on the worker (``blender_render.py``) and, for a job
+that renders on this machine, at submit (``blender_scripts/trace_scene.py``): a scene
+that asks for what this Blender lacks fails with that reason instead of rendering blank
+or wrong frames. Stdlib and bpy only; the version rules need no bpy (the client uses them).
+"""
+
+from __future__ import annotations
+
+
+def version_text(version) -> str:
+    return ".".join(str(part) for part in tuple(version)[:2])
+
+
+def file_is_newer(file_version, blender_version) -> bool:
+    """A file saved by a newer Blender (major.minor) than the one that would render it."""
+    return tuple(file_version)[:2] > tuple(blender_version)[:2]
+
+
+def _has_openimagedenoise() -> bool:
+    try:
+        import _cycles
+    except ImportError:
+        return False
+    return bool(getattr(_cycles, "with_openimagedenoise", False))
+
+
+def _compositor_denoises(scene) -> bool:
+    tree = getattr(scene, "compositing_node_group", None)  # Blender 5.0
+    if tree is None and getattr(scene, "use_nodes", False):
+        tree = getattr(scene, "node_tree", None)  # before 5.0
+    return tree is not None and any(node.bl_idname == "CompositorNodeDenoise"
+                                    for node in tree.nodes)
+
+
+def problems(scene) -> list[str]:
+    """What keeps this Blender from rendering ``scene`` right, one sentence each."""
+    import bpy
+
+    found = []
+    if scene.render.engine != "CYCLES":
+        found.append(f"the scene renders with {scene.render.engine}; braas-globus renders "
+                     "Cycles scenes only")
+        return found
+    if not _has_openimagedenoise():
+        # Without OpenImageDenoise Blender lists no such denoiser: the setting reads ''.
+        if scene.cycles.use_denoising and scene.cycles.denoiser != "OPTIX":
+            found.append(f"the scene denoises with OpenImageDenoise, which this Blender "
+                         f"({bpy.app.version_string}) was built without: turn denoising off "
+                         "or render with a Blender that has it")
+        elif _compositor_denoises(scene):
+            found.append(f"the scene's compositor has a Denoise node, and this Blender "
+                         f"({bpy.app.version_string}) was built without OpenImageDenoise")
+    return found

@@ -1,0 +1,76 @@
+"""Every file the loaded scene uses, by Blender's own account. Runs inside Blender.
+
+Blender is the authority on what a scene uses: a .blend parser guesses, Blender with the
+scene loaded knows (``bpy.data.file_path_map(include_libraries=True)``). The client uses
+this before sending a scene (``blender_scripts/trace_scene.py``) and the worker before
+rendering one (``blender_render.py``): one rule on both sides.
+
+Paths of a linked ID are relative to *its library's* folder, and a library's own path to
+its parent's, which ``bpy.path.abspath(path, library=...)`` follows. Stdlib and bpy only.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+
+import bpy
+
+# Tile and sequence patterns Blender expands itself.
+_TILE_TOKENS = ("<UDIM>", "<UVTILE>")
+
+
+def _library_of(idb):
+    """The library that an ID's relative paths are relative to (a library: its parent)."""
+    if isinstance(idb, bpy.types.Library):
+        return idb.parent
+    return idb.library
+
+
+def _is_packed(idb) -> bool:
+    packed = getattr(idb, "packed_file", None)
+    return bool(packed) or bool(getattr(idb, "packed_files", None))
+
+
+def _exists(path: str) -> bool:
+    if any(token in path for token in _TILE_TOKENS):
+        pattern = path
+        for token in _TILE_TOKENS:
+            pattern = pattern.replace(token, "*")
+        return bool(glob.glob(pattern))
+    return os.path.exists(path)
+
+
+def used_files() -> list[dict]:
+    """One entry per (ID, file): ``path`` (absolute, normalised), ``owner``, ``kind``,
+    ``exists``, ``cache`` (a simulation or modifier cache: absent means not baked)."""
+    entries = {}
+    for idb, paths in bpy.data.file_path_map(include_libraries=True).items():
+        if _is_packed(idb) or getattr(idb, "source", "") in ("GENERATED", "VIEWER"):
+            continue
+        library = _library_of(idb)
+        for raw in paths:
+            if not raw or raw == "<builtin>":
+                continue
+            if idb.library is not None and raw == idb.library.filepath:
+                continue  # the link itself, listed under bpy.data.libraries
+            path = os.path.normpath(bpy.path.abspath(raw, library=library))
+            kind = type(idb).__name__
+            entries[(repr(idb), path)] = {
+                "path": path, "owner": _owner(idb), "kind": kind, "exists": _exists(path),
+                "cache": kind == "Object",  # fluid, ocean, point caches live on objects
+            }
+    return sorted(entries.values(), key=lambda e: (e["path"], e["owner"]))
+
+
+def _owner(idb) -> str:
+    name = f"{type(idb).__name__} {idb.name!r}"
+    if idb.library is not None:
+        return f"{name} (from {os.path.basename(idb.library.filepath)})"
+    return name
+
+
+def inside(path: str, root: str) -> bool:
+    """Whether ``path`` (resolved, with links followed) lies inside ``root``."""
+    real, top = os.path.realpath(path), os.path.realpath(root)
+    return real == top or real.startswith(top.rstrip(os.sep) + os.sep)
