@@ -163,6 +163,7 @@ def info(job: JobArg, as_json: JsonOption = False) -> None:
                  f"{details['frames']['failed']} failed"]
         lines += [f"  {state:<10} {spec}" for state, spec in details["frames"]["by_state"].items()]
         lines += [f"  frame {f['frame']} failed: {f['reason']}" for f in details["failed_frames"]]
+        lines += [f"  rendered without (missing): {name}" for name in details["missing_files"]]
         lines += [f"task {t['index']}{' (scout)' if t['scout'] else ''}  {t['state']}  frames "
                   f"{t['frames']}  tries {t['attempts']}/{t['max_attempts']}"
                   + (f"  {t['reason']}" if t["reason"] else "") for t in details["tasks"]]

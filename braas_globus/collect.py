@@ -82,6 +82,10 @@ def job_info(store: Store, job: JobRecord, warning: str | None = None) -> dict:
             "by_state": {state: format_frames(frames) for state, frames in by_state.items()},
         },
         "failed_frames": failed,
+        # Files the scene uses that were missing when it rendered (--allow-missing).
+        "missing_files": sorted({r["file"] for r in progress_records(job.folder)
+                                 if r.get("event") == "missing" and
+                                 isinstance(r.get("file"), str)}),
         "tasks": [{"index": t.index, "preset": t.preset, "frames": t.frames,
                    "state": t.state.value,
                    "scout": t.scout, "attempts": t.attempts, "max_attempts": t.max_attempts,

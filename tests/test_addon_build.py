@@ -270,6 +270,20 @@ def test_dependencies_follow_the_markers_of_the_target_not_of_this_machine(tmp_p
                        ("3.13", "windows-x64"): ["audioop-lts>=0.2", "colorama"]}
 
 
+def test_the_wheel_rules_here_refuse_what_does_not_fit():
+    fits = ["pydantic_core-2.0-cp313-cp313-manylinux_2_17_x86_64.manylinux2014_x86_64.whl",
+            "cryptography-1-cp311-abi3-manylinux_2_28_x86_64.whl", "attrs-1-py3-none-any.whl",
+            "six-1-py2.py3-none-any.whl"]
+    assert [misfits(w, "3.13", "linux-x64") for w in fits] == [None] * 4
+    assert misfits("pydantic_core-2.0-cp311-cp311-manylinux_2_17_x86_64.whl", "3.13",
+                   "linux-x64").endswith("not for CPython 3.13")
+    assert misfits("cryptography-1-cp314-abi3-manylinux_2_28_x86_64.whl", "3.13", "linux-x64")
+    assert misfits("psutil-1-cp36-abi3-manylinux_2_34_x86_64.whl", "3.11", "linux-x64")
+    assert misfits("psutil-1-cp36-abi3-win_amd64.whl", "3.11", "linux-x64")
+    assert misfits("psutil-1-cp36-abi3-macosx_12_0_arm64.whl", "3.11", "macos-arm64")
+    assert misfits("psutil-1-cp36-abi3-macosx_10_9_universal2.whl", "3.11", "macos-arm64") is None
+
+
 @PARAMS
 def test_zip_is_named_for_its_blender_and_platform_and_says_so(zips, python, platform):
     path = zips[python, platform]
@@ -338,6 +352,9 @@ def test_blender_accepts_the_zip_exactly_where_it_fits(zips, python, platform):
                 accepted.append((blender, where))
             refusals.update(reasons)
     assert accepted == [(b, platform) for b, p in BLENDERS if p == python]
+    other = {"3.11": "3.13", "3.13": "3.11"}[python]
+    # The refusal of issue 10, now only where it is right.
+    assert f"This Python version ({other}) isn't compatible with ({python})" in refusals
     print("\n".join(sorted(refusals)))
 
 

@@ -182,3 +182,45 @@ def test_an_image_task_outside_the_image_is_a_bad_task(job_root, copied_worker):
     assert done.returncode == 2
     assert str(render_task.IMAGE_BLENDER) in done.stderr
     assert not (job_root / "out").exists()
+
+
+def test_a_used_file_missing_from_in_fails_the_task_naming_it(job_root, copied_worker):
+    (job_root / "in" / "textures" / "ground" / "grid.png").unlink()
+    code, records = run_worker(copied_worker, write_task(job_root, "1-2"))
+    assert code == 1 and records[-1]["state"] == "FAILED"
+    assert "textures/ground/grid.png" in records[-1]["reason"]
+    assert "missing from the job's staged files" in records[-1]["reason"]
+    assert frame_files(job_root) == []  # nothing rendered against the missing file
+
+
+def test_an_allowed_missing_file_is_recorded_and_the_task_renders(job_root, copied_worker):
+    (job_root / "in" / "textures" / "ground" / "grid.png").unlink()
+    code, records = run_worker(copied_worker, write_task(job_root, "1-2", allow_missing=True))
+    assert code == 0, records[-1]
+    missing = [r for r in records if r["event"] == "missing"]
+    assert [(m["file"], "grid" in m["owner"]) for m in missing] == \
+        [("textures/ground/grid.png", True)]
+    assert frame_files(job_root) == ["000001.png", "000002.png"]
+
+
+def test_a_scene_saved_by_a_newer_blender_is_refused_unless_allowed(job_root, copied_worker,
+                                                                    tmp_path):
+    # A Blender that says it is 4.1: older than the 5.x that saved the scene.
+    older = tmp_path / "older_blender.py"
+    older.write_text(
+        "import runpy, sys\n"
+        "import bpy\n"
+        "class OlderApp:  # a STAND-IN: bpy.app as Blender 4.1 would answer\n"
+        "    def __getattr__(self, name):\n"
+        "        return {'version': (4, 1, 0), 'version_string': '4.1.0'}.get(\n"
+        "            name, getattr(real, name))\n"
+        "real, bpy.app = bpy.app, OlderApp()\n"
+        "sys.argv = sys.argv[1:]\n"
+        "runpy.run_path(sys.argv[0], run_name='__main__')\n")
+    blender = {"kind": "python", "command": [sys.executable, str(older)]}
+    code, records = run_worker(copied_worker, write_task(job_root, "1", blender=blender))
+    assert code == 1, records[-1]
+    assert "newer than this Blender 4.1.0" in records[-1]["reason"]
+    code, records = run_worker(copied_worker, write_task(job_root, "1", blender=blender,
+                                                         allow_older_blender=True))
+    assert code == 0, records[-1]

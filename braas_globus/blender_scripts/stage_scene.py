@@ -29,13 +29,13 @@ import preflight  # noqa: E402
 import scene_files  # noqa: E402
 
 
-def source_of(path: str, folders: dict[str, str]) -> str | None:
+def source_of(path: str, folders: dict[str, str], stage: str) -> str:
     """Where the user has the file that belongs at staged ``path``: the deepest mapped
-    staged folder above it, then the same relative path under its source folder."""
-    best = max((d for d in folders if scene_files.inside(path, d)), key=len, default=None)
-    if best is None:
-        return None
-    return os.path.join(folders[best], os.path.relpath(path, best))
+    staged folder above it, then the same relative path under its source folder. A path
+    that leaves the stage (a relative path the parser kept, to a file it did not find)
+    is taken relative to the stage's root, as the user's scene would read it."""
+    best = max((d for d in folders if scene_files.inside(path, d)), key=len, default=stage)
+    return os.path.normpath(os.path.join(folders[best], os.path.relpath(path, best)))
 
 
 def copy_in(source: str, target: str) -> None:
@@ -52,8 +52,8 @@ def fill_in(stage: str, folders: dict[str, str]) -> list[dict]:
     for used in scene_files.used_files():
         if used["exists"] or not scene_files.inside(used["path"], stage):
             continue
-        source = source_of(used["path"], folders)
-        if source and os.path.exists(source):
+        source = source_of(used["path"], folders, stage)
+        if os.path.exists(source):
             copy_in(source, used["path"])
             copied.append({"file": source, "owner": used["owner"],
                            "staged": os.path.relpath(used["path"], stage)})
@@ -70,8 +70,9 @@ def final_state(stage: str, folders: dict[str, str]) -> dict:
         elif entry["exists"]:
             outside.append({"file": entry["path"], "owner": entry["owner"]})
         elif not entry["cache"]:  # a cache that was never baked is no missing file
-            source = source_of(entry["path"], folders) if staged else None
-            missing.append({"file": source or entry["path"], "owner": entry["owner"]})
+            where = source_of(entry["path"], folders, stage) if entry["relative"] \
+                else entry["path"]
+            missing.append({"file": where, "owner": entry["owner"]})
     return {"used": sorted(used), "missing": missing, "outside": outside}
 
 

@@ -43,7 +43,8 @@ def _exists(path: str) -> bool:
 
 def used_files() -> list[dict]:
     """One entry per (ID, file): ``path`` (absolute, normalised), ``owner``, ``kind``,
-    ``exists``, ``cache`` (a simulation or modifier cache: absent means not baked)."""
+    ``exists``, ``cache`` (a simulation or modifier cache: absent means not baked) and
+    ``relative`` (the scene names it by a ``//`` path)."""
     entries = {}
     for idb, paths in bpy.data.file_path_map(include_libraries=True).items():
         if _is_packed(idb) or getattr(idb, "source", "") in ("GENERATED", "VIEWER"):
@@ -59,6 +60,7 @@ def used_files() -> list[dict]:
             entries[(repr(idb), path)] = {
                 "path": path, "owner": _owner(idb), "kind": kind, "exists": _exists(path),
                 "cache": kind == "Object",  # fluid, ocean, point caches live on objects
+                "relative": raw.startswith("//"),
             }
     return sorted(entries.values(), key=lambda e: (e["path"], e["owner"]))
 
