@@ -1,15 +1,19 @@
-"""Build the installable Blender extension: ``dist/braas_globus-<version>.zip``.
+"""Build the installable Blender extension: one zip for each Blender Python and platform.
 
-    python addon/build.py                         # linux-x64, Python 3.11 (Blender 4.2-5.0)
-    python addon/build.py --platform windows-x64 --platform macos-arm64
+    python addon/build.py                    # both Pythons, linux-x64 macos-arm64 windows-x64
+    python addon/build.py --python 3.13 --platform linux-x64                   # one zip
+    python addon/build.py --platform all     # every platform Blender names
 
-The zip holds the add-on package (``addon/braas_globus_addon/``), its
-``blender_manifest.toml`` with ``platforms`` and ``wheels`` filled in, and ``wheels/``:
-this project's wheel and the wheels of its base dependencies for each target platform
-(binary wheels only, as Blender installs them; no extras, so never ``bpy``). Blender
-installs those wheels when the extension is installed: no "install dependencies" button.
-Only the Python standard library and pip are needed; wheels come from PyPI (pip's cache
-and configuration apply).
+Each zip is named as Blender's ``extension build --split-platforms`` names it, with the
+Blender series before the platform: ``dist/braas_globus-<version>-blender4.2-5.0-linux_x64.zip``
+(Python 3.11) and ``dist/braas_globus-<version>-blender5.1-up-linux_x64.zip`` (Python 3.13).
+It holds the add-on package (``addon/braas_globus_addon/``), its ``blender_manifest.toml``
+with ``blender_version_min``/``blender_version_max``, ``platforms`` and ``wheels`` filled in,
+and ``wheels/``: this project's wheel and the wheels of its base dependencies for that Python
+and platform (binary wheels only, as Blender installs them; no extras, so never ``bpy``).
+Blender installs those wheels when the extension is installed: no "install dependencies"
+button. Only the Python standard library and pip are needed; wheels come from PyPI (pip's
+cache and configuration apply).
 """
 
 from __future__ import annotations
@@ -23,24 +27,57 @@ import sys
 import tempfile
 import tomllib
 import zipfile
+from email.parser import BytesHeaderParser
 from pathlib import Path
+from typing import NamedTuple
+
+try:
+    from packaging.requirements import Requirement
+    from packaging.utils import canonicalize_name
+except ImportError:  # pip's own copy: pip is needed anyway
+    from pip._vendor.packaging.requirements import Requirement
+    from pip._vendor.packaging.utils import canonicalize_name
 
 ROOT = Path(__file__).resolve().parents[1]
 ADDON = Path(__file__).resolve().parent / "braas_globus_addon"
 MANIFEST = "blender_manifest.toml"
 
-# Blender's platform names -> the pip platform tags whose wheels run there (newest first;
-# Blender 4.2 and newer needs glibc 2.28 on Linux and macOS 11.2).
-PLATFORMS: dict[str, tuple[str, ...]] = {
-    "linux-x64": ("manylinux_2_28_x86_64", "manylinux2014_x86_64"),
-    "linux-arm64": ("manylinux_2_28_aarch64", "manylinux2014_aarch64"),
-    "windows-x64": ("win_amd64",),
-    "windows-arm64": ("win_arm64",),
-    "macos-arm64": ("macosx_11_0_arm64",),
-    "macos-x64": ("macosx_11_0_x86_64", "macosx_10_13_x86_64"),
+
+class Platform(NamedTuple):
+    tags: tuple[str, ...]  # pip platform tags of the wheels that run there, newest first
+    sys_platform: str  # as environment markers see it there
+    machine: str  # platform_machine, as markers see it there
+
+
+# Blender's platform names (Blender 4.2 and newer needs glibc 2.28 on Linux and macOS 11.2).
+PLATFORMS: dict[str, Platform] = {
+    "linux-x64": Platform(("manylinux_2_28_x86_64", "manylinux2014_x86_64"), "linux", "x86_64"),
+    "linux-arm64": Platform(("manylinux_2_28_aarch64", "manylinux2014_aarch64"), "linux",
+                            "aarch64"),
+    "windows-x64": Platform(("win_amd64",), "win32", "AMD64"),
+    "windows-arm64": Platform(("win_arm64",), "win32", "ARM64"),
+    "macos-arm64": Platform(("macosx_11_0_arm64",), "darwin", "arm64"),
+    "macos-x64": Platform(("macosx_11_0_x86_64", "macosx_10_13_x86_64"), "darwin", "x86_64"),
+}
+# Built when no --platform is given: the platforms of Blender's own release downloads.
+DEFAULT_PLATFORMS = ("linux-x64", "macos-arm64", "windows-x64")
+
+
+class Target(NamedTuple):
+    blender_min: str
+    blender_max: str | None  # the first Blender this zip does not fit (Blender's rule)
+    label: str  # in the zip's name
+
+
+# A Blender series runs one Python, and compiled wheels fit one Python: one zip per Python.
+PYTHONS: dict[str, Target] = {
+    "3.11": Target("4.2.0", "5.1.0", "blender4.2-5.0"),
+    "3.13": Target("5.1.0", None, "blender5.1-up"),
 }
 # Never bundled: Blender itself (the [blender] extra) must not come along by any path.
 FORBIDDEN = re.compile(r"^(bpy|fake_bpy_module)[-_]", re.I)
+# Keys the build writes: the source manifest must not set them itself.
+GENERATED = ("wheels", "platforms", "blender_version_max")
 
 
 class BuildError(Exception):
@@ -59,23 +96,35 @@ def manifest_text(version: str) -> str:
     if declared != version:
         raise BuildError(f"{ADDON / MANIFEST} says version {declared!r} but pyproject.toml "
                          f"says {version!r}: make them equal")
-    if re.search(r"^\s*(wheels|platforms)\s*=", text, re.M):
-        raise BuildError(f"{ADDON / MANIFEST} must not list wheels or platforms: the build "
+    if re.search(rf"^\s*({'|'.join(GENERATED)})\s*=", text, re.M):
+        raise BuildError(f"{ADDON / MANIFEST} must not set {', '.join(GENERATED)}: the build "
                          "adds them")
     return text
 
 
-def with_wheels(manifest: str, platforms: list[str], wheels: list[str]) -> str:
-    """The manifest with top-level ``platforms`` and ``wheels``, before its first table."""
+def zip_name(version: str, python: str, platform: str) -> str:
+    # Blender's split-platform name, <id>-<version>-<platform>.zip, with the Blender series.
+    return f"braas_globus-{version}-{PYTHONS[python].label}-{platform.replace('-', '_')}.zip"
+
+
+def manifest_for(manifest: str, python: str, platform: str, wheels: list[str]) -> str:
+    """The manifest for one zip: its Blender range, platform and wheels, before any table."""
+    target = PYTHONS[python]
+    manifest, found = re.subn(r"^blender_version_min\s*=.*\n", "", manifest, flags=re.M)
+    if found != 1:
+        raise BuildError(f"{ADDON / MANIFEST} must set blender_version_min once")
     listed = "".join(f'  "./wheels/{name}",\n' for name in wheels)
-    keys = (f"# Added by addon/build.py.\nplatforms = {json.dumps(platforms)}\n"
-            f"wheels = [\n{listed}]\n\n")
+    keys = (f"# Added by addon/build.py: the zip for Python {python} on {platform}.\n"
+            f'blender_version_min = "{target.blender_min}"\n'
+            + (f'blender_version_max = "{target.blender_max}"\n' if target.blender_max else "")
+            + f"platforms = {json.dumps([platform])}\nwheels = [\n{listed}]\n\n")
     table = re.search(r"^\[", manifest, re.M)
     at = table.start() if table else len(manifest)
     text = manifest[:at] + keys + manifest[at:]
     parsed = tomllib.loads(text)
-    if parsed.get("platforms") != platforms or len(parsed.get("wheels", [])) != len(wheels):
-        raise BuildError("the manifest did not take the platforms and wheels lists")
+    if (parsed.get("platforms") != [platform] or len(parsed.get("wheels", [])) != len(wheels)
+            or parsed.get("blender_version_max") != target.blender_max):
+        raise BuildError("the manifest did not take the Blender range, platforms and wheels")
     return text
 
 
@@ -89,68 +138,132 @@ def _pip(*args: str) -> None:
         raise BuildError(f"`pip {args[0]}` failed:\n" + "\n".join(lines[-15:]))
 
 
-def collect_wheels(folder: Path, platforms: list[str], python_version: str) -> list[Path]:
-    """This project's wheel and every base dependency's wheel for ``platforms``."""
-    project = folder / "project"
-    _pip("wheel", "--no-deps", "--wheel-dir", str(project), str(ROOT))
-    (own,) = project.glob("braas_globus-*.whl")
-    wheels = folder / "wheels"
-    wheels.mkdir()
-    shutil.copy2(own, wheels / own.name)
-    major, minor = python_version.split(".")
-    for platform in platforms:
-        tags = [arg for tag in PLATFORMS[platform] for arg in ("--platform", tag)]
-        _pip("download", "--only-binary=:all:", *tags, "--python-version", python_version,
-             "--implementation", "cp", "--abi", f"cp{major}{minor}", "--abi", "abi3",
-             "--abi", "none", "--dest", str(wheels), str(own))
-    found = sorted(wheels.glob("*.whl"))
+def project_wheel(folder: Path) -> Path:
+    _pip("wheel", "--no-deps", "--wheel-dir", str(folder), str(ROOT))
+    (own,) = folder.glob("braas_globus-*.whl")
+    return own
+
+
+def marker_environment(python: str, platform: str) -> dict[str, str]:
+    """What environment markers see in Blender with ``python`` on ``platform``."""
+    target = PLATFORMS[platform]
+    system = {"linux": "Linux", "win32": "Windows", "darwin": "Darwin"}[target.sys_platform]
+    return {"python_version": python, "python_full_version": f"{python}.0",
+            "implementation_name": "cpython", "platform_python_implementation": "CPython",
+            "sys_platform": target.sys_platform, "platform_system": system,
+            "os_name": "nt" if target.sys_platform == "win32" else "posix",
+            "platform_machine": target.machine, "extra": ""}
+
+
+def requirements(wheel: Path) -> list[Requirement]:
+    """A wheel's Requires-Dist, from its METADATA."""
+    with zipfile.ZipFile(wheel) as archive:
+        (name,) = [n for n in archive.namelist()
+                   if n.count("/") == 1 and n.endswith(".dist-info/METADATA")]
+        metadata = BytesHeaderParser().parsebytes(archive.read(name))
+    return [Requirement(line) for line in metadata.get_all("Requires-Dist") or []]
+
+
+def missing_requirements(wheels: list[Path], environment: dict[str, str]) -> list[str]:
+    """What the target needs that is not among ``wheels``: pip evaluates environment markers
+    for this machine even with --platform, so it misses what only Windows needs, say."""
+    present = {canonicalize_name(w.name.split("-")[0]) for w in wheels}
+    missing = set()
+    for wheel in wheels:
+        for requirement in requirements(wheel):
+            # Requirements of requested extras (pyjwt[crypto]) fail here: pip took them in.
+            if requirement.marker and not requirement.marker.evaluate(environment):
+                continue
+            if canonicalize_name(requirement.name) not in present:
+                requirement.marker = None
+                missing.add(str(requirement))
+    return sorted(missing)
+
+
+def collect_wheels(folder: Path, own: Path, python: str, platform: str) -> list[Path]:
+    """This project's wheel and every base dependency's wheel for one Python and platform."""
+    folder.mkdir()
+    shutil.copy2(own, folder / own.name)
+    tags = [arg for tag in PLATFORMS[platform].tags for arg in ("--platform", tag)]
+    environment = marker_environment(python, platform)
+    wanted = [str(own)]
+    for _ in range(5):  # each round adds what the last one's markers left out
+        # cpXY wheels for this Python, abi3 wheels (any CPython 3 from their tag on), pure ones.
+        _pip("download", "--only-binary=:all:", *tags, "--python-version", python,
+             "--implementation", "cp", "--abi", f"cp{python.replace('.', '')}", "--abi",
+             "abi3", "--abi", "none", "--dest", str(folder), *wanted)
+        found = sorted(folder.glob("*.whl"))
+        if not (wanted := missing_requirements(found, environment)):
+            break
+    else:
+        raise BuildError(f"the wheels for {platform} and Python {python} still lack {wanted}")
     if forbidden := [w.name for w in found if FORBIDDEN.match(w.name)]:
         raise BuildError(f"refusing to bundle Blender itself: {forbidden}")
     return found
 
 
-def build(out_dir: Path, platforms: list[str], python_version: str = "3.11") -> Path:
+def write_zip(target: Path, manifest: str, wheels: list[Path]) -> None:
+    partial = target.with_name(f".{target.name}.partial")
+    with zipfile.ZipFile(partial, "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr(MANIFEST, manifest)
+        for path in sorted(ADDON.rglob("*")):
+            if path.is_file() and path.name != MANIFEST and "__pycache__" not in path.parts \
+                    and path.suffix != ".pyc":
+                archive.write(path, path.relative_to(ADDON).as_posix())
+        for wheel in wheels:
+            # Stored, not deflated: wheels are zip files already.
+            archive.write(wheel, f"wheels/{wheel.name}", compress_type=zipfile.ZIP_STORED)
+    partial.replace(target)
+
+
+def build(out_dir: Path, platforms: list[str], pythons: list[str] | None = None) -> list[Path]:
+    """One zip for each of ``pythons`` (default: all) and ``platforms``; their paths."""
     version = project_version()
     manifest = manifest_text(version)
     out_dir.mkdir(parents=True, exist_ok=True)
-    target = out_dir / f"braas_globus-{version}.zip"
+    built = []
     with tempfile.TemporaryDirectory(prefix="braas-addon-build-") as temporary:
-        wheels = collect_wheels(Path(temporary), platforms, python_version)
-        manifest = with_wheels(manifest, platforms, [w.name for w in wheels])
-        partial = target.with_suffix(".partial")
-        with zipfile.ZipFile(partial, "w", zipfile.ZIP_DEFLATED) as archive:
-            archive.writestr(MANIFEST, manifest)
-            for path in sorted(ADDON.rglob("*")):
-                if path.is_file() and path.name != MANIFEST and "__pycache__" not in path.parts \
-                        and path.suffix != ".pyc":
-                    archive.write(path, path.relative_to(ADDON).as_posix())
-            for wheel in wheels:
-                # Stored, not deflated: wheels are zip files already.
-                archive.write(wheel, f"wheels/{wheel.name}", compress_type=zipfile.ZIP_STORED)
-        partial.replace(target)
-    return target
+        folder = Path(temporary)
+        own = project_wheel(folder / "project")
+        for python in pythons or list(PYTHONS):
+            for platform in platforms:
+                wheels = collect_wheels(folder / f"{python}-{platform}", own, python, platform)
+                target = out_dir / zip_name(version, python, platform)
+                write_zip(target, manifest_for(manifest, python, platform,
+                                               [w.name for w in wheels]), wheels)
+                built.append(target)
+    return built
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # bad input: one line and exit 2, no usage block
+        self.exit(2, f"{self.prog}: error: {message}\n")
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--platform", action="append", choices=sorted(PLATFORMS),
-                        help="a Blender platform to bundle wheels for (repeat for several; "
-                             "default linux-x64)")
-    parser.add_argument("--python-version", default="3.11",
-                        help="the Python of the target Blender (3.11 for Blender 4.2-5.0)")
+    parser = _Parser(prog="addon/build.py", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--platform", action="append", choices=[*sorted(PLATFORMS), "all"],
+                        help="a Blender platform to build for (repeat for several; default "
+                             f"{', '.join(DEFAULT_PLATFORMS)}; all: every one)")
+    parser.add_argument("--python", "--python-version", action="append",
+                        choices=list(PYTHONS), dest="python",
+                        help="the Python of the target Blender (repeat for several; default "
+                             "all): 3.11 for Blender 4.2-5.0, 3.13 for 5.1 and newer")
     parser.add_argument("--out", type=Path, default=ROOT / "dist",
-                        help="where the zip goes (default: dist/)")
+                        help="where the zips go (default: dist/)")
     args = parser.parse_args(argv)
-    if not re.fullmatch(r"3\.\d{1,2}", args.python_version):
-        parser.error("--python-version looks like 3.11")
+    if args.out.exists() and not args.out.is_dir():
+        parser.error(f"--out {args.out} is not a folder")
+    platforms = args.platform or list(DEFAULT_PLATFORMS)
+    platforms = list(PLATFORMS) if "all" in platforms else list(dict.fromkeys(platforms))
+    pythons = list(dict.fromkeys(args.python or PYTHONS))
     try:
-        target = build(args.out, sorted(set(args.platform or ["linux-x64"])),
-                       args.python_version)
-    except BuildError as err:
+        targets = build(args.out, platforms, pythons)
+    except (BuildError, OSError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
-    print(target)
+    for target in targets:
+        print(target)
     return 0
 
 
