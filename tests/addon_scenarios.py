@@ -381,7 +381,7 @@ def scenario_abort(args: dict) -> dict:
     form = bpy.context.scene.braas_globus
     form.project, form.mode = "abort-me", "PACKED"
     call(bpy.ops.braas_globus.submit)
-    pump(addon, lambda: status().step.startswith("packing"), 60, "the packing step")
+    pump(addon, lambda: status().step.startswith("tracing and staging"), 60, "the packing step")
     asked = time.monotonic()
     result, _ = call(bpy.ops.braas_globus.abort)
     idle(addon)

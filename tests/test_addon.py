@@ -17,7 +17,6 @@ import subprocess
 import sys
 import time
 import uuid
-import zipfile
 from pathlib import Path
 
 import pytest
@@ -248,7 +247,7 @@ def test_local_job_from_the_addon(tmp_path, scene, no_runners_left):
     assert result["project"] == "addon_test" and result["cluster"] == "this machine"
     assert result["frames"] == [6, 6]
     assert any(step.startswith("tracing") for step in result["steps"])
-    assert any(step.startswith("packing") for step in result["steps"])
+    assert any(step.startswith("staging") for step in result["steps"])
     assert result["progress_reports"] >= 1  # the status bar moved
     # The job's state moved on by itself (no refresh was asked for) while frames arrived.
     assert result["refreshes"] >= 2
