@@ -82,6 +82,7 @@ class StageReport:
     missing: list[dict]  # file (where the user's scene looks for it), owner
     outside: list[dict]  # files used from outside the stage that could not be staged
     used: list[str]  # staged paths the scene still reads (packed mode: what stays beside)
+    unbaked: list[dict] = field(default_factory=list)  # caches that were never baked
 
     @classmethod
     def from_json(cls, data: dict) -> "StageReport":
@@ -123,7 +124,10 @@ class PackPlan:
             raise UsageError(f"{first['owner']} uses {first['file']} by a path that cannot be "
                              f"staged ({len(self.report.outside)} file(s) in all): make the "
                              "path relative to the scene, or move the file beside it")
-        found = {Path(p) for p in self._packer.missing_files}
+        # Blender's account wins: what the parser calls missing may be a cache folder that
+        # a simulation writes when it runs (never baked), which Blender knows it is.
+        unbaked = {Path(c["file"]) for c in self.report.unbaked}
+        found = {Path(p) for p in self._packer.missing_files} - unbaked
         found.update(Path(m["file"]) for m in self.report.missing)
         self.missing = sorted(found)
         return self.missing

@@ -54,6 +54,11 @@ def pip_cert_binds() -> tuple[list[str], dict[str, str]]:
             {"APPTAINERENV_PIP_CERT": f"/mnt/{Path(cert).name}"})
 
 
+# The tests' image carries the Blender that makes their scenes (bpy 5.0.1): a worker refuses
+# a scene saved by a newer Blender than its own. The recipe's default stays the 4.5 LTS.
+IMAGE_BLENDER = {"BLENDER_SOURCE": "pypi", "BLENDER_VERSION": "5.0.1"}
+
+
 @pytest.fixture(scope="session")
 def render_image(tmp_path_factory) -> Path:
     """The render image, built once per session from the unchanged container/Apptainer.def.
@@ -61,7 +66,7 @@ def render_image(tmp_path_factory) -> Path:
     .ci/apptainer/ installs Apptainer (Debian 12 does not package it) and serves the base
     image debian:bookworm-slim from a local registry (Docker Hub is out of reach). Blender
     is the recipe's pinned bpy wheel (BLENDER_SOURCE=pypi): this machine reaches PyPI but
-    not download.blender.org. --fakeroot: how most users build; a root build here also
+    not download.blender.org; 5.0.1, the bpy of the test scenes (IMAGE_BLENDER). --fakeroot: how most users build; a root build here also
     lacks CAP_SYS_RESOURCE. The build runs the recipe's %test (one frame).
     """
     from braas_globus import container
@@ -74,7 +79,7 @@ def render_image(tmp_path_factory) -> Path:
     with pytest.MonkeyPatch.context() as mp:
         for key, value in env.items():
             mp.setenv(key, value)
-        container.build(container.DEFAULT_RECIPE, image, {"BLENDER_SOURCE": "pypi"},
+        container.build(container.DEFAULT_RECIPE, image, IMAGE_BLENDER,
                         fakeroot=True, binds=binds, log=lambda line: None)
     return image
 

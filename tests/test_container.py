@@ -43,10 +43,13 @@ WORKER = REPO / "braas_globus" / "worker"
 # and this line together.
 PUBLISHED = ("4.5.14", "x86_64", "archive",
              "9ba871ff2ecd36526b77432745980b7e6664ecd0c7ca11c48849073dcfe06da3")
-# PyPI's published sha256 for bpy-4.5.14-cp311-cp311-manylinux_2_28_x86_64.whl: the pin the
-# real build below uses, because this machine reaches PyPI but not download.blender.org.
+# PyPI's published sha256 for bpy-4.5.14-cp311-cp311-manylinux_2_28_x86_64.whl, and for
+# bpy-5.0.1's: the real build below uses 5.0.1 (conftest.IMAGE_BLENDER), because this machine
+# reaches PyPI but not download.blender.org, and the test scenes are saved by bpy 5.0.1.
 PUBLISHED_WHEEL = ("4.5.14", "x86_64", "pypi",
                    "1697c44362887e3b714f54035f1167131801249b8b46ff226b615be4ce9cabde")
+PUBLISHED_WHEEL_5 = ("5.0.1", "x86_64", "pypi",
+                     "79c6e421f53ea24a5961d86eefb8141798eee708682415eb4f5a952c2abdeb8b")
 
 CLUSTER_PARTITIONS = [(name, part) for name, c in load_catalog().clusters.items()
                       for part in c.partitions]
@@ -91,7 +94,7 @@ def test_files_installs_every_worker_module_from_the_package():
 def test_default_pin_is_the_published_checksum():
     rows, problems = ct.read_checksums(TABLE)
     assert problems == []
-    for published in (PUBLISHED, PUBLISHED_WHEEL):
+    for published in (PUBLISHED, PUBLISHED_WHEEL, PUBLISHED_WHEEL_5):
         row = ct.pinned_row(rows, *published[:3])
         assert row is not None and (row.version, row.arch, row.source, row.sha256) == published
         assert row.url is None  # blender.org's own archive; bpy==4.5.14 from PyPI
@@ -826,7 +829,7 @@ def test_the_render_image_verifies_and_says_what_it_holds(render_image):
     assert ct.verify(render_image, RECIPE) == []
     labels = ct.inspect_labels(render_image)
     assert (labels[ct.LABEL_BLENDER_VERSION], labels[ct.LABEL_BLENDER_ARCH],
-            labels[ct.LABEL_BLENDER_SOURCE], labels[ct.LABEL_BLENDER_SHA256]) == PUBLISHED_WHEEL
+            labels[ct.LABEL_BLENDER_SOURCE], labels[ct.LABEL_BLENDER_SHA256]) == PUBLISHED_WHEEL_5
     assert labels[ct.LABEL_GLOBUS_VERSION] == __version__
     # The worker code in the image is this checkout's, byte for byte.
     for module in sorted(WORKER.glob("*.py")):
@@ -837,7 +840,7 @@ def test_the_render_image_verifies_and_says_what_it_holds(render_image):
     done = subprocess.run([ct.find_runtime(), "test", str(render_image)], capture_output=True,
                           text=True, timeout=300)
     assert done.returncode == 0, done.stdout + done.stderr
-    assert "Blender 4.5.14 rendered a 16x16 frame through render_task.py" in done.stdout
+    assert "Blender 5.0.1 rendered a 16x16 frame through render_task.py" in done.stdout
 
 
 @pytest.mark.slow

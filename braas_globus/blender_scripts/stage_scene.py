@@ -62,18 +62,24 @@ def fill_in(stage: str, folders: dict[str, str]) -> list[dict]:
 
 def final_state(stage: str, folders: dict[str, str]) -> dict:
     """The staged files the scene uses, and what it uses that is missing or not staged."""
-    used, missing, outside = set(), [], []
+    used, missing, outside, unbaked = set(), [], [], []
     for entry in scene_files.used_files():
         staged = scene_files.inside(entry["path"], stage)
+        source = source_of(entry["path"], folders, stage) if entry["relative"] else entry["path"]
+        if entry["cache"] and not os.path.exists(source):
+            # Never baked where the user has it. Blender makes a fluid cache folder when it
+            # opens the scene: that is no file of the user's, so it is not sent.
+            unbaked.append({"file": source, "owner": entry["owner"]})
+            if staged and os.path.isdir(entry["path"]):
+                shutil.rmtree(entry["path"])
+            continue
         if entry["exists"] and staged:
             used.add(os.path.relpath(entry["path"], stage))
         elif entry["exists"]:
             outside.append({"file": entry["path"], "owner": entry["owner"]})
-        elif not entry["cache"]:  # a cache that was never baked is no missing file
-            where = source_of(entry["path"], folders, stage) if entry["relative"] \
-                else entry["path"]
-            missing.append({"file": where, "owner": entry["owner"]})
-    return {"used": sorted(used), "missing": missing, "outside": outside}
+        else:
+            missing.append({"file": source, "owner": entry["owner"]})
+    return {"used": sorted(used), "missing": missing, "outside": outside, "unbaked": unbaked}
 
 
 def pack_everything() -> None:
@@ -88,7 +94,7 @@ def pack_everything() -> None:
             continue
         if isinstance(block, bpy.types.Image) and block.source not in ("FILE", "TILED"):
             continue  # sequences and movies cannot be packed; they travel as files
-        if not os.path.exists(bpy.path.abspath(block.filepath)):
+        if not scene_files.exists(bpy.path.abspath(block.filepath, library=block.library)):
             continue
         block.pack()
 

@@ -5,14 +5,15 @@ scene loaded knows (``bpy.data.file_path_map(include_libraries=True)``). The cli
 this before sending a scene (``blender_scripts/trace_scene.py``) and the worker before
 rendering one (``blender_render.py``): one rule on both sides.
 
-Paths of a linked ID are relative to *its library's* folder, and a library's own path to
-its parent's, which ``bpy.path.abspath(path, library=...)`` follows. Stdlib and bpy only.
+Paths of a linked ID are relative to *its library's* folder, which
+``bpy.path.abspath(path, library=...)`` follows. Stdlib and bpy only.
 """
 
 from __future__ import annotations
 
 import glob
 import os
+import re
 
 import bpy
 
@@ -21,9 +22,11 @@ _TILE_TOKENS = ("<UDIM>", "<UVTILE>")
 
 
 def _library_of(idb):
-    """The library that an ID's relative paths are relative to (a library: its parent)."""
+    """The library that an ID's relative paths are relative to. A library's own path is
+    relative to the open file, even for a library of a library: Blender rewrites it so on
+    load (Library.filepath), however the parent library names it."""
     if isinstance(idb, bpy.types.Library):
-        return idb.parent
+        return None
     return idb.library
 
 
@@ -32,13 +35,29 @@ def _is_packed(idb) -> bool:
     return bool(packed) or bool(getattr(idb, "packed_files", None))
 
 
-def _exists(path: str) -> bool:
+def exists(path: str) -> bool:
+    """Whether the file is there (for a UDIM path: at least one tile)."""
     if any(token in path for token in _TILE_TOKENS):
         pattern = path
         for token in _TILE_TOKENS:
             pattern = pattern.replace(token, "*")
         return bool(glob.glob(pattern))
     return os.path.exists(path)
+
+
+_NUMBERED = re.compile(r"^(?P<head>.*?)(?P<digits>\d+)(?P<tail>\.[^.]*)?$")
+
+
+def _sequence(idb, path: str) -> list[str]:
+    """Every file of an image or volume sequence: Blender names only its first one."""
+    if getattr(idb, "source", "") != "SEQUENCE" and not getattr(idb, "is_sequence", False):
+        return [path]
+    folder, name = os.path.split(path)
+    match = _NUMBERED.match(name)
+    if match is None or not os.path.isdir(folder):
+        return [path]
+    same = re.compile(re.escape(match["head"]) + r"\d+" + re.escape(match["tail"] or "") + "$")
+    return sorted({path, *(os.path.join(folder, n) for n in os.listdir(folder) if same.match(n))})
 
 
 def used_files() -> list[dict]:
@@ -55,13 +74,14 @@ def used_files() -> list[dict]:
                 continue
             if idb.library is not None and raw == idb.library.filepath:
                 continue  # the link itself, listed under bpy.data.libraries
-            path = os.path.normpath(bpy.path.abspath(raw, library=library))
             kind = type(idb).__name__
-            entries[(repr(idb), path)] = {
-                "path": path, "owner": _owner(idb), "kind": kind, "exists": _exists(path),
-                "cache": kind == "Object",  # fluid, ocean, point caches live on objects
-                "relative": raw.startswith("//"),
-            }
+            first = os.path.normpath(bpy.path.abspath(raw, library=library))
+            for path in _sequence(idb, first):
+                entries[(repr(idb), path)] = {
+                    "path": path, "owner": _owner(idb), "kind": kind, "exists": exists(path),
+                    "cache": kind == "Object",  # fluid, ocean, point caches live on objects
+                    "relative": raw.startswith("//"),
+                }
     return sorted(entries.values(), key=lambda e: (e["path"], e["owner"]))
 
 
