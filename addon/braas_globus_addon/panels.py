@@ -121,6 +121,7 @@ class RENDER_PT_braas_globus_new_job(_RenderPanel, bpy.types.Panel):
         column.prop(form, "mode")
         column.prop(form, "walltime")
         column.prop(form, "allow_missing")
+        column.prop(form, "allow_older_blender")
         error = form_error(form, scene, bpy.data.filepath)
         if error:
             _wrapped(layout, error, icon="ERROR", alert=True)

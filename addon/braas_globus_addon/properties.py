@@ -80,6 +80,10 @@ class JobForm(bpy.types.PropertyGroup):
     allow_missing: BoolProperty(
         name="Allow Missing Assets", default=False,
         description="Submit even when textures or other files the scene uses are missing")
+    allow_older_blender: BoolProperty(
+        name="Allow an Older Blender", default=False,
+        description="Render even where the Blender that renders is older than this one, "
+                    "which saves the scene")
 
 
 def spec_fields(form: JobForm, scene: bpy.types.Scene, blend_path: str) -> dict:
@@ -89,7 +93,8 @@ def spec_fields(form: JobForm, scene: bpy.types.Scene, blend_path: str) -> dict:
                     "mode": Mode[form.mode], "walltime_minutes": form.walltime,
                     "max_jobs": form.max_jobs,
                     "project": form.project.strip() or default_project(path),
-                    "email": form.email.strip() or None, "allow_missing": form.allow_missing}
+                    "email": form.email.strip() or None, "allow_missing": form.allow_missing,
+                    "allow_older_blender": form.allow_older_blender}
     if form.render_type == "IMAGE":
         # The frame shown now: changing frames does not mark the file as changed.
         fields["frames"] = str(scene.frame_current)
