@@ -53,6 +53,9 @@ class ClusterPreset(BaseModel):
     # Where Blender runs on the node: in the centre's Apptainer image, or on the host
     # (a centre that installs Blender itself). Recorded in each job (job/presets.json).
     runtime: Literal["image", "host"] = "image"
+    # The Blender that renders there (the image's org.braas.blender.version label, or the
+    # host's), when the user knows it: a scene saved by a newer one is refused at submit.
+    blender_version: Annotated[str | None, Field(pattern=r"^\d{1,2}\.\d{1,3}(\.\d{1,3})?$")] = None
     nodes_per_block: Annotated[int, Field(ge=1, le=1024)] = 1
     max_blocks: Annotated[int, Field(ge=1, le=1024)] = 1
     backend: Literal["globus"] = "globus"

@@ -59,6 +59,7 @@ def add_command(
     local_dir: Annotated[Optional[str], typer.Option(help="BRAAS_HOME as your collection sees it (default: the same path).")] = None,
     guest_collection: Annotated[bool, typer.Option("--guest-collection", help="The centre's collection is a guest collection (no data_access consent).")] = False,
     runtime: Annotated[str, typer.Option(help="image: Blender in the centre's Apptainer image; host: the centre's own Blender.")] = "image",
+    blender_version: Annotated[Optional[str], typer.Option(help="The Blender version that renders there, e.g. 4.5.14 (`braas-globus container inspect IMAGE`): a scene saved by a newer Blender is refused at submit.")] = None,
     nodes: Annotated[int, typer.Option(help="Nodes per batch job.")] = 1,
     max_blocks: Annotated[int, typer.Option(help="Batch jobs at once.")] = 1,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
@@ -73,7 +74,7 @@ def add_command(
                             collection_id=collection, remote_dir=remote_dir,
                             local_collection_id=local_collection, local_dir=local_dir,
                             mapped_collection=not guest_collection, runtime=runtime,
-                            nodes_per_block=nodes, max_blocks=max_blocks)
+                            blender_version=blender_version, nodes_per_block=nodes, max_blocks=max_blocks)
         out.data(preset.model_dump(mode="json"), f"added preset {preset.name}: "
                                                  f"{preset.description}")
         if preset.mapped_collection:

@@ -77,17 +77,24 @@ def resolve_frames(spec: JobSpec, scene) -> list[int]:
     return frames
 
 
-def check_local_blender(spec: JobSpec, report: StageReport) -> None:
-    """The checks a worker makes before rendering, made at submit for this machine."""
-    if report.problems:
+def check_blenders(spec: JobSpec, report: StageReport, presets: list) -> None:
+    """The checks a worker makes before rendering, made at submit where the Blender that
+    will render is known: this machine's (local), or the version a cluster preset records."""
+    if "local" in spec.presets and report.problems:  # this machine's Blender staged it
         raise UsageError(f"{spec.scene.name}: {report.problems[0]}")
-    if file_is_newer(report.file_version, report.blender_version) and \
-            not spec.allow_older_blender:
-        raise UsageError(f"{spec.scene.name} was saved by Blender "
-                         f"{version_text(report.file_version)}, and this machine renders "
-                         f"with Blender {version_text(report.blender_version)}, which is "
-                         "older: install a newer Blender, or submit with "
-                         "--allow-older-blender")
+    renderers = [("this machine renders", report.blender_version)] * ("local" in spec.presets)
+    renderers += [(f"preset {p.name} renders", _version_tuple(p.blender_version))
+                  for p in presets if getattr(p, "blender_version", None)]
+    for who, version in renderers:
+        if file_is_newer(report.file_version, version) and not spec.allow_older_blender:
+            raise UsageError(f"{spec.scene.name} was saved by Blender "
+                             f"{version_text(report.file_version)}, and {who} with Blender "
+                             f"{version_text(version)}, which is older: render it with a "
+                             "newer Blender, or submit with --allow-older-blender")
+
+
+def _version_tuple(text: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in text.split("."))
 
 
 @dataclass
@@ -261,8 +268,8 @@ class Service:
             missing = plan.strategise(blender, on_bytes=reporter.progress)
             if missing and not spec.allow_missing:
                 raise MissingAssetsError(spec.scene, missing)
-            if "local" in spec.presets:  # this machine's Blender renders it: say so now
-                check_local_blender(spec, plan.report)
+            check_blenders(spec, plan.report,
+                           [get_preset(name, self.settings.home) for name in spec.presets])
             yield plan
         finally:
             plan.close()

@@ -107,3 +107,20 @@ def test_presets_file_damage_is_reported(cli, home):
     (home / "presets.json").write_text(json.dumps({"x": {"cluster": "karolina"}}))
     result = cli("presets", "list")
     assert result.code == 2 and "presets.json is damaged" in result.stderr
+
+
+def test_a_scene_newer_than_the_presets_blender_is_refused_at_submit(cli, home, scene):
+    assert cli("presets", "add", *GOOD, "--blender-version", "4.5.14").code == 0
+    result = cli("submit", scene("anim6"), "--preset", "karolina-gpu")  # saved by bpy 5.x
+    assert result.code == 2
+    assert re.search(r"saved by Blender 5\.\d+,", result.stderr) and "karolina-gpu" in result.stderr
+    assert "Blender 4.5, which is older" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert cli("list", "--json").json() == []
+    assert not (home / "jobs").exists() or not any((home / "jobs").iterdir())
+
+
+def test_a_preset_blender_version_must_be_a_version(cli, home):
+    result = cli("presets", "add", *GOOD, "--blender-version", "4.5; rm -rf /")
+    assert result.code == 2 and "blender_version" in result.stderr
+    assert not (home / "presets.json").exists()
