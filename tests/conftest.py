@@ -145,6 +145,17 @@ def cli(capsys, home):
     return invoke
 
 
+def load_module(name: str, path: Path):
+    """Import the file at ``path`` as module ``name`` (a script that is not a package)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # dataclasses and NamedTuples look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
 def mean_alpha(paths: list[Path]) -> list[float]:
     """Each image's mean alpha, as Blender reads it: 0.0 is a blank (transparent) frame."""
     code = ("import sys, bpy\n"

@@ -10,7 +10,6 @@ timer callback (``results.drain``) themselves, as Blender's event loop would.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import subprocess
@@ -23,7 +22,7 @@ import pytest
 
 from tests import test_auth as globus_fakes
 from braas_globus.blender_scripts import MAKE_DEMO_SCENE
-from tests.conftest import TINY, build_scene
+from tests.conftest import TINY, build_scene, load_module
 
 REPO = Path(__file__).resolve().parents[1]
 SCENARIOS = Path(__file__).resolve().parent / "addon_scenarios.py"
@@ -33,12 +32,6 @@ RUNNING = f"{sys.version_info.major}.{sys.version_info.minor}"  # the Python of 
 OLDEST = REPO / ".venv-blender-4.2" / "bin" / "python"  # bpy 4.2.x LTS, made by .ci/run
 
 
-def _load(name: str, path: Path):
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module  # dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
 
 
 # --- running scenarios ------------------------------------------------------------------------
@@ -86,7 +79,7 @@ def no_runners_left(tmp_path):
 
 
 def test_worker_abort_stops_the_running_operation_and_drops_the_waiting_ones():
-    worker_module = _load("braas_addon_worker", ADDON_SOURCE / "worker.py")
+    worker_module = load_module("braas_addon_worker", ADDON_SOURCE / "worker.py")
     from braas_globus.errors import UsageError
 
     entered = []
@@ -136,7 +129,7 @@ def test_worker_abort_stops_the_running_operation_and_drops_the_waiting_ones():
 
 
 def test_the_local_backend_renders_with_the_blender_the_addon_runs_in(tmp_path, monkeypatch):
-    worker_module = _load("braas_addon_worker_env", ADDON_SOURCE / "worker.py")
+    worker_module = load_module("braas_addon_worker_env", ADDON_SOURCE / "worker.py")
     blender = tmp_path / "blender"
     blender.write_text("#!/bin/sh\n")
     monkeypatch.setenv("BRAAS_BLENDER", "")  # remembered: put back as it was afterwards

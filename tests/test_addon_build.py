@@ -10,7 +10,6 @@ The zips are built once a session; tests/test_addon.py installs the Linux ones i
 
 from __future__ import annotations
 
-import importlib.util
 import io
 import re
 import subprocess
@@ -26,6 +25,8 @@ from packaging.markers import default_environment
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
+from tests.conftest import load_module
+
 REPO = Path(__file__).resolve().parents[1]
 BUILD_SCRIPT = REPO / "addon" / "build.py"
 ADDON_SOURCE = REPO / "addon" / "braas_globus_addon"
@@ -36,16 +37,7 @@ BPY_PYTHONS = {
     "bpy 5.1+ (.venv-py3.13)": REPO / ".venv-py3.13" / "bin" / "python",
 }
 
-
-def _load(name: str, path: Path):
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module  # NamedTuple looks its module up there
-    spec.loader.exec_module(module)
-    return module
-
-
-build = _load("braas_addon_build", BUILD_SCRIPT)
+build = load_module("braas_addon_build", BUILD_SCRIPT)
 VERSION = build.project_version()
 
 # What each zip must say, written out here rather than read from build.py.
@@ -331,7 +323,7 @@ def test_blender_accepts_the_zip_exactly_where_it_fits(zips, python, platform):
         assert "Success" in checked.stdout, (label, checked.stdout)
     # What Blender checks before it installs a zip from disk (bl_pkg's manifest check):
     # the Python its wheels are for, the Blender range and the platforms.
-    ext = _load("blender_ext_cli", blender_ext(Path(sys.executable)))
+    ext = load_module("blender_ext_cli", blender_ext(Path(sys.executable)))
     versions = ext.python_versions_from_wheels(manifest["wheels"])
     assert versions == {tuple(int(n) for n in python.split("."))}, versions
     item = {key: manifest[key] for key in ("blender_version_min", "blender_version_max",

@@ -41,6 +41,17 @@ def tiny_cycles(scene) -> None:
     scene.render.image_settings.file_format = "PNG"
 
 
+def image_material(name: str, image):
+    """A material whose base colour is ``image``; returns it and its image node."""
+    material = bpy.data.materials.new(name)
+    material.use_nodes = True
+    texture = material.node_tree.nodes.new("ShaderNodeTexImage")
+    texture.image = image
+    bsdf = material.node_tree.nodes["Principled BSDF"]
+    material.node_tree.links.new(texture.outputs["Color"], bsdf.inputs["Base Color"])
+    return material, texture
+
+
 def geometry_nodes(folder: str) -> None:
     bpy.ops.wm.read_factory_settings()
     cube = bpy.data.objects["Cube"]
@@ -66,12 +77,7 @@ def library_image(folder: str) -> None:
     image.filepath_raw = os.path.join(libs, "tex", "lib_blue.png")
     image.file_format = "PNG"
     image.save()
-    material = bpy.data.materials.new("LibBlue")
-    material.use_nodes = True
-    texture = material.node_tree.nodes.new("ShaderNodeTexImage")
-    texture.image = image
-    bsdf = material.node_tree.nodes["Principled BSDF"]
-    material.node_tree.links.new(texture.outputs["Color"], bsdf.inputs["Base Color"])
+    material, _ = image_material("LibBlue", image)
     material.use_fake_user = True
     bpy.ops.wm.save_as_mainfile(filepath=os.path.join(libs, "lib.blend"), relative_remap=True)
 
@@ -103,14 +109,9 @@ def png(path: str, rgba) -> None:
     bpy.data.images.remove(image)
 
 
-def textured_cube(image, scene=None) -> None:
-    """The factory cube, its material showing ``image``."""
-    material = bpy.data.materials.new("Shown")
-    material.use_nodes = True
-    texture = material.node_tree.nodes.new("ShaderNodeTexImage")
-    texture.image = image
-    bsdf = material.node_tree.nodes["Principled BSDF"]
-    material.node_tree.links.new(texture.outputs["Color"], bsdf.inputs["Base Color"])
+def textured_cube(image):
+    """The factory cube, its material showing ``image``; returns the image node."""
+    material, texture = image_material("Shown", image)
     mesh = bpy.data.objects["Cube"].data
     mesh.materials.clear()
     mesh.materials.append(material)
@@ -279,7 +280,7 @@ def compressed(folder: str) -> None:
 
 KINDS = {name: function for name, function in globals().items()
          if callable(function) and getattr(function, "__module__", "") == "__main__"
-         and name not in ("tiny_cycles", "png", "textured_cube", "save")}
+         and name not in ("tiny_cycles", "png", "textured_cube", "image_material", "save")}
 
 
 if __name__ == "__main__":
