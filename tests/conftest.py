@@ -66,8 +66,9 @@ def render_image(tmp_path_factory) -> Path:
     .ci/apptainer/ installs Apptainer (Debian 12 does not package it) and serves the base
     image debian:bookworm-slim from a local registry (Docker Hub is out of reach). Blender
     is the recipe's pinned bpy wheel (BLENDER_SOURCE=pypi): this machine reaches PyPI but
-    not download.blender.org; 5.0.1, the bpy of the test scenes (IMAGE_BLENDER). --fakeroot: how most users build; a root build here also
-    lacks CAP_SYS_RESOURCE. The build runs the recipe's %test (one frame).
+    not download.blender.org; 5.0.1, the bpy of the test scenes (IMAGE_BLENDER).
+    --fakeroot: how most users build; a root build here also lacks CAP_SYS_RESOURCE. The
+    build runs the recipe's %test (one frame).
     """
     from braas_globus import container
 
