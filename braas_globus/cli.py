@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -47,6 +48,30 @@ def run(as_json: bool, command: Callable[[Output, Service], Any]) -> Any:
     except KeyboardInterrupt:
         out.error("interrupted; the job goes on: `braas-globus list` shows it")
         raise typer.Exit(130) from None
+    except Exception as err:  # a bug of ours: one line for the user, the trace in a file
+        out.error(f"unexpected error ({type(err).__name__}: {err}); the full report is in "
+                  f"{write_crash_report()}")
+        raise typer.Exit(1) from None
+
+
+def write_crash_report() -> Path:
+    """The current exception's traceback, in BRAAS_HOME/crash/ (else the temp folder)."""
+    import tempfile
+    import time
+    import traceback
+
+    from .settings import braas_home
+
+    report = traceback.format_exc()
+    for folder in (braas_home() / "crash", Path(tempfile.gettempdir())):
+        try:
+            folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+            path = folder / f"braas-globus-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}.txt"
+            path.write_text(f"braas-globus {' '.join(sys.argv[1:])}\n{report}")
+            return path
+        except OSError:
+            continue
+    return Path("(nowhere: no folder was writable)")
 
 
 def job_summary(job: JobRecord) -> dict:

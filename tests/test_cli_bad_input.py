@@ -127,3 +127,19 @@ def test_json_outputs_parse(cli):
         result = cli(*args)
         assert result.code == 0
         json.loads(result.stdout)
+
+
+def test_an_unexpected_error_is_one_line_and_a_report_file(cli, home, monkeypatch):
+    from braas_globus import service
+
+    def broken(*_args, **_kwargs):
+        raise ZeroDivisionError("a bug")
+
+    monkeypatch.setattr(service.Service, "list_jobs", broken)
+    result = cli("list")
+    assert result.code == 1
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "unexpected error (ZeroDivisionError: a bug)" in lines[0]
+    report = Path(lines[0].rsplit(" ", 1)[1])
+    assert report.parent == home / "crash" and "Traceback" in report.read_text()
+    assert "Traceback" not in result.stderr
