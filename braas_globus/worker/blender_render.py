@@ -110,8 +110,10 @@ def check_scene(scene, args) -> str:
 
 
 def render_order(frames: list[int], first: list[int]) -> list[int]:
+    """``first`` (the scout frames) before the others, each frame once."""
     head = [f for f in first if f in set(frames)]
-    return head + [f for f in frames if f not in set(head)]
+    rest = set(frames) - set(head)
+    return head + [f for f in frames if f in rest]
 
 
 def main() -> int:
