@@ -16,6 +16,7 @@ import globus_sdk
 import pytest
 import responses
 
+from braas_globus.collect import progress_records
 from braas_globus.dispatch.globus import GlobusBackend
 from braas_globus.presets import add_preset
 from braas_globus.worker import render_task
@@ -271,8 +272,14 @@ def test_a_preset_that_wants_the_image_fails_clearly_where_there_is_none(cli, sc
     assert "renders in the image" in info["tasks"][0]["reason"]
 
 
-def test_scout_frames_render_first_at_the_centre(cli, scene, centre):
-    job = submit(cli, scene("anim12"), "--scout")
+def test_scout_frames_render_first_at_the_centre(cli, scene, centre, home):
+    add_preset(home, name="karolina-two", cluster="karolina", partition="qcpu",
+               account="DD-24-1", endpoint_id=ENDPOINT, collection_id=CENTRE,
+               remote_dir=str(centre.dir), local_collection_id=MINE, runtime="host",
+               max_blocks=2)  # two slots: the scout task goes out alone first
+    result = cli("submit", scene("anim12"), "--preset", "karolina-two", "--scout", "--json")
+    assert result.code == 0, result.stderr
+    job = result.json()
     assert [len(next(iter(b["tasks"].values()))) for b in centre.compute.submissions] == [1]
     centre.compute.wait_all()
     cli("info", job["id"], "--json")  # a refresh: the scout is done, the rest goes out
@@ -281,3 +288,15 @@ def test_scout_frames_render_first_at_the_centre(cli, scene, centre):
     info = cli("info", job["id"], "--json").json()
     assert info["state"] == "FINISHED" and info["tasks"][0]["scout"]
     assert info["tasks"][0]["frames"] == "1,7,12"
+
+
+def test_with_one_slot_the_scout_frames_render_first_in_the_one_task(cli, scene, centre):
+    job = submit(cli, scene("anim12"), "--scout")  # karolina-cpu: one node, one slot
+    centre.compute.wait_all()
+    info = cli("info", job["id"], "--json").json()
+    assert info["state"] == "FINISHED"
+    assert [(t["scout"], t["frames"]) for t in info["tasks"]] == [(True, "1-12")]
+    cli("download", job["id"])
+    order = [r["frame"] for r in progress_records(Path(job["folder"]))
+             if r.get("event") == "frame" and r.get("state") == "done"]
+    assert order[:3] == [1, 7, 12] and sorted(order) == list(range(1, 13))
