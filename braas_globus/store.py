@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -114,6 +115,10 @@ class Store:
         self.path = path
         self.db = sqlite3.connect(path, timeout=30, isolation_level=None, check_same_thread=False)
         self.db.row_factory = sqlite3.Row
+        # One connection, shared by the local runner's task threads: one transaction at a
+        # time (a second BEGIN on it fails with "cannot start a transaction within a
+        # transaction").
+        self._writing = threading.RLock()
         try:
             self._check_version()  # first: even switching to WAL writes to the file
             self.db.execute("PRAGMA journal_mode=WAL")
@@ -156,13 +161,14 @@ class Store:
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
-        self.db.execute("BEGIN IMMEDIATE")
-        try:
-            yield self.db
-        except BaseException:
-            self.db.execute("ROLLBACK")
-            raise
-        self.db.execute("COMMIT")
+        with self._writing:
+            self.db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self.db
+            except BaseException:
+                self.db.execute("ROLLBACK")
+                raise
+            self.db.execute("COMMIT")
 
     # --- jobs -------------------------------------------------------------------------
     def create_job(self, *, job_id: str, project: str, preset: str, backend: str, spec: dict,

@@ -1,7 +1,8 @@
 """Every file the loaded scene uses, by Blender's own account. Runs inside Blender.
 
 Blender is the authority on what a scene uses: a .blend parser guesses, Blender with the
-scene loaded knows (``bpy.data.file_path_map(include_libraries=True)``). The client uses
+scene loaded knows (``bpy.data.file_path_map(include_libraries=True)``, Blender 4.5 and
+newer; before that, each file-holding ID type's ``filepath``). The client uses
 this before sending a scene (``blender_scripts/trace_scene.py``) and the worker before
 rendering one (``blender_render.py``): one rule on both sides.
 
@@ -60,12 +61,33 @@ def _sequence(idb, path: str) -> list[str]:
     return sorted({path, *(os.path.join(folder, n) for n in os.listdir(folder) if same.match(n))})
 
 
+# Before Blender 4.5 there is no file_path_map: the ID types whose ``filepath`` a render
+# reads, and the modifier settings that hold caches, read one by one instead.
+_FILE_IDS = ("libraries", "images", "movieclips", "sounds", "fonts", "volumes", "cache_files")
+
+
+def _path_map() -> dict:
+    if hasattr(bpy.data, "file_path_map"):
+        return bpy.data.file_path_map(include_libraries=True)
+    found: dict = {}
+    for collection in _FILE_IDS:
+        for idb in getattr(bpy.data, collection):
+            found.setdefault(idb, set()).add(idb.filepath)
+    for obj in bpy.data.objects:
+        for modifier in obj.modifiers:
+            if modifier.type == "FLUID" and modifier.fluid_type == "DOMAIN":
+                found.setdefault(obj, set()).add(modifier.domain_settings.cache_directory)
+            elif modifier.type == "OCEAN" and modifier.use_foam:
+                found.setdefault(obj, set()).add(modifier.filepath)
+    return found
+
+
 def used_files() -> list[dict]:
     """One entry per (ID, file): ``path`` (absolute, normalised), ``owner``, ``kind``,
     ``exists``, ``cache`` (a simulation or modifier cache: absent means not baked) and
     ``relative`` (the scene names it by a ``//`` path)."""
     entries = {}
-    for idb, paths in bpy.data.file_path_map(include_libraries=True).items():
+    for idb, paths in _path_map().items():
         if _is_packed(idb) or getattr(idb, "source", "") in ("GENERATED", "VIEWER"):
             continue
         library = _library_of(idb)
