@@ -97,7 +97,7 @@ class PackPlan:
     scene: Path
     mode: Mode
     target: Path
-    cache_dir: Path | None = None  # packed .blend files by their exact inputs
+    cache_dir: Path | None = None  # Blender's reports (and packed .blend files) by input
     missing: list[Path] = field(default_factory=list)
     report: StageReport | None = None
     _packer: Packer | None = None
@@ -148,49 +148,43 @@ class PackPlan:
         return folders
 
     def _stage_with_blender(self, blender: dict) -> StageReport:
-        """Run stage_scene.py, or reuse its result for exactly the same inputs (packed).
+        """Run stage_scene.py, or reuse its result for exactly the same inputs.
 
         Blender does not write the same bytes twice for the same scene, so without the
-        cache every submit of an unchanged scene would make (and send) a new packed .blend.
+        cache every submit of an unchanged scene would make (and send) a new packed .blend;
+        and an unchanged scene need not start Blender again to be checked.
         """
+        packed = self.mode is Mode.PACKED
+        inputs = json.dumps([self.mode.value, self._staged_blend.relative_to(self.target)
+                             .as_posix(), manifest_to_json(build_manifest(self.target)),
+                             blender], sort_keys=True)
+        key = hashlib.sha256(inputs.encode()).hexdigest()
+        record = self.cache_dir / f"{key}.json" if self.cache_dir else None
+        blend = record.with_suffix(".blend") if record else None
+        if record and record.exists() and (blend.exists() or not packed):
+            report = json.loads(record.read_text(encoding="utf-8"))
+            if _still_true(report):
+                for copy in report["copied"]:
+                    _copy_private(Path(copy["file"]), self.target / copy["staged"])
+                if packed:
+                    shutil.copyfile(blend, self._staged_blend)
+                return StageReport.from_json(report)
         folders_file = self.target.parent / f"{self.target.name}.folders.json"
         folders_file.write_text(json.dumps(self._folders()))
-        args = ["--blend", str(self._staged_blend), "--stage", str(self.target),
-                "--folders", str(folders_file)]
         try:
-            if self.mode is not Mode.PACKED:
-                return _run_stage_scene(blender, args)
-            return self._packed_with_cache(blender, [*args, "--pack"])
+            report = _run_stage_scene(blender, [
+                "--blend", str(self._staged_blend), "--stage", str(self.target),
+                "--folders", str(folders_file), *(["--pack"] if packed else [])])
         finally:
             folders_file.unlink(missing_ok=True)
-
-    def _packed_with_cache(self, blender: dict, args: list[str]) -> StageReport:
-        inputs = json.dumps([self._staged_blend.relative_to(self.target).as_posix(),
-                             manifest_to_json(build_manifest(self.target)), blender],
-                            sort_keys=True)
-        key = hashlib.sha256(inputs.encode()).hexdigest()
-        cached = self.cache_dir / f"{key}.blend" if self.cache_dir else None
-        record = cached.with_suffix(".json") if cached else None
-        if cached and cached.exists() and record.exists():
-            entry = json.loads(record.read_text(encoding="utf-8"))
-            # Files Blender copied in (the parser missed them) are inputs too.
-            if all(Path(c["file"]).is_file() and sha256_file(Path(c["file"])) == c["sha256"]
-                   for c in entry["report"]["copied"]):
-                for copy in entry["report"]["copied"]:
-                    _copy_private(Path(copy["file"]), self.target / copy["staged"])
-                shutil.copyfile(cached, self._staged_blend)
-                return StageReport.from_json(entry["report"])
-        report = _run_stage_scene(blender, args)
-        if cached:
+        if record:
             for copy in report.copied:
-                copy["sha256"] = sha256_file(Path(copy["file"]))
+                path = Path(copy["file"])
+                copy["sha256"] = sha256_file(path) if path.is_file() else None
             self.cache_dir.mkdir(parents=True, exist_ok=True)
-            for path, write in ((cached, lambda p: shutil.copyfile(self._staged_blend, p)),
-                                (record, lambda p: p.write_text(json.dumps(
-                                    {"report": report.__dict__}, default=list)))):
-                partial = path.with_suffix(".partial")
-                write(partial)
-                os.replace(partial, path)
+            if packed:
+                _write_atomically(blend, lambda p: shutil.copyfile(self._staged_blend, p))
+            _write_atomically(record, lambda p: p.write_text(json.dumps(report.__dict__)))
         return report
 
     def close(self) -> None:
@@ -205,6 +199,21 @@ def _run_stage_scene(blender: dict, args: list[str]) -> StageReport:
             return StageReport.from_json(json.loads(line.split(" ", 1)[1]))
     raise RunError("Blender did not report on the staged scene (stage_scene.py printed no "
                    "BRAAS_STAGE record)")
+
+
+def _still_true(report: dict) -> bool:
+    """Whether a cached report still holds for files outside the parser's stage: what
+    Blender copied in is unchanged (a folder never counts as unchanged), and what was
+    missing still is."""
+    return all(c.get("sha256") and Path(c["file"]).is_file()
+               and sha256_file(Path(c["file"])) == c["sha256"] for c in report["copied"]) \
+        and not any(Path(m["file"]).exists() for m in report["missing"])
+
+
+def _write_atomically(path: Path, write) -> None:
+    partial = path.with_suffix(".partial")
+    write(partial)
+    os.replace(partial, path)
 
 
 def _copy_private(source: Path, target: Path) -> None:

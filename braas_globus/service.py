@@ -262,7 +262,7 @@ class Service:
         refused if assets are missing or this machine's Blender cannot render it."""
         staging = self.settings.home / "staging" / f"{time.time_ns()}"
         plan = PackPlan(spec.scene, spec.mode, staging,
-                        cache_dir=self.settings.home / "cache" / "packed")
+                        cache_dir=self.settings.home / "cache" / "stage")
         try:
             reporter.step(f"tracing and staging assets ({spec.mode.value} mode)")
             missing = plan.strategise(blender, on_bytes=reporter.progress)

@@ -314,3 +314,22 @@ def test_a_killed_runner_is_reported_and_the_job_resumes(cli, scene):
     assert result.json()["state"] in ("QUEUED", "RUNNING")
     done = cli("resume", job["id"], "--wait", "--json")
     assert done.code == 0 and done.json()["frames_done"] == 40
+
+
+def stage_calls(calls_log: Path) -> int:
+    calls = [json.loads(line) for line in calls_log.read_text().splitlines()]
+    return sum(argv[argv.index("-P") + 1].endswith("stage_scene.py") for argv in calls)
+
+
+@pytest.mark.parametrize("mode", ["directory", "packed"])
+def test_an_unchanged_scene_starts_no_blender_at_its_next_submit(cli, scene, flaky_blender,
+                                                                 tmp_path, mode):
+    blend = scene("anim6")
+    log = tmp_path / "flaky-calls.jsonl"
+    for _ in range(2):
+        assert submit(cli, blend, "--mode", mode, "--frames", "1")["state"] == "FINISHED"
+    assert stage_calls(log) == 1  # the second submit reused Blender's account
+    texture = blend.parent / "textures" / "ground" / "grid.png"
+    texture.write_bytes(texture.read_bytes() + b"\0")  # the artist changes a texture
+    assert submit(cli, blend, "--mode", mode, "--frames", "1")["state"] == "FINISHED"
+    assert stage_calls(log) == 2
