@@ -14,6 +14,7 @@ KIND:
 - movie_clip: a movie (footage/clip.mkv, made here by Blender's FFmpeg) as a texture;
 - alembic: the cube read from caches/cube.abc through a Mesh Sequence Cache;
 - fluid: a smoke simulation, not baked (its cache folder cache_fluid/ does not exist);
+- vdb: a Volume object reading volumes/sphere.vdb (written beforehand by make_vdb.py);
 - font: a text object in a font file beside the scene (fonts/Inter.woff2);
 - sound: a sound strip (sounds/tone.wav): nothing to see, but it travels;
 - non_ascii_absolute: a texture under "texturés é/", named by its absolute path;
@@ -225,6 +226,14 @@ def fluid(folder: str) -> None:
     flow = bpy.context.active_object.modifiers.new("Fluid", "FLUID")
     flow.fluid_type = "FLOW"
     flow.flow_settings.flow_type = "SMOKE"
+    save(folder)
+
+
+def vdb(folder: str) -> None:
+    bpy.ops.wm.read_factory_settings()
+    volume = bpy.data.volumes.new("Sphere")
+    volume.filepath = os.path.join(folder, "volumes", "sphere.vdb")
+    bpy.context.scene.collection.objects.link(bpy.data.objects.new("Sphere", volume))
     save(folder)
 
 
