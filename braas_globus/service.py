@@ -32,7 +32,7 @@ from .settings import Settings, load_settings
 from .spec import JobSpec
 from .stage import LocalStager
 from .states import JobState, TaskState
-from .store import JobRecord, Store
+from .store import JobIdTaken, JobRecord, Store
 from .worker.frames import format_frames, parse_frames
 from .worker.preflight import file_is_newer, version_text
 
@@ -127,13 +127,11 @@ class Service:
         frames = resolve_frames(spec, scene)
         blender = find_blender(self.settings)
         with self._traced(spec, blender, reporter) as plan:
-            job_id = new_job_id(spec.project, self._job_exists)
+            job_id = self.claim_job_id(spec.project, preset=spec.preset,
+                                       backend=",".join(sorted({p.backend for p in presets})),
+                                       spec=spec.model_dump(mode="json"),
+                                       frames=format_frames(frames), frame_count=len(frames))
             folder = self.settings.jobs_dir / job_id
-            self.store.create_job(job_id=job_id, project=spec.project, preset=spec.preset,
-                                  backend=",".join(sorted({p.backend for p in presets})),
-                                  spec=spec.model_dump(mode="json"),
-                                  frames=format_frames(frames), frame_count=len(frames),
-                                  folder=folder)
             try:
                 for sub in JOB_SUBFOLDERS:
                     (folder / sub).mkdir(parents=True, exist_ok=True)
@@ -154,6 +152,19 @@ class Service:
         for backend in self.backends(job):
             backend.start(job)
         return self.store.job(job_id)
+
+    def claim_job_id(self, project: str, **record) -> str:
+        """A new job's id, claimed by inserting its record: the store's primary key is
+        what keeps two submits at the same moment (any process) from sharing an id."""
+        for _ in range(1000):
+            job_id = new_job_id(project, self._job_exists)
+            try:
+                self.store.create_job(job_id=job_id, project=project,
+                                      folder=self.settings.jobs_dir / job_id, **record)
+                return job_id
+            except JobIdTaken:
+                continue  # another submit took it between the look and the insert
+        raise RunError("could not find a free job id after 1000 tries")
 
     def _job_exists(self, job_id: str) -> bool:
         return self.store.db.execute("SELECT 1 FROM jobs WHERE id = ?", (job_id,)).fetchone() \

@@ -109,6 +109,10 @@ class JobRecord:
     frames_failed: int
 
 
+class JobIdTaken(Exception):
+    """Another submit recorded a job with this id first."""
+
+
 class Store:
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -174,6 +178,8 @@ class Store:
     def create_job(self, *, job_id: str, project: str, preset: str, backend: str, spec: dict,
                    frames: str, frame_count: int, folder: Path) -> None:
         with self.transaction() as db:
+            if db.execute("SELECT 1 FROM jobs WHERE id = ?", (job_id,)).fetchone():
+                raise JobIdTaken(job_id)
             db.execute(
                 "INSERT INTO jobs (id, project, preset, backend, spec, frames, frame_count,"
                 " folder, created) VALUES (?,?,?,?,?,?,?,?,?)",

@@ -117,3 +117,31 @@ def test_a_store_this_version_cannot_read_is_one_clear_error(tmp_path, cli, home
         assert path.read_bytes() == before  # nothing written to it
     finally:
         path.unlink()  # leave the test's home openable for its clean-up
+
+
+CLAIM_IDS = """
+import json, sys
+from braas_globus.service import Service
+service = Service.open()
+ids = [service.claim_job_id("race", preset="local", backend="local", spec={}, frames="1",
+                            frame_count=1) for _ in range(int(sys.argv[1]))]
+print(json.dumps(ids))
+"""
+
+
+def test_job_ids_never_collide_under_concurrent_submits(tmp_path):
+    import json
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "BRAAS_HOME": str(tmp_path / "home")}
+    Store(tmp_path / "home" / "jobs.sqlite").close()  # the store exists before the race
+    workers = [subprocess.Popen([sys.executable, "-c", CLAIM_IDS, "60"], env=env,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+               for _ in range(8)]
+    results = [worker.communicate(timeout=120) for worker in workers]
+    assert [w.returncode for w in workers] == [0] * 8, [err for _, err in results]
+    ids = [job_id for out, _ in results for job_id in json.loads(out)]
+    assert len(ids) == 480 and len(set(ids)) == 480
+    assert len(Store(tmp_path / "home" / "jobs.sqlite").jobs()) == 480
