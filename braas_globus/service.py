@@ -244,6 +244,11 @@ class Service:
     def resume(self, job_id: str, reporter: Reporter = QuietReporter()) -> JobRecord:
         """Render what is missing or failed; finish configuring a job a kill interrupted."""
         job, _ = self.refresh(job_id)
+        running = [t.index for t in self.store.tasks(job.id) if t.state is TaskState.RUNNING]
+        if running:  # sending them again would render their frames twice
+            raise UsageError(f"job {job.id} is still rendering (task "
+                             f"{', '.join(map(str, running))}): resume it once it has ended, "
+                             f"or `braas-globus cancel {job.id}` first")
         if job.state is JobState.CONFIGURING:
             self._reconfigure(job, reporter)
         else:

@@ -333,3 +333,17 @@ def test_an_unchanged_scene_starts_no_blender_at_its_next_submit(cli, scene, fla
     texture.write_bytes(texture.read_bytes() + b"\0")  # the artist changes a texture
     assert submit(cli, blend, "--mode", mode, "--frames", "1")["state"] == "FINISHED"
     assert stage_calls(log) == 2
+
+
+def test_resume_of_a_job_that_is_rendering_is_refused_and_changes_nothing(cli, scene):
+    job = submit(cli, scene("anim6"), "--frames", "1-400", wait=False)
+    wait_for(lambda: job_info(cli, job["id"])["tasks"][0]["state"] == "RUNNING",
+             what="the task to run")
+    before = job_info(cli, job["id"])["tasks"][0]
+    result = cli("resume", job["id"])
+    assert result.code == 2
+    assert "still rendering" in result.stderr and "cancel" in result.stderr
+    after = job_info(cli, job["id"])["tasks"][0]
+    assert (after["state"], after["attempts"], after["started"]) == \
+        ("RUNNING", before["attempts"], before["started"])
+    assert cli("cancel", job["id"]).code == 0
