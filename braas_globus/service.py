@@ -33,7 +33,7 @@ from .spec import JobSpec
 from .stage import LocalStager
 from .states import JobState, TaskState
 from .store import JobIdTaken, JobRecord, Store
-from .worker.frames import format_frames, parse_frames
+from .worker.frames import FrameSpecError, format_frames, parse_frames
 from .worker.preflight import file_is_newer, version_text
 
 JOB_SUBFOLDERS = ("in", "out", "log", "job")
@@ -70,11 +70,17 @@ def resolve_frames(spec: JobSpec, scene) -> list[int]:
         return parse_frames(spec.frames)
     if spec.image:
         return [scene.frame_current]
-    frames = list(range(scene.frame_start, scene.frame_end + 1, max(scene.frame_step, 1)))
-    if not frames:
-        raise UsageError(f"the scene's frame range {scene.frame_start}-{scene.frame_end} "
-                         "is empty; give --frames")
-    return frames
+    start, end, step = scene.frame_start, scene.frame_end, max(scene.frame_step, 1)
+    if end < start:
+        raise UsageError(f"the scene's frame range {start}-{end} is empty; give --frames")
+    if start < 0:
+        raise UsageError(f"the scene's own frame range {start}-{end} starts before frame 0, "
+                         "which braas-globus does not render; give --frames")
+    try:  # the same rules as --frames: up to Blender's last frame
+        return parse_frames(f"{start}-{end}:{step}")
+    except FrameSpecError as err:
+        raise UsageError(f"the scene's own frame range {start}-{end} cannot be rendered "
+                         f"({err}); give --frames") from None
 
 
 def check_blenders(spec: JobSpec, report: StageReport, presets: list) -> None:

@@ -143,3 +143,31 @@ def test_an_unexpected_error_is_one_line_and_a_report_file(cli, home, monkeypatc
     report = Path(lines[0].rsplit(" ", 1)[1])
     assert report.parent == home / "crash" and "Traceback" in report.read_text()
     assert "Traceback" not in result.stderr
+
+
+def set_frame_range(blend: Path, start: int, end: int) -> None:
+    """Write a frame range Blender's UI would clamp, as a hand-edited or hostile file has it."""
+    from blender_asset_tracer import blendfile
+
+    bfile = blendfile.BlendFile(blend, mode="r+b")
+    try:
+        scene = bfile.find_blocks_from_code(b"SC")[0]
+        scene.set((b"r", b"sfra"), start)
+        scene.set((b"r", b"efra"), end)
+    finally:
+        bfile.close()
+
+
+@pytest.mark.parametrize(("start", "end", "words"), [
+    (-3, 1, "starts before frame 0"),
+    (1, 2000000, "goes past frame 1048574"),
+])
+def test_a_scenes_own_frame_range_is_checked_like_frames(cli, home, scene, start, end, words):
+    blend = scene("anim6")
+    set_frame_range(blend, start, end)
+    result = cli("submit", blend)
+    assert result.code == 2
+    assert words in result.stderr and "--frames" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert nothing_written(home)
+    assert cli("submit", blend, "--frames", "1", "--wait").code == 0  # --frames still works
