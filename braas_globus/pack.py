@@ -23,6 +23,7 @@ import json
 import logging
 import os
 import shutil
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -114,9 +115,11 @@ class PackPlan:
         self._packer = Packer(self.scene, self.scene.parent, str(self.target))
         if on_bytes:
             self._packer.progress_cb = _ByteProgress(on_bytes)
+        self.target.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         self._packer.strategise()
         self._packer.execute()
         self._staged_blend = Path(self._packer.output_path)
+        self._keep_modes()
         (self.target / "pack-info.txt").unlink(missing_ok=True)  # BAT's note to humans
         self.report = self._stage_with_blender(blender)
         if self.report.outside:
@@ -138,6 +141,17 @@ class PackPlan:
         if self.mode is Mode.PACKED:
             _drop_unreferenced(self.target, self._staged_blend, self.report.used)
         return self._staged_blend.relative_to(self.target)
+
+    def _keep_modes(self) -> None:
+        """BAT's copies get the default mode: give each its source's, so a private file
+        stays private in the stage, the objects and the cache."""
+        pairs = [(self.scene, self._staged_blend)]
+        pairs += [(Path(source), Path(action.new_path))
+                  for source, action in self._packer._actions.items()  # noqa: SLF001
+                  if action.new_path is not None]
+        for source, copy in pairs:
+            if copy.is_file() and source.exists():
+                os.chmod(copy, stat.S_IMODE(source.stat().st_mode))
 
     def _folders(self) -> dict[str, str]:
         """Each staged folder -> the user's folder its files came from (BAT's layout)."""
@@ -167,7 +181,7 @@ class PackPlan:
                 for copy in report["copied"]:
                     _copy_private(Path(copy["file"]), self.target / copy["staged"])
                 if packed:
-                    shutil.copyfile(blend, self._staged_blend)
+                    shutil.copy(blend, self._staged_blend)
                 return StageReport.from_json(report)
         folders_file = self.target.parent / f"{self.target.name}.folders.json"
         folders_file.write_text(json.dumps(self._folders()))
@@ -177,14 +191,17 @@ class PackPlan:
                 "--folders", str(folders_file), *(["--pack"] if packed else [])])
         finally:
             folders_file.unlink(missing_ok=True)
+        if packed:  # Blender saved it anew, with the default mode
+            os.chmod(self._staged_blend, stat.S_IMODE(self.scene.stat().st_mode))
         if record:
             for copy in report.copied:
                 path = Path(copy["file"])
                 copy["sha256"] = sha256_file(path) if path.is_file() else None
-            self.cache_dir.mkdir(parents=True, exist_ok=True)
-            if packed:
-                _write_atomically(blend, lambda p: shutil.copyfile(self._staged_blend, p))
-            _write_atomically(record, lambda p: p.write_text(json.dumps(report.__dict__)))
+            self.cache_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+            if packed:  # with the mode of the user's .blend, as the staged copy has it
+                _write_atomically(blend, lambda p: shutil.copy(self._staged_blend, p))
+            _write_atomically(record, lambda p: (p.write_text(json.dumps(report.__dict__)),
+                                                 p.chmod(0o600)))  # names the user's files
         return report
 
     def close(self) -> None:

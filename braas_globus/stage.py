@@ -50,13 +50,19 @@ class LocalStager:
         for relative, entry in manifest.items():
             source = stage / relative
             stored = self.object_path(entry.sha256)
+            # Read-only (jobs share it), and no more readable than its source: a private
+            # texture stays private. The same content from a more private file tightens it.
+            mode = stat.S_IMODE(source.stat().st_mode) & 0o444
             if not stored.exists():
-                stored.parent.mkdir(parents=True, exist_ok=True)
+                for folder in (self.objects_dir, stored.parent):
+                    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
                 partial = stored.with_suffix(".partial")
                 shutil.copyfile(source, partial)
-                os.chmod(partial, stat.S_IRUSR | stat.S_IRGRP | stat.S_IROTH)  # shared: read-only
+                os.chmod(partial, mode)
                 os.replace(partial, stored)
                 copied += entry.size
+            elif stat.S_IMODE(stored.stat().st_mode) & ~mode:
+                os.chmod(stored, stat.S_IMODE(stored.stat().st_mode) & mode)
             destination = target / relative
             destination.parent.mkdir(parents=True, exist_ok=True)
             _link_or_copy(stored, destination)

@@ -118,3 +118,28 @@ def test_allow_missing_still_packs_what_exists(scene, tmp_path, mode):
         assert tree(tmp_path / "stage") == ["scene.blend"]
     else:
         assert "textures/ground/grid.png" in tree(tmp_path / "stage")
+
+
+@pytest.mark.parametrize("mode", [Mode.DIRECTORY, Mode.PACKED])
+def test_staged_copies_are_no_more_readable_than_their_sources(scene, tmp_path, mode):
+    import stat
+
+    blend = scene("anim6")
+    private = [blend, blend.parent / "textures" / "ground" / "grid.png",
+               blend.parent / "textures" / "props" / "wood" / "checker.png"]
+    for path in private:
+        path.chmod(0o600)
+    plan = PackPlan(blend, mode, tmp_path / "staging" / "1", cache_dir=tmp_path / "cache")
+    try:
+        assert plan.strategise(BLENDER) == []
+        plan.execute()
+        stage = tmp_path / "staging" / "1"
+        LocalStager(tmp_path / "objects").stage(stage, build_manifest(stage), tmp_path / "job")
+    finally:
+        plan.close()
+    copies = [p for top in ("staging", "objects", "cache", "job")
+              for p in (tmp_path / top).rglob("*") if p.is_file()]
+    assert copies and all(stat.S_IMODE(p.stat().st_mode) & 0o077 == 0 for p in copies), \
+        {str(p): oct(p.stat().st_mode) for p in copies}
+    for folder in (tmp_path / "objects", tmp_path / "cache", tmp_path / "staging"):
+        assert stat.S_IMODE(folder.stat().st_mode) == 0o700
