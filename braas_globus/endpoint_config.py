@@ -70,6 +70,18 @@ def validate_user_config(cluster: str, user_config: dict[str, Any]) -> None:
     raise UsageError(f"endpoint option for {cluster}: {field}: {message}{where}")
 
 
+def user_config_for(preset, spec: dict[str, Any]) -> dict[str, Any]:
+    """The options a job sends to a cluster preset's endpoint, checked against the centre's
+    schema: at submit before anything is written, and again as its tasks are sent."""
+    config = {"account": preset.account, "partition": preset.partition,
+              "walltime_minutes": spec["walltime_minutes"],
+              "nodes_per_block": preset.nodes_per_block, "max_blocks": preset.max_blocks}
+    if spec.get("email"):
+        config["email"] = spec["email"]
+    validate_user_config(preset.cluster, config)
+    return config
+
+
 def _field_of(error: Any) -> str:
     """Best name for a top-level error (unknown key, missing key, wrong type)."""
     if error.validator == "required":

@@ -22,6 +22,8 @@ from . import collect
 from .blender import find_blender, run_blender_script
 from .blender_scripts import MAKE_DEMO_SCENE
 from .dispatch import Backend, backend_for
+from .catalog import load_catalog
+from .endpoint_config import user_config_for
 from .errors import RunError, StagingError, UsageError
 from .pack import (MANIFEST_NAME, MissingAssetsError, PackPlan, StageReport, build_manifest,
                    manifest_to_json)
@@ -99,6 +101,15 @@ def check_blenders(spec: JobSpec, report: StageReport, presets: list) -> None:
                              "newer Blender, or submit with --allow-older-blender")
 
 
+def check_device(preset, device: str | None) -> None:
+    """A Cycles device the preset's partition has: CUDA on AMD GPUs would fail every task."""
+    cluster = load_catalog().get(preset.cluster)
+    usable = cluster.cycles_devices_on(preset.partition)
+    if device is not None and device not in usable:
+        raise UsageError(f"--device {device}: partition {preset.partition} of {cluster.title} "
+                         f"(preset {preset.name}) renders with {' or '.join(usable)}")
+
+
 def _version_tuple(text: str) -> tuple[int, ...]:
     return tuple(int(part) for part in text.split("."))
 
@@ -124,13 +135,23 @@ class Service:
         return self.store.job(self.store.resolve_job_id(job_id))
 
     # --- submit -----------------------------------------------------------------------
-    def submit(self, spec: JobSpec, reporter: Reporter = QuietReporter()) -> JobRecord:
+    def preflight(self, spec: JobSpec) -> tuple[list, list[int]]:
+        """Every check a submit can make before it writes anything: the presets and the
+        centres' own schemas for what the job sends them, the scene's engine and frames.
+        (Blender's checks of the staged scene follow, in private staging.)"""
         presets = [get_preset(name, self.settings.home) for name in spec.presets]
+        for preset in presets:
+            if preset.backend != "local":
+                user_config_for(preset, spec.model_dump(mode="json"))
+                check_device(preset, spec.device)
         scene = read_scene_info(spec.scene)
         if scene.engine != "CYCLES":
             raise UsageError(f"{spec.scene.name} renders with {scene.engine}; braas-globus "
                              "renders Cycles scenes: set Render Engine to Cycles and save")
-        frames = resolve_frames(spec, scene)
+        return presets, resolve_frames(spec, scene)
+
+    def submit(self, spec: JobSpec, reporter: Reporter = QuietReporter()) -> JobRecord:
+        presets, frames = self.preflight(spec)
         blender = find_blender(self.settings)
         with self._traced(spec, blender, reporter) as plan:
             job_id = self.claim_job_id(spec.project, preset=spec.preset,

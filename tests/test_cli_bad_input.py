@@ -171,3 +171,42 @@ def test_a_scenes_own_frame_range_is_checked_like_frames(cli, home, scene, start
     assert len(result.stderr.strip().splitlines()) == 1
     assert nothing_written(home)
     assert cli("submit", blend, "--frames", "1", "--wait").code == 0  # --frames still works
+
+
+CLUSTER_PRESETS = {  # name -> (cluster, partition, account)
+    "karolina-exp": ("karolina", "qcpu_exp", "DD-24-1"),  # an hour at most
+    "karolina-gpu": ("karolina", "qgpu", "DD-24-1"),  # NVIDIA A100
+    "lumi-gpu": ("lumi", "standard-g", "project_465000001"),  # AMD MI250X
+}
+CLUSTER_CASES = [
+    # (id, preset, extra args, words the one line must contain)
+    ("walltime over the partition's limit", "karolina-exp", ["--walltime", "120"],
+     "walltime_minutes"),
+    ("a GPU device on a CPU partition", "karolina-exp", ["--device", "CUDA"],
+     "renders with CPU"),
+    ("CUDA on AMD GPUs", "lumi-gpu", ["--device", "CUDA"], "HIP or CPU"),
+    ("HIP on NVIDIA GPUs", "karolina-gpu", ["--device", "HIP"], "CUDA or OPTIX or CPU"),
+    ("one bad centre of two", "karolina-gpu,karolina-exp", ["--walltime", "90"],
+     "walltime_minutes"),
+]
+
+
+@pytest.mark.parametrize(("case", "preset", "args", "words"), CLUSTER_CASES,
+                         ids=[c[0] for c in CLUSTER_CASES])
+def test_bad_submit_to_a_centre(cli, home, scene, case, preset, args, words):
+    """A centre's limits are checked before a job, folder, upload or Globus call exists:
+    with no Globus login here, any call would fail with a login error instead."""
+    from braas_globus.presets import add_preset
+
+    for number, (name, (cluster, partition, account)) in enumerate(CLUSTER_PRESETS.items()):
+        add_preset(home, name=name, cluster=cluster, partition=partition, account=account,
+                   endpoint_id=f"00000000-0000-0000-0000-00000000001{number}",
+                   collection_id=f"00000000-0000-0000-0000-00000000002{number}",
+                   remote_dir="/scratch/braas", local_collection_id=f"00000000-0000-0000-"
+                   f"0000-00000000003{number}")
+    result = cli("submit", scene("anim6"), "--preset", preset, *args)
+    assert result.code == 2, (result.stdout, result.stderr)
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and words in lines[0], result.stderr
+    assert nothing_written(home)
+    assert not (home / "staging").exists() or not any((home / "staging").iterdir())

@@ -127,6 +127,12 @@ class Cluster(_Frozen):
         """The Cycles device a render on ``partition`` uses: CPU unless it has GPUs."""
         return self.cycles_device if self.get(partition).kind == "gpu" else "CPU"
 
+    def cycles_devices_on(self, partition: str) -> tuple[str, ...]:
+        """Every Cycles device a render on ``partition`` can use (a GPU node has CPUs too)."""
+        if self.get(partition).kind != "gpu":
+            return ("CPU",)
+        return (*CYCLES_DEVICES[self.gpu_vendor], "CPU")
+
     def container_flags_for(self, partition: str) -> tuple[str, ...]:
         return self.container.gpu_flags if self.get(partition).kind == "gpu" else ()
 

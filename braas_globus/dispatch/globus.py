@@ -20,7 +20,7 @@ import time
 
 from ..catalog import load_catalog
 from ..collect import progress_records
-from ..endpoint_config import validate_user_config
+from ..endpoint_config import user_config_for
 from ..errors import RunError
 from ..presets import ClusterPreset
 from ..settings import Settings
@@ -96,14 +96,7 @@ class GlobusBackend:
         return self.preset.max_blocks * self.preset.nodes_per_block * per_node
 
     def user_endpoint_config(self, job: JobRecord) -> dict:
-        config = {"account": self.preset.account, "partition": self.preset.partition,
-                  "walltime_minutes": job.spec["walltime_minutes"],
-                  "nodes_per_block": self.preset.nodes_per_block,
-                  "max_blocks": self.preset.max_blocks}
-        if job.spec.get("email"):
-            config["email"] = job.spec["email"]
-        validate_user_config(self.preset.cluster, config)  # the centre's own schema
-        return config
+        return user_config_for(self.preset, job.spec)  # the centre's own schema
 
     def remote_root(self, job: JobRecord) -> str:
         return self.transfer.remote_job(job.id)
