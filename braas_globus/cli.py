@@ -49,8 +49,13 @@ def run(as_json: bool, command: Callable[[Output, Service], Any]) -> Any:
         out.error("interrupted; the job goes on: `braas-globus list` shows it")
         raise typer.Exit(130) from None
     except Exception as err:  # a bug of ours: one line for the user, the trace in a file
-        out.error(f"unexpected error ({type(err).__name__}: {err}); the full report is in "
-                  f"{write_crash_report()}")
+        from .store import disk_full_error, is_disk_full_error
+
+        if is_disk_full_error(err):  # not a bug: say which disk, and what to do
+            out.error(str(disk_full_error(err)))
+        else:
+            out.error(f"unexpected error ({type(err).__name__}: {err}); the full report is "
+                      f"in {write_crash_report()}")
         raise typer.Exit(1) from None
 
 
@@ -64,12 +69,16 @@ def write_crash_report() -> Path:
 
     report = traceback.format_exc()
     for folder in (braas_home() / "crash", Path(tempfile.gettempdir())):
+        path = folder / f"braas-globus-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}.txt"
         try:
             folder.mkdir(parents=True, exist_ok=True, mode=0o700)
-            path = folder / f"braas-globus-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}.txt"
             path.write_text(f"braas-globus {' '.join(sys.argv[1:])}\n{report}")
             return path
-        except OSError:
+        except OSError:  # a full disk, say: leave no cut-short report there
+            try:
+                path.unlink(missing_ok=True)
+            except OSError:
+                pass
             continue
     return Path("(nowhere: no folder was writable)")
 
@@ -115,6 +124,8 @@ def submit(
     allow_missing: Annotated[bool, typer.Option("--allow-missing", help="Submit even if assets are missing.")] = False,
     allow_scripts: Annotated[bool, typer.Option("--allow-scripts", help="Let Python scripts inside the .blend run.")] = False,
     allow_older_blender: Annotated[bool, typer.Option("--allow-older-blender", help="Render with a Blender older than the one that saved the scene.")] = False,
+    project_root: Annotated[Optional[Path], typer.Option(help="Stage only files inside this folder (default: the nearest folder above the scene with .blender_project or .git, else the scene's folder).")] = None,
+    allow_outside: Annotated[bool, typer.Option("--allow-outside", help="Also stage files outside the project root (never BRAAS_HOME, hidden or system folders).")] = False,
     wait: WaitOption = False,
     as_json: JsonOption = False,
 ) -> None:
@@ -126,7 +137,8 @@ def submit(
                           project=project if project is not None else default_project(scene),
                           email=email, device=device, retries=retries, scout=scout,
                           allow_missing=allow_missing, allow_scripts=allow_scripts,
-                          allow_older_blender=allow_older_blender)
+                          allow_older_blender=allow_older_blender,
+                          project_root=project_root, allow_outside=allow_outside)
         with out.reporter("submitting") as reporter:
             job = service.submit(spec, reporter)
         follow(out, service, job, wait)
@@ -299,22 +311,33 @@ endpoints_app = typer.Typer(help="Centre-side Globus Compute endpoint templates.
                             no_args_is_help=True)
 app.add_typer(endpoints_app, name="endpoints")
 
+from .store_cli import store_app  # noqa: E402
+
+app.add_typer(store_app, name="store")
+
 
 def _user_config(path: Path | None, options: list[str]) -> dict:
-    """Endpoint options from a JSON file and KEY=VALUE pairs (whole numbers become ints)."""
+    """Endpoint options from a JSON file and KEY=VALUE pairs. A value of ASCII digits only
+    (at most 9) becomes an int; every other value stays a string for the centre's schema to
+    judge (str.isdigit also takes "²", which int() refuses)."""
+    import re
+
     config: dict = {}
     if path is not None:
         try:
-            config = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError) as err:
-            raise UsageError(f"--user-config {path}: not a readable JSON file ({err})") from None
+            with path.open("rb") as stream:
+                text = stream.read(1 << 20)  # an options file is a few lines, not /dev/zero
+            config = json.loads(text)
+        except (OSError, ValueError, RecursionError) as err:
+            raise UsageError(f"--user-config {path}: not a readable JSON file "
+                             f"({str(err)[:200]})") from None
         if not isinstance(config, dict):
             raise UsageError(f"--user-config {path}: must hold a JSON object")
     for option in options:
         key, sep, value = option.partition("=")
         if not sep or not key:
-            raise UsageError(f"--option {option!r}: write KEY=VALUE")
-        config[key] = int(value) if value.isdigit() else value
+            raise UsageError(f"--option {option[:100]!r}: write KEY=VALUE")
+        config[key] = int(value) if re.fullmatch(r"[0-9]{1,9}", value) else value
     if not config:
         raise UsageError("give --user-config FILE or --option KEY=VALUE "
                          "(for example account, partition, walltime_minutes)")

@@ -33,6 +33,7 @@ from blender_asset_tracer.pack import Packer, progress
 from .blender import run_blender_script
 from .blender_scripts import STAGE_SCENE
 from .errors import RunError, UsageError
+from .project import ProjectRules
 from .spec import Mode
 
 log = logging.getLogger(__name__)
@@ -99,6 +100,7 @@ class PackPlan:
     mode: Mode
     target: Path
     cache_dir: Path | None = None  # Blender's reports (and packed .blend files) by input
+    rules: ProjectRules | None = None  # what may be staged (default: the scene's folder)
     missing: list[Path] = field(default_factory=list)
     report: StageReport | None = None
     _packer: Packer | None = None
@@ -112,16 +114,20 @@ class PackPlan:
         # BAT's own CLI turns strict pointers off: Blender 5.0 Geometry Nodes modifiers
         # hold pointers BAT 1.x cannot follow, and raising there would refuse the scene.
         blendfile.set_strict_pointer_mode(False)
-        self._packer = Packer(self.scene, self.scene.parent, str(self.target))
+        rules = self.rules or ProjectRules(self.scene, self.scene.parent)
+        # The project root is BAT's project: the stage keeps the layout below it.
+        self._packer = Packer(self.scene, rules.root, str(self.target))
         if on_bytes:
             self._packer.progress_cb = _ByteProgress(on_bytes)
         self.target.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         self._packer.strategise()
+        rules.check([Path(source) for source in self._packer._actions])  # noqa: SLF001
         self._packer.execute()
         self._staged_blend = Path(self._packer.output_path)
         self._keep_modes()
         (self.target / "pack-info.txt").unlink(missing_ok=True)  # BAT's note to humans
         self.report = self._stage_with_blender(blender)
+        rules.check([Path(c["file"]) for c in self.report.copied])  # what BAT missed
         if self.report.outside:
             first = self.report.outside[0]
             raise UsageError(f"{first['owner']} uses {first['file']} by a path that cannot be "
@@ -155,7 +161,7 @@ class PackPlan:
 
     def _folders(self) -> dict[str, str]:
         """Each staged folder -> the user's folder its files came from (BAT's layout)."""
-        folders = {str(self.target): str(self.scene.parent)}
+        folders = {str(self.target): str(self._packer.project)}
         for source, action in self._packer._actions.items():  # noqa: SLF001 - BAT's plan
             if action.new_path is not None:
                 folders[str(Path(action.new_path).parent)] = str(Path(source).parent)
@@ -228,9 +234,15 @@ def _still_true(report: dict) -> bool:
 
 
 def _write_atomically(path: Path, write) -> None:
+    """``write(partial)``, then rename it to ``path``: never a half-written ``path``, and on
+    a failure (a full disk) no ``.partial`` left behind either."""
     partial = path.with_suffix(".partial")
-    write(partial)
-    os.replace(partial, path)
+    try:
+        write(partial)
+        os.replace(partial, path)
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
 
 
 def _copy_private(source: Path, target: Path) -> None:

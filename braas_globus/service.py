@@ -29,6 +29,7 @@ from .pack import (MANIFEST_NAME, MissingAssetsError, PackPlan, StageReport, bui
                    manifest_to_json)
 from .plan import assign_presets, plan_tasks
 from .presets import get_preset
+from .project import ProjectRules, find_project_root, within
 from .scene_info import read_scene_info
 from .settings import Settings, load_settings
 from .spec import JobSpec
@@ -299,13 +300,24 @@ class Service:
                 (job.folder / sub).mkdir(parents=True, exist_ok=True)
             self._configure(job, plan, parse_frames(job.frames), blender, reporter)
 
+    def project_rules(self, spec: JobSpec) -> ProjectRules:
+        """What a submit of ``spec`` may stage: the root it names, else the configured
+        root where it holds the scene, else the nearest marked folder."""
+        given = spec.project_root
+        default = self.settings.project_root
+        if given is None and default is not None and within(spec.scene, default):
+            given = default
+        return ProjectRules(spec.scene, find_project_root(spec.scene, given),
+                            self.settings.home, spec.allow_outside)
+
     @contextmanager
     def _traced(self, spec: JobSpec, blender: dict, reporter: Reporter) -> Iterator[PackPlan]:
         """A traced and packed stage in a fresh staging folder, checked by Blender;
         refused if assets are missing or this machine's Blender cannot render it."""
         staging = self.settings.home / "staging" / f"{time.time_ns()}"
         plan = PackPlan(spec.scene, spec.mode, staging,
-                        cache_dir=self.settings.home / "cache" / "stage")
+                        cache_dir=self.settings.home / "cache" / "stage",
+                        rules=self.project_rules(spec))
         try:
             reporter.step(f"tracing and staging assets ({spec.mode.value} mode)")
             missing = plan.strategise(blender, on_bytes=reporter.progress)

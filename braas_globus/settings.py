@@ -10,7 +10,8 @@
 config.toml keys: ``blender`` (path to a Blender executable), ``local_workers``
 (how many tasks the local backend runs at once; default 1, since Cycles already
 uses every core), ``globus_client_id`` (the Globus native app's client id;
-``BRAAS_GLOBUS_CLIENT_ID`` overrides it).
+``BRAAS_GLOBUS_CLIENT_ID`` overrides it), ``project_root`` (a folder holding your projects:
+scenes inside it may stage any file inside it; see ``project.py``).
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ class Settings:
     blender: str | None = None
     local_workers: int = 1
     globus_client_id: str | None = None
+    project_root: Path | None = None
 
     @property
     def jobs_dir(self) -> Path:
@@ -61,7 +63,7 @@ def load_settings() -> Settings:
             values = tomllib.loads(config_path.read_text(encoding="utf-8"))
         except tomllib.TOMLDecodeError as err:
             raise UsageError(f"{config_path}: not valid TOML ({err})") from err
-    unknown = set(values) - {"blender", "local_workers", "globus_client_id"}
+    unknown = set(values) - {"blender", "local_workers", "globus_client_id", "project_root"}
     if unknown:
         raise UsageError(f"{config_path}: unknown settings {sorted(unknown)}")
     workers = values.get("local_workers", 1)
@@ -75,5 +77,10 @@ def load_settings() -> Settings:
         except ValueError:
             raise UsageError(f"{config_path}: globus_client_id must be a Globus client id "
                              "(a UUID)") from None
+    project_root = values.get("project_root")
+    if project_root is not None:
+        if not isinstance(project_root, str) or not Path(project_root).expanduser().is_dir():
+            raise UsageError(f"{config_path}: project_root must name a folder")
+        project_root = Path(project_root).expanduser().resolve()
     return Settings(home=home, blender=blender, local_workers=workers,
-                    globus_client_id=client_id)
+                    globus_client_id=client_id, project_root=project_root)

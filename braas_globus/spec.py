@@ -68,6 +68,10 @@ class JobSpec(BaseModel):
     allow_missing: bool = False
     allow_older_blender: bool = False  # render a scene saved by a newer Blender anyway
     allow_scripts: bool = False  # run Python inside the .blend (autoexec): off unless asked
+    # What a submit may stage (project.py): files inside the project root, and with
+    # allow_outside files elsewhere too (never BRAAS_HOME, hidden or system folders).
+    project_root: Path | None = None  # None: the nearest marked folder, else the scene's
+    allow_outside: bool = False
 
     @field_validator("scene")
     @classmethod
@@ -79,6 +83,16 @@ class JobSpec(BaseModel):
             raise ValueError(f"{value} is not a file")
         if path.suffix.lower() != ".blend":
             raise ValueError(f"{value} is not a .blend file")
+        return path
+
+    @field_validator("project_root")
+    @classmethod
+    def _project_root_is_folder(cls, value: Path | None) -> Path | None:
+        if value is None:
+            return None
+        path = value.expanduser().resolve()
+        if not path.is_dir():
+            raise ValueError(f"{value} is not a folder")
         return path
 
     @field_validator("frames")
@@ -123,7 +137,8 @@ class JobSpec(BaseModel):
         return self.preset.split(",")
 
 
-_FIELD_NAMES = {"walltime_minutes": "walltime", "max_jobs": "max-jobs"}
+_FIELD_NAMES = {"walltime_minutes": "walltime", "max_jobs": "max-jobs",
+                "project_root": "--project-root"}
 
 
 def build_spec(**fields: object) -> JobSpec:

@@ -24,6 +24,9 @@ ENTRY = {"geometry_nodes": "scene.blend", "library_image": "shots/shot.blend",
          "sound": "scene.blend", "non_ascii_absolute": "scene.blend",
          "compressed": "scene.blend"}
 FRAME = {"image_sequence": 2, "movie_clip": 2}  # a frame that is not the sequence's first
+# The absolute path names the texture where the scene was made (the template's folder),
+# outside the user's copy: only --allow-outside sends it.
+ARGS = {"non_ascii_absolute": ["--allow-outside"]}
 
 RENDER_IN_PLACE = """
 import os, sys, bpy
@@ -111,7 +114,7 @@ CORPUS = ["double_library", "udim", "image_sequence", "movie_clip", "alembic", "
 def test_a_real_world_scene_renders_as_in_place(cli, real_scene, tmp_path, kind, mode):
     blend = real_scene(kind)
     frame = FRAME.get(kind, 1)
-    result = submit(cli, blend, "--mode", mode, frame=frame)
+    result = submit(cli, blend, "--mode", mode, *ARGS.get(kind, []), frame=frame)
     assert result.code == 0, result.stderr
     folder = Path(result.json()["folder"])
     info = cli("info", result.json()["id"], "--json").json()

@@ -120,6 +120,8 @@ class RENDER_PT_braas_globus_new_job(_RenderPanel, bpy.types.Panel):
             column.label(text=f"Frame {scene.frame_current}")
         column.prop(form, "mode")
         column.prop(form, "walltime")
+        column.prop(form, "project_root")
+        column.prop(form, "allow_outside")
         column.prop(form, "allow_missing")
         column.prop(form, "allow_older_blender")
         error = form_error(form, scene, bpy.data.filepath)

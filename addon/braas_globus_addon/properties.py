@@ -80,6 +80,14 @@ class JobForm(bpy.types.PropertyGroup):
     allow_missing: BoolProperty(
         name="Allow Missing Assets", default=False,
         description="Submit even when textures or other files the scene uses are missing")
+    project_root: StringProperty(
+        name="Project Folder", default="", subtype="DIR_PATH",
+        description="Send only files inside this folder (empty: the nearest folder above "
+                    "the .blend with .blender_project or .git, else the .blend's folder)")
+    allow_outside: BoolProperty(
+        name="Allow Files Outside the Project", default=False,
+        description="Also send files outside the project folder (never braas-globus's own "
+                    "folder, hidden or system folders)")
     allow_older_blender: BoolProperty(
         name="Allow an Older Blender", default=False,
         description="Render even where the Blender that renders is older than this one, "
@@ -94,7 +102,10 @@ def spec_fields(form: JobForm, scene: bpy.types.Scene, blend_path: str) -> dict:
                     "max_jobs": form.max_jobs,
                     "project": form.project.strip() or default_project(path),
                     "email": form.email.strip() or None, "allow_missing": form.allow_missing,
-                    "allow_older_blender": form.allow_older_blender}
+                    "allow_older_blender": form.allow_older_blender,
+                    "project_root": Path(bpy.path.abspath(form.project_root))
+                    if form.project_root.strip() else None,
+                    "allow_outside": form.allow_outside}
     if form.render_type == "IMAGE":
         # The frame shown now: changing frames does not mark the file as changed.
         fields["frames"] = str(scene.frame_current)

@@ -18,7 +18,10 @@ KIND:
 - font: a text object in a font file beside the scene (fonts/Inter.woff2);
 - sound: a sound strip (sounds/tone.wav): nothing to see, but it travels;
 - non_ascii_absolute: a texture under "texturés é/", named by its absolute path;
-- compressed: the geometry_nodes scene saved compressed.
+- compressed: the geometry_nodes scene saved compressed;
+- named_textures: the cube with one image per line of FOLDER/paths.txt, each named by
+  that line as written (absolute, ``//../``, through a link): what a hostile scene names.
+The library kinds mark their top folder as a Blender project (``.blender_project/``).
 Tiny (64x48, 4 samples) Cycles scenes with a camera, saved with relative paths (but the
 one that tests absolute paths).
 """
@@ -70,6 +73,7 @@ def geometry_nodes(folder: str) -> None:
 
 
 def library_image(folder: str) -> None:
+    os.makedirs(os.path.join(folder, ".blender_project"), exist_ok=True)
     libs = os.path.join(folder, "libs")
     os.makedirs(os.path.join(libs, "tex"), exist_ok=True)
     bpy.ops.wm.read_factory_settings(use_empty=True)
@@ -126,6 +130,7 @@ def save(folder: str, name: str = "scene.blend", **options) -> None:
 
 
 def double_library(folder: str) -> None:
+    os.makedirs(os.path.join(folder, ".blender_project"), exist_ok=True)
     materials = os.path.join(folder, "libs", "materials")
     library_image(materials)  # materials/libs/lib.blend ... reused layout, then moved
     os.replace(os.path.join(materials, "libs", "lib.blend"), os.path.join(materials, "lib.blend"))
@@ -285,6 +290,23 @@ def non_ascii_absolute(folder: str) -> None:
 def compressed(folder: str) -> None:
     geometry_nodes(folder)
     bpy.ops.wm.save_mainfile(compress=True)
+
+
+def named_textures(folder: str) -> None:
+    bpy.ops.wm.read_factory_settings()
+    with open(os.path.join(folder, "paths.txt"), encoding="utf-8") as stream:
+        paths = [line.rstrip("\n") for line in stream if line.strip()]
+    mesh = bpy.data.objects["Cube"].data
+    mesh.materials.clear()
+    for number, path in enumerate(paths):
+        image = bpy.data.images.new(f"named{number}", 4, 4)
+        image.source = "FILE"
+        image.filepath = path  # as written: Blender need not be able to read it
+        material, _ = image_material(f"Named{number}", image)
+        mesh.materials.append(material)
+    tiny_cycles(bpy.context.scene)
+    bpy.ops.wm.save_as_mainfile(filepath=os.path.join(folder, "scene.blend"),
+                                relative_remap=False)
 
 
 KINDS = {name: function for name, function in globals().items()
