@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import json
-import re
 from datetime import datetime
 from pathlib import Path
 
+from .records import JobScope, MissingRecord, frame_of_name, frame_path, read_progress
 from .store import JobRecord, Store
 from .worker.frames import format_frames, parse_frames
 from .worker.image_check import is_valid_image
-
-_FRAME_FILE = re.compile(r"^(\d+)\.[A-Za-z0-9]+$")
 
 
 def valid_frames_on_disk(out_dir: Path) -> dict[int, Path]:
@@ -20,9 +17,10 @@ def valid_frames_on_disk(out_dir: Path) -> dict[int, Path]:
     if not out_dir.is_dir():
         return found
     for path in out_dir.iterdir():
-        match = _FRAME_FILE.match(path.name)
-        if match and path.is_file() and is_valid_image(path):
-            found[int(match.group(1))] = path
+        frame = frame_of_name(path.name)
+        if frame is not None and not path.is_symlink() and path.is_file() \
+                and is_valid_image(path):
+            found[frame] = path
     return found
 
 
@@ -37,7 +35,8 @@ def frame_states(job: JobRecord, store: Store) -> dict[int, str]:
         for frame in parse_frames(task.frames):
             states[frame] = task.state.value
     for row in store.frames(job.id):
-        states[row["frame"]] = row["state"]
+        if row["frame"] in states:  # a row for any other frame is not one of the job's
+            states[row["frame"]] = row["state"]
     return states
 
 
@@ -53,8 +52,8 @@ def job_info(store: Store, job: JobRecord, warning: str | None = None) -> dict:
         by_state.setdefault(state, []).append(frame)
     tasks = store.tasks(job.id)
     failed = [{"frame": r["frame"], "task": r["task_idx"], "reason": r["reason"]}
-              for r in store.frames(job.id) if r["state"] == "FAILED"]
-    last = store.last_frame(job.id)
+              for r in store.frames(job.id) if r["state"] == "FAILED" and r["frame"] in states]
+    progress = read_progress(JobScope.of(job, tasks))
     spec = job.spec
     return {
         "id": job.id,
@@ -83,19 +82,29 @@ def job_info(store: Store, job: JobRecord, warning: str | None = None) -> dict:
         },
         "failed_frames": failed,
         # Files the scene uses that were missing when it rendered (--allow-missing).
-        "missing_files": sorted({r["file"] for r in progress_records(job.folder)
-                                 if r.get("event") == "missing" and
-                                 isinstance(r.get("file"), str)}),
+        "missing_files": sorted({r.file for r in progress.records
+                                 if isinstance(r, MissingRecord)}),
         "tasks": [{"index": t.index, "preset": t.preset, "frames": t.frames,
                    "state": t.state.value,
                    "scout": t.scout, "attempts": t.attempts, "max_attempts": t.max_attempts,
                    "started": when(t.started), "ended": when(t.ended), "reason": t.reason}
                   for t in tasks],
-        "last_frame": ({"frame": last["frame"],
-                        "file": str(job.folder / last["file"]) if last["file"] else None}
-                       if last else None),
-        "warning": warning,
+        "last_frame": last_frame(store, job, states),
+        # Progress records left out: not what a worker writes, or not of this job.
+        "rejected_records": {"count": progress.rejected.count,
+                             "reasons": progress.rejected.reasons},
+        "warning": "; ".join(w for w in (warning, progress.rejected.note()) if w) or None,
     }
+
+
+def last_frame(store: Store, job: JobRecord, states: dict[int, str]) -> dict | None:
+    """The frame done last, and its file only if that is inside the job's out/ and there
+    (the add-on loads it as a preview)."""
+    last = store.last_frame(job.id)
+    if last is None or last["frame"] not in states:
+        return None
+    path = frame_path(job.folder, last["file"], last["frame"])
+    return {"frame": last["frame"], "file": str(path) if path and path.is_file() else None}
 
 
 def verify_download(job: JobRecord, destination: Path) -> dict:
@@ -114,12 +123,6 @@ def verify_download(job: JobRecord, destination: Path) -> dict:
 
 
 def progress_records(job_folder: Path) -> list[dict]:
-    """The worker's records (job/progress/task-*.jsonl), oldest first."""
-    records = []
-    for path in sorted((job_folder / "job" / "progress").glob("task-*.jsonl")):
-        for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
-            try:
-                records.append(json.loads(line))
-            except json.JSONDecodeError:
-                continue  # a line cut short by a copy in progress
-    return sorted(records, key=lambda r: r.get("time", 0))
+    """The worker's records (job/progress/task-NNNN.jsonl) of the shapes it writes, oldest
+    first; the ones a job uses are also checked against its tasks (records.read_progress)."""
+    return [r.model_dump() for r in read_progress(JobScope(job_folder)).records]

@@ -9,8 +9,9 @@ At the centre, under the preset's working directory:
 
 Uploads use checksum sync and checksum verification, so an object already at the centre
 is skipped (an unchanged scene sends no asset bytes; a changed texture sends that file
-only). Downloads list the remote folders first and accept only plain frame and log file
-names, so nothing the remote side returns can land outside the job folder.
+only). Downloads list the remote folders first and accept only plain files with exactly
+the names the tasks write (records.RESULT_NAMES), so nothing the remote side returns can
+land outside the job folder.
 """
 
 from __future__ import annotations
@@ -25,11 +26,10 @@ import globus_sdk
 from .errors import RunError, StagingError
 from .pack import Manifest
 from .presets import ClusterPreset
+from .records import RESULT_NAMES
 from .stage import object_name
 
-# Names a download accepts: frames, logs and progress records the worker writes.
-_SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
-DOWNLOADED_FOLDERS = ("out", "log", "job/progress")
+DOWNLOADED_FOLDERS = tuple(RESULT_NAMES)  # out, log, job/progress
 
 
 @dataclass(frozen=True)
@@ -96,7 +96,8 @@ class JobTransfers:
             label=f"braas {job_id} results", sync_level="checksum", verify_checksum=True)
         count = total = 0
         for folder in DOWNLOADED_FOLDERS:
-            for name, size in self._remote_files(self.remote_job(job_id, folder)):
+            for name, size in self._remote_files(self.remote_job(job_id, folder),
+                                                 RESULT_NAMES[folder]):
                 local = job_folder / folder / name
                 local.parent.mkdir(parents=True, exist_ok=True)
                 data.add_item(self.remote_job(job_id, folder, name), self.local_path(local))
@@ -104,8 +105,9 @@ class JobTransfers:
                 total += size
         return self._run(data, "download the results", reporter, total) if count else None
 
-    def _remote_files(self, path: str) -> list[tuple[str, int]]:
-        """(name, size) of the plain files in a remote folder, names checked."""
+    def _remote_files(self, path: str, names_written: re.Pattern) -> list[tuple[str, int]]:
+        """(name, size) of the plain files in a remote folder, each name exactly one the
+        render tasks write there."""
         try:
             listing = self.client.operation_ls(self.preset.collection_id, path=path)
         except globus_sdk.TransferAPIError as err:
@@ -114,13 +116,14 @@ class JobTransfers:
             raise RunError(f"cannot list {path} at {self.preset.cluster}: {err.message}") from err
         names = []
         for entry in listing:
-            name = entry["name"]
             if entry["type"] != "file":
                 continue  # only plain files come back; never links or folders
-            if not _SAFE_NAME.match(name) or name in (".", ".."):
-                raise RunError(f"refusing to download {path}/{name!r}: not a name the render "
-                               "tasks write")
-            names.append((name, int(entry.get("size") or 0)))
+            name, size = entry["name"], entry.get("size")
+            # fullmatch: with match, "$" also matches before a trailing newline.
+            if not isinstance(name, str) or not names_written.fullmatch(name):
+                raise RunError(f"refusing to download {path}/{str(name)[:80]!r}: not a name "
+                               "the render tasks write")
+            names.append((name, size if isinstance(size, int) and size > 0 else 0))
         return names
 
     # --- waiting ----------------------------------------------------------------------

@@ -16,13 +16,14 @@ in all, about the time a small transfer takes (typically 5-30 s).
 from __future__ import annotations
 
 import functools
+import logging
 import time
 
 from ..catalog import load_catalog
-from ..collect import progress_records
 from ..endpoint_config import user_config_for
 from ..errors import RunError
 from ..presets import ClusterPreset
+from ..records import MALFORMED, FrameRecord, JobScope, read_progress, task_outcome
 from ..settings import Settings
 from ..states import TaskState
 from ..store import JobRecord, Store, TaskRecord
@@ -32,6 +33,7 @@ from . import task_description
 from .compute_task import render_on_worker
 
 _TASK_ID_WAIT_S = 60
+logger = logging.getLogger(__name__)
 
 
 def _globus_errors(method):
@@ -151,32 +153,47 @@ class GlobusBackend:
             return None
         statuses = self.compute.get_batch_result(list(sent))
         ended = False
-        for task_id, status in statuses.items():
-            task = sent[task_id]
-            if status.get("pending", True):
+        for task_id, task in sent.items():
+            # The SDK leaves out a task whose status it cannot read (it logs why): one that
+            # failed at the centre, or whose result does not deserialize.
+            status = statuses[task_id] if task_id in statuses else self._unread_status(task_id)
+            if status is None or isinstance(status, dict) and status.get("pending", True):
                 continue
-            record = status.get("result") if status.get("status") == "success" else None
-            self._finish(job, task, record, status)
+            self._finish(job, task, status)
             ended = True
         if ended:  # retries, or the tasks that waited for the scout frames
             self.start(self.store.job(job.id))
         return None
 
-    def _finish(self, job: JobRecord, task: TaskRecord, record: dict | None,
-                status: dict) -> None:
-        """Record a finished task: queue it again for another try, or end it."""
-        if record is None:
-            state, missing = TaskState.FAILED, task.frames
-            reason = str(status.get("exception") or status.get("reason") or "the task failed")
-        else:
-            state, missing = TaskState(record["state"]), record.get("missing", "")
-            reason = record.get("reason", "")
-        missing_frames = set(parse_frames(missing)) if missing else set()
-        for frame in parse_frames(task.frames):
-            done = frame not in missing_frames
+    def _unread_status(self, task_id: str) -> dict | None:
+        """The status of a task that get_batch_result left out, asked for alone; None while
+        the service has none (asked again at the next refresh)."""
+        import globus_sdk
+        from globus_compute_sdk.errors import SerializationError, TaskExecutionFailed
+
+        try:
+            return self.compute.get_task(task_id)
+        except TaskExecutionFailed as err:  # the function raised, or the endpoint refused
+            lines = [line for line in str(err.remote_data).splitlines() if line.strip()]
+            reason = "the task failed at the centre: " + (lines[-1].strip() if lines else "")
+        except SerializationError:
+            reason = f"{MALFORMED}: it does not deserialize"
+        except ValueError:  # not JSON, or the status of another task
+            reason = f"{MALFORMED}: not this task's status"
+        except globus_sdk.GlobusAPIError:
+            return None
+        return {"pending": False, "status": "failed", "exception": reason}
+
+    def _finish(self, job: JobRecord, task: TaskRecord, status: object) -> None:
+        """Record a finished task: queue it again for another try, or end it. A malformed
+        status or result (the centre's word, untrusted) is a failed attempt."""
+        frames = parse_frames(task.frames)
+        outcome = task_outcome(status, task.index, frozenset(frames))
+        for frame in frames:
+            done = frame not in outcome.missing
             self.store.record_frame(job.id, frame, task.index, done=done,
-                                    reason=None if done else reason)
-        self.store.settle_attempt(job.id, task.index, state, reason)
+                                    reason=None if done else outcome.reason)
+        self.store.settle_attempt(job.id, task.index, outcome.state, outcome.reason)
 
     @_globus_errors
     def cancel(self, job: JobRecord) -> None:
@@ -187,10 +204,16 @@ class GlobusBackend:
     def collect(self, job: JobRecord, reporter=None) -> None:
         """Download the results; the worker's records then name each frame's file."""
         self.transfer.fetch_results(job.id, job.folder, reporter)
-        for record in progress_records(job.folder):
-            if record.get("event") == "frame" and record.get("state") == "done":
-                self.store.record_frame(job.id, record["frame"], record["task"], done=True,
-                                        file=record.get("file"), seconds=record.get("seconds"))
+        mine = {t.index for t in self.store.tasks(job.id, preset=self.preset.name)}
+        progress = read_progress(JobScope.of(job, self.store.tasks(job.id)))
+        done = {r.frame: r for r in progress.records  # the latest record of each frame
+                if isinstance(r, FrameRecord) and r.state == "done"}
+        for record in sorted(done.values(), key=lambda r: r.time):  # the last one is last
+            if record.task in mine:  # another centre's tasks are its own to record
+                self.store.record_frame(job.id, record.frame, record.task, done=True,
+                                        file=record.file, seconds=record.seconds)
+        if progress.rejected.count:
+            logger.warning("%s: %s", self.preset.name, progress.rejected.note())
 
 
 def _task_id(future) -> str:

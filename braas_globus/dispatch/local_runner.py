@@ -21,10 +21,12 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from pathlib import Path
 
 from . import task_description
+from ..records import EndRecord, FrameRecord, JobScope, RecordError, bounded_lines, parse_line
 from ..settings import load_settings
 from ..states import TaskState
 from ..store import JobRecord, Store, TaskRecord
 from ..worker import render_task
+from ..worker.frames import parse_frames
 
 RENDER_TASK = Path(render_task.__file__).resolve()
 
@@ -47,18 +49,20 @@ def run_attempt(store: Store, job: JobRecord, task: TaskRecord, threads: int) ->
     process = subprocess.Popen([sys.executable, str(RENDER_TASK), str(path)],
                                stdout=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True)
     end = {"state": "FAILED", "reason": "the worker stopped without a closing record"}
+    scope = JobScope(job.folder, {task.index: frozenset(parse_frames(task.frames))})
     assert process.stdout is not None
-    for line in process.stdout:
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError:
+    for line in bounded_lines(process.stdout):
+        try:  # the same checks as a centre's records: this task's own frames and files
+            record = parse_line(line, scope, task.index)
+        except RecordError as err:
+            print(f"task {task.index}: ignored a worker record: {err}", flush=True)  # runner.log
             continue
-        if record.get("event") == "frame":
-            store.record_frame(job.id, record["frame"], task.index,
-                               done=record["state"] == "done", file=record.get("file"),
-                               seconds=record.get("seconds"), reason=record.get("reason"))
-        elif record.get("event") == "end":
-            end = record
+        if isinstance(record, FrameRecord):
+            store.record_frame(job.id, record.frame, task.index, done=record.state == "done",
+                               file=record.file, seconds=record.seconds,
+                               reason=record.reason or None)
+        elif isinstance(record, EndRecord):
+            end = {"state": record.state, "reason": record.reason}
     process.wait()
     return end
 
