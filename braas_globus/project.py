@@ -58,7 +58,9 @@ class ProjectRules:
         real = Path(os.path.realpath(path))
         if real == Path(os.path.realpath(self.scene)):
             return None
-        if self.home is not None and within(real, Path(os.path.realpath(self.home))):
+        home = Path(os.path.realpath(self.home)) if self.home is not None else None
+        # BRAAS_HOME holds tokens and other jobs; only the demo scene's folder may travel.
+        if home is not None and within(real, home) and not within(real, home / "demo"):
             return "in braas-globus's own folder (BRAAS_HOME, which holds your Globus tokens)"
         posix = PurePath(real.as_posix())
         for system in SYSTEM_FOLDERS:
