@@ -35,7 +35,8 @@ WaitOption = Annotated[bool, typer.Option("--wait", help="Wait for the job to en
 
 def run(as_json: bool, command: Callable[[Output, Service], Any]) -> Any:
     """Run a command; turn our errors into one line on stderr and the right exit code."""
-    logging.getLogger("blender_asset_tracer").setLevel(logging.ERROR)
+    # CRITICAL: BAT logs a failed copy (a full disk) with its traceback, then raises.
+    logging.getLogger("blender_asset_tracer").setLevel(logging.CRITICAL)
     out = Output(as_json)
     try:
         return command(out, Service.open())
@@ -43,19 +44,28 @@ def run(as_json: bool, command: Callable[[Output, Service], Any]) -> Any:
         out.error(str(err))
         raise typer.Exit(2) from None
     except BraasError as err:
-        out.error(str(err))
+        from .disk import DiskFullError, disk_full_in, home_disk_full
+        from .store import StoreError
+
+        full = None if isinstance(err, (DiskFullError, StoreError)) else \
+            disk_full_in(err) or home_disk_full()  # Blender could not write, say
+        out.error(f"{err} ({full})" if full else str(err))
         raise typer.Exit(1) from None
     except KeyboardInterrupt:
         out.error("interrupted; the job goes on: `braas-globus list` shows it")
         raise typer.Exit(130) from None
     except Exception as err:  # a bug of ours: one line for the user, the trace in a file
-        from .store import disk_full_error, is_disk_full_error
+        from .disk import disk_full_in, home_disk_full
 
-        if is_disk_full_error(err):  # not a bug: say which disk, and what to do
-            out.error(str(disk_full_error(err)))
+        full = disk_full_in(err)
+        if full:  # not a bug: which disk, and what to do
+            out.error(str(full))
         else:
-            out.error(f"unexpected error ({type(err).__name__}: {err}); the full report is "
-                      f"in {write_crash_report()}")
+            said = f"{type(err).__name__}: {err}"
+            report = write_crash_report()
+            full = home_disk_full()  # likely the cause, though a library said it in words
+            out.error(f"{full}; it stopped this with {said} (the full report is in {report})"
+                      if full else f"unexpected error ({said}); the full report is in {report}")
         raise typer.Exit(1) from None
 
 

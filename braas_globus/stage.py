@@ -13,10 +13,13 @@ from __future__ import annotations
 import os
 import shutil
 import stat
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Protocol
 
 from .pack import Manifest
+from .disk import DiskFullError, disk_full_message, is_disk_full_error
 
 
 def object_name(sha256: str) -> str:
@@ -53,24 +56,46 @@ class LocalStager:
             # Read-only (jobs share it), and no more readable than its source: a private
             # texture stays private. The same content from a more private file tightens it.
             mode = stat.S_IMODE(source.stat().st_mode) & 0o444
-            if not stored.exists():
-                for folder in (self.objects_dir, stored.parent):
-                    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
-                partial = stored.with_suffix(".partial")
-                shutil.copyfile(source, partial)
-                os.chmod(partial, mode)
-                os.replace(partial, stored)
-                copied += entry.size
-            elif stat.S_IMODE(stored.stat().st_mode) & ~mode:
-                os.chmod(stored, stat.S_IMODE(stored.stat().st_mode) & mode)
+            with _disk_full_named(self.objects_dir, relative, entry.size):
+                if not stored.exists():
+                    for folder in (self.objects_dir, stored.parent):
+                        folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+                    partial = stored.with_suffix(".partial")
+                    _copy_whole(source, partial)
+                    os.chmod(partial, mode)
+                    os.replace(partial, stored)
+                    copied += entry.size
+                elif stat.S_IMODE(stored.stat().st_mode) & ~mode:
+                    os.chmod(stored, stat.S_IMODE(stored.stat().st_mode) & mode)
             destination = target / relative
-            destination.parent.mkdir(parents=True, exist_ok=True)
-            _link_or_copy(stored, destination)
+            with _disk_full_named(target, relative, entry.size):
+                destination.parent.mkdir(parents=True, exist_ok=True)
+                _link_or_copy(stored, destination)
         return copied
+
+
+@contextmanager
+def _disk_full_named(folder: Path, relative: str, size: int) -> Iterator[None]:
+    """A full disk is one line naming where, what and how much, not an OSError."""
+    try:
+        yield
+    except OSError as err:
+        if not is_disk_full_error(err):
+            raise
+        raise DiskFullError(disk_full_message(folder, what=relative, needed=size)) from None
+
+
+def _copy_whole(source: Path, destination: Path) -> None:
+    """Copy, or leave nothing: a copy cut short (a full disk) is removed."""
+    try:
+        shutil.copyfile(source, destination)
+    except BaseException:
+        destination.unlink(missing_ok=True)
+        raise
 
 
 def _link_or_copy(source: Path, destination: Path) -> None:
     try:
         os.link(source, destination)
     except OSError:  # another file system, or no hard links: a plain copy still works
-        shutil.copyfile(source, destination)
+        _copy_whole(source, destination)

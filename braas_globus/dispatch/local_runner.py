@@ -18,9 +18,14 @@ import subprocess
 import sys
 import time
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from contextlib import suppress
 from pathlib import Path
 
+import psutil
+
 from . import task_description
+from ..disk import disk_full_error, is_disk_full_error
+from ..errors import BraasError
 from ..records import EndRecord, FrameRecord, JobScope, RecordError, bounded_lines, parse_line
 from ..settings import load_settings
 from ..states import TaskState
@@ -90,27 +95,66 @@ class Runner:
     def run(self) -> None:
         running: dict[Future, TaskRecord] = {}
         with ThreadPoolExecutor(self.slots) as pool:
-            while True:
-                job = self.job()
-                if job.canceled:
-                    break  # the cancel marker stops the running workers
-                scout_running = any(t.scout for t in running.values())
-                for task in self.queued():
-                    if len(running) >= self.slots or scout_running:
+            try:
+                while True:
+                    job = self.job()
+                    if job.canceled:
+                        break  # the cancel marker stops the running workers
+                    scout_running = any(t.scout for t in running.values())
+                    for task in self.queued():
+                        if len(running) >= self.slots or scout_running:
+                            break
+                        if task.index in {t.index for t in running.values()}:
+                            continue
+                        running[pool.submit(run_attempt, self.store, job, task,
+                                            self.threads)] = task
+                        scout_running = task.scout
+                    if not running:
                         break
-                    if task.index in {t.index for t in running.values()}:
-                        continue
-                    running[pool.submit(run_attempt, self.store, job, task, self.threads)] = task
-                    scout_running = task.scout
-                if not running:
-                    break
-                done, _ = wait(running, timeout=1.0, return_when=FIRST_COMPLETED)
-                for future in done:
-                    self.finish(running.pop(future), future.result())
+                    done, _ = wait(running, timeout=1.0, return_when=FIRST_COMPLETED)
+                    for future in done:
+                        self.finish(running.pop(future), future.result())
+            except BaseException:
+                # The store or the disk failed (a full disk): nothing could record what the
+                # other tasks render, so they stop now (their finished frames stay done).
+                stop_workers()
+                raise
+
+
+def stop_workers(grace: float = 5.0) -> None:
+    """TERM this runner's workers (each stops its Blender first), KILL what is left."""
+    children = psutil.Process().children(recursive=True)
+    for child in children:
+        with suppress(psutil.Error):
+            child.terminate()
+    _, alive = psutil.wait_procs(children, timeout=grace)
+    for child in alive:
+        with suppress(psutil.Error):
+            child.kill()
+
+
+def say(text: str) -> None:
+    """A line for runner.log; on a full disk even that may not be written, and that is no
+    reason to stop."""
+    with suppress(OSError):
+        print(f"{time.strftime('%F %T')} runner {os.getpid()} {text}", flush=True)
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run the job; a full disk or an unusable store is one line in runner.log, exit 1:
+    the frames recorded stay done, and `braas-globus resume` continues the job."""
     job_id = (argv or sys.argv[1:])[0]
+    try:
+        return run_job(job_id)
+    except (BraasError, OSError) as err:
+        if isinstance(err, OSError) and not is_disk_full_error(err):
+            raise
+        message = str(disk_full_error(err)) if isinstance(err, OSError) else str(err)
+        say(f"stops: {message}; `braas-globus resume {job_id}` continues the job")
+        return 1
+
+
+def run_job(job_id: str) -> int:
     settings = load_settings()
     store = Store(settings.store_path)
     job = store.job(job_id)
@@ -118,17 +162,17 @@ def main(argv: list[str] | None = None) -> int:
     try:
         fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
-        print(f"another runner already runs job {job_id}", flush=True)
+        say(f"stops: another runner already runs job {job_id}")
         return 0
     store.set_runner(job_id, os.getpid())
-    print(f"{time.strftime('%F %T')} runner {os.getpid()} starts job {job_id}", flush=True)
+    say(f"starts job {job_id}")
     try:
         Runner(store, job_id, settings.local_workers).run()
     finally:
-        if not store.job(job_id).canceled:
-            store.set_runner(job_id, None)
-        print(f"{time.strftime('%F %T')} runner {os.getpid()} ends: {store.job(job_id).state}",
-              flush=True)
+        with suppress(BraasError):  # a full disk refuses this too: the pid is checked anyway
+            if not store.job(job_id).canceled:
+                store.set_runner(job_id, None)
+    say(f"ends: {store.job(job_id).state}")
     return 0
 
 

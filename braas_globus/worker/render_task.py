@@ -18,7 +18,9 @@ and ``job/``. The entry point
 - checks every frame Blender reports, and writes one JSON record per event to
   stdout and to ``job/progress/task-NNNN.jsonl``;
 - stops Blender within a second when the job's cancel marker ``job/CANCEL``
-  appears or the walltime runs out.
+  appears or the walltime runs out;
+- on a full disk, stops and ends the attempt with the reason "the disk holding ... is
+  full" (the frames already rendered stay done), never a traceback.
 
 Exit codes: 0 all frames done, 1 some frames failed, 2 a bad task file,
 3 canceled, 4 walltime exceeded.
@@ -27,6 +29,7 @@ Exit codes: 0 all frames done, 1 some frames failed, 2 a bad task file,
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import os
 import re
@@ -53,6 +56,23 @@ CANCEL_MARKER = "job/CANCEL"
 IMAGE_BLENDER = Path("/opt/blender/blender.json")  # in the render image (fetch_blender.sh)
 EXIT_CODES = {"FINISHED": 0, "FAILED": 1, "CANCELED": 3, "TIMEOUT": 4}
 _ERROR_LINE = re.compile(r"(error|exception|traceback|out of memory|segmentation fault)", re.I)
+FULL_BELOW_BYTES = 1 << 20  # as braas_globus.disk: below this, a disk counts as full
+
+
+def is_disk_full_error(err: BaseException) -> bool:
+    return isinstance(err, OSError) and err.errno in (errno.ENOSPC, errno.EDQUOT)
+
+
+def disk_is_full(folder: Path) -> bool:
+    try:
+        return shutil.disk_usage(folder).free < FULL_BELOW_BYTES
+    except OSError:
+        return False
+
+
+def disk_full_reason(folder: Path, detail: str = "") -> str:
+    return (f"the disk holding {folder} is full{f' ({detail})' if detail else ''}: free space "
+            "there, then resume the job (the frames already rendered are kept)")
 
 
 def frame_file(out_dir: Path, frame: int) -> Path | None:
@@ -130,13 +150,19 @@ class TaskRun:
         self.stop_reason: str | None = None
         self.process: subprocess.Popen | None = None
         self.reported_missing: set[str] = set()
+        self.disk_full: OSError | None = None  # a write that failed for want of space
 
     def emit(self, record: dict) -> None:
         record = {"task": self.task["task"], "attempt": self.task.get("attempt", 1),
                   "time": round(time.time(), 3), **record}
         line = json.dumps(record)
-        with self.progress_path.open("a", encoding="utf-8") as progress:
-            progress.write(line + "\n")
+        try:
+            with self.progress_path.open("a", encoding="utf-8") as progress:
+                progress.write(line + "\n")
+        except OSError as err:
+            if not is_disk_full_error(err):
+                raise
+            self.disk_full = self.disk_full or err  # stdout still carries the record
         if self.emit_stdout:
             print(line, flush=True)
 
@@ -161,6 +187,19 @@ class TaskRun:
             self.process.kill()
 
     def run(self) -> dict:
+        """Run the attempt; its closing record. A full disk ends it, named, not a traceback."""
+        try:
+            return self._run()
+        except OSError as err:
+            if not is_disk_full_error(err):
+                raise
+            self.disk_full = err
+            self.stop("FAILED")  # Blender could not write its frames either
+            frames = parse_frames(self.task["frames"])
+            return self.finish("FAILED", [f for f in frames
+                                          if frame_file(self.out_dir, f) is None], "")
+
+    def _run(self) -> dict:
         for folder in (self.out_dir, self.log_path.parent, self.progress_path.parent):
             folder.mkdir(parents=True, exist_ok=True)
         frames = parse_frames(self.task["frames"])
@@ -273,6 +312,9 @@ class TaskRun:
             else:
                 reason = report.get("reason") or "the written file is not a valid image"
                 run.failed[frame] = reason
+                written = Path(report.get("file") or "")
+                if written.parent == self.out_dir and written.is_file():
+                    written.unlink()  # cut short (a full disk): no broken frame stays in out/
                 self.emit({"event": "frame", "frame": frame, "state": "failed",
                            "reason": reason})
         elif kind == "BRAAS_STOPPED":
@@ -289,6 +331,12 @@ class TaskRun:
             run.last_error = line.strip()
 
     def finish(self, state: str, missing: list[int], reason: str) -> dict:
+        if state == "FAILED" and (self.disk_full or disk_is_full(self.root)):
+            # A frame that failed on a full disk failed for that reason, whatever Blender said.
+            error = self.disk_full
+            detail = reason if error is None else \
+                f"{error.strerror}: {error.filename}" if error.filename else error.strerror
+            reason = disk_full_reason(self.root, detail)
         record = {"event": "end", "state": state, "missing": format_frames(missing),
                   "reason": reason}
         self.emit(record)
