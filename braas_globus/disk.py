@@ -1,12 +1,15 @@
-"""A full disk, said in one line: which disk, what was being written, how much was
-needed, what to do. Used by the store, the stager, the runner and the CLI (the worker,
-stdlib only, has its own few lines in ``worker/render_task.py``)."""
+"""Writing to disk: a file is written whole or not at all (``write_atomically``), and a
+full disk is said in one line: which disk, what was being written, how much was needed,
+what to do. Used by the store, the stager, the runner and the CLI (the worker, stdlib
+only, has its own few lines in ``worker/render_task.py``)."""
 
 from __future__ import annotations
 
 import errno
 import os
 import shutil
+import threading
+from collections.abc import Callable
 from pathlib import Path
 
 from .errors import RunError
@@ -15,6 +18,20 @@ from .settings import braas_home
 #: Below this much free space a disk counts as full: SQLite, the worker and the stager
 #: fail there with "disk I/O error" or a short write rather than always with ENOSPC.
 FULL_BELOW_BYTES = 1 << 20
+
+
+def write_atomically(path: Path, write: Callable[[Path], object]) -> None:
+    """``write(partial)``, then rename it to ``path``: never a half-written ``path``, and on
+    a failure (a full disk) no partial file left behind either. Each writer has its own
+    partial name, so processes writing the same file at once (submits of one scene, two
+    jobs staging one texture) never write into each other's."""
+    partial = path.with_name(f".{path.name}.{os.getpid()}-{threading.get_ident()}.partial")
+    try:
+        write(partial)
+        os.replace(partial, path)
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
 
 
 class DiskFullError(RunError):

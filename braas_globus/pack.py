@@ -32,6 +32,7 @@ from blender_asset_tracer.pack import Packer, progress
 
 from .blender import run_blender_script
 from .blender_scripts import STAGE_SCENE
+from .disk import write_atomically
 from .errors import RunError, UsageError
 from .project import ProjectRules
 from .spec import Mode
@@ -205,8 +206,8 @@ class PackPlan:
                 copy["sha256"] = sha256_file(path) if path.is_file() else None
             self.cache_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
             if packed:  # with the mode of the user's .blend, as the staged copy has it
-                _write_atomically(blend, lambda p: shutil.copy(self._staged_blend, p))
-            _write_atomically(record, lambda p: (p.write_text(json.dumps(report.__dict__)),
+                write_atomically(blend, lambda p: shutil.copy(self._staged_blend, p))
+            write_atomically(record, lambda p: (p.write_text(json.dumps(report.__dict__)),
                                                  p.chmod(0o600)))  # names the user's files
         return report
 
@@ -231,18 +232,6 @@ def _still_true(report: dict) -> bool:
     return all(c.get("sha256") and Path(c["file"]).is_file()
                and sha256_file(Path(c["file"])) == c["sha256"] for c in report["copied"]) \
         and not any(Path(m["file"]).exists() for m in report["missing"])
-
-
-def _write_atomically(path: Path, write) -> None:
-    """``write(partial)``, then rename it to ``path``: never a half-written ``path``, and on
-    a failure (a full disk) no ``.partial`` left behind either."""
-    partial = path.with_suffix(".partial")
-    try:
-        write(partial)
-        os.replace(partial, path)
-    except BaseException:
-        partial.unlink(missing_ok=True)
-        raise
 
 
 def _copy_private(source: Path, target: Path) -> None:

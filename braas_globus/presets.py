@@ -10,7 +10,6 @@ presets are kept in ``BRAAS_HOME/presets.json``.
 from __future__ import annotations
 
 import json
-import os
 import re
 from pathlib import Path, PurePosixPath
 from typing import Annotated, Literal
@@ -19,6 +18,7 @@ from uuid import UUID
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from .catalog import load_catalog
+from .disk import write_atomically
 from .errors import NotFoundError, UsageError
 
 _NAME = r"^[a-z0-9][a-z0-9_-]{0,47}$"
@@ -111,10 +111,8 @@ def load_cluster_presets(home: Path) -> dict[str, ClusterPreset]:
 def save_cluster_presets(home: Path, presets: dict[str, ClusterPreset]) -> None:
     path = _presets_file(home)
     path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_suffix(".partial")
-    partial.write_text(json.dumps({n: p.model_dump(mode="json") for n, p in presets.items()},
-                                  indent=1))
-    os.replace(partial, path)  # never a half-written presets file
+    text = json.dumps({n: p.model_dump(mode="json") for n, p in presets.items()}, indent=1)
+    write_atomically(path, lambda partial: partial.write_text(text))
 
 
 def list_presets(home: Path) -> list[Preset]:

@@ -21,12 +21,18 @@ from typing import Protocol
 from . import collect
 from .blender import find_blender, run_blender_script
 from .blender_scripts import MAKE_DEMO_SCENE
-from .dispatch import Backend, backend_for
 from .catalog import load_catalog
+from .dispatch import Backend, backend_for
 from .endpoint_config import user_config_for
 from .errors import RunError, StagingError, UsageError
-from .pack import (MANIFEST_NAME, MissingAssetsError, PackPlan, StageReport, build_manifest,
-                   manifest_to_json)
+from .pack import (
+    MANIFEST_NAME,
+    MissingAssetsError,
+    PackPlan,
+    StageReport,
+    build_manifest,
+    manifest_to_json,
+)
 from .plan import assign_presets, plan_tasks
 from .presets import get_preset
 from .project import ProjectRules, find_project_root, within
@@ -339,7 +345,7 @@ class Service:
         if destination != job.folder:
             for sub in ("out", "log", "job"):
                 shutil.copytree(job.folder / sub, destination / sub, dirs_exist_ok=True,
-                                ignore=shutil.ignore_patterns(".partial", "runner.lock"))
+                                ignore=shutil.ignore_patterns(".partial*", "runner.lock"))
         return collect.verify_download(job, destination)
 
     # --- demo -------------------------------------------------------------------------

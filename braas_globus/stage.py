@@ -18,8 +18,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Protocol
 
+from .disk import DiskFullError, disk_full_message, is_disk_full_error, write_atomically
 from .pack import Manifest
-from .disk import DiskFullError, disk_full_message, is_disk_full_error
 
 
 def object_name(sha256: str) -> str:
@@ -60,10 +60,8 @@ class LocalStager:
                 if not stored.exists():
                     for folder in (self.objects_dir, stored.parent):
                         folder.mkdir(mode=0o700, parents=True, exist_ok=True)
-                    partial = stored.with_suffix(".partial")
-                    _copy_whole(source, partial)
-                    os.chmod(partial, mode)
-                    os.replace(partial, stored)
+                    write_atomically(stored, lambda partial: (
+                        shutil.copyfile(source, partial), os.chmod(partial, mode)))
                     copied += entry.size
                 elif stat.S_IMODE(stored.stat().st_mode) & ~mode:
                     os.chmod(stored, stat.S_IMODE(stored.stat().st_mode) & mode)
@@ -85,17 +83,8 @@ def _disk_full_named(folder: Path, relative: str, size: int) -> Iterator[None]:
         raise DiskFullError(disk_full_message(folder, what=relative, needed=size)) from None
 
 
-def _copy_whole(source: Path, destination: Path) -> None:
-    """Copy, or leave nothing: a copy cut short (a full disk) is removed."""
-    try:
-        shutil.copyfile(source, destination)
-    except BaseException:
-        destination.unlink(missing_ok=True)
-        raise
-
-
 def _link_or_copy(source: Path, destination: Path) -> None:
     try:
         os.link(source, destination)
     except OSError:  # another file system, or no hard links: a plain copy still works
-        _copy_whole(source, destination)
+        write_atomically(destination, lambda partial: shutil.copyfile(source, partial))

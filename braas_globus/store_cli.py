@@ -21,10 +21,10 @@ JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON on stdout, fo
 
 def _run(as_json: bool, command: Callable[..., Any]) -> Any:
     from .cli import write_crash_report
+    from .disk import disk_full_error, is_disk_full_error
     from .errors import BraasError, UsageError
     from .output import Output
     from .settings import load_settings
-    from .disk import disk_full_error, is_disk_full_error
 
     out = Output(as_json)
     try:

@@ -22,6 +22,7 @@ from pathlib import Path
 
 from .blender import find_blender
 from .collect import progress_records, valid_frames_on_disk
+from .disk import DiskFullError, is_disk_full_error
 from .errors import BraasError, RunError
 from .pack import MANIFEST_NAME
 from .plan import assign_presets, plan_tasks
@@ -29,7 +30,6 @@ from .presets import get_preset
 from .scene_info import read_scene_info
 from .settings import Settings
 from .states import TaskState
-from .disk import DiskFullError, is_disk_full_error
 from .store import SCHEMA_VERSION, Store, StoreError, connect_read_only, job_folders
 from .worker.frames import FrameSpecError, format_frames, parse_frames
 from .worker.render_task import CANCEL_MARKER

@@ -89,7 +89,7 @@ def heavy_scene(tmp_path_factory) -> Path:
 
 
 def frames_in(root: Path) -> list[str]:
-    """Files in out/; Blender writes into out/.partial/ and moves each finished frame out."""
+    """Files in out/; Blender writes into out/.partial-PID/ and moves each finished frame out."""
     return sorted(p.name for p in (root / "out").iterdir() if not p.name.startswith("."))
 
 

@@ -319,7 +319,8 @@ def test_hostile_worker_records_on_stdout_count_no_frame(cli, home, tmp_path, mo
     monkeypatch.setattr(local_runner, "RENDER_TASK", worker)
 
     capsys.readouterr()
-    local_runner.Runner(store, job_id, slots=1).run()
+    local_runner.Runner(store, job_id, slots=1,
+                        machine_slots=local_runner.MachineSlots(home / "slots", 1)).run()
     ignored = [text for text in capsys.readouterr().out.splitlines()
                if text.startswith("task 0: ignored a worker record: ")]
     assert len(ignored) == len(HOSTILE_LINES) + 1

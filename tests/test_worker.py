@@ -74,7 +74,7 @@ def test_renders_every_frame_with_only_the_stdlib(job_root, copied_worker):
     progress = (job_root / "job" / "progress" / "task-0000.jsonl").read_text().splitlines()
     assert [json.loads(line)["event"] for line in progress].count("frame") == 6
     assert "task 0 attempt 1" in (job_root / "log" / "task-0000.log").read_text()
-    assert not list((job_root / "out" / ".partial").iterdir())
+    assert not [p.name for p in (job_root / "out").iterdir() if p.name.startswith(".")]
 
 
 def test_frames_already_done_are_skipped_and_a_broken_one_rendered_again(job_root, copied_worker):

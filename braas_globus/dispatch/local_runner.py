@@ -7,6 +7,9 @@ Records from the worker update the store as they arrive. A task that fails or
 runs out of walltime is tried again, up to the job's retries; the worker skips
 the frames already done, so a retry renders only what is missing. A scout task
 runs alone first; if it fails for good, the rest of the job is not rendered.
+
+However many jobs run, this machine renders at most ``local_workers`` tasks at once: a
+task starts only once it holds one of the machine's slots (``MachineSlots``).
 """
 
 from __future__ import annotations
@@ -20,10 +23,10 @@ import time
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from contextlib import suppress
 from pathlib import Path
+from typing import IO
 
 import psutil
 
-from . import task_description
 from ..disk import disk_full_error, is_disk_full_error
 from ..errors import BraasError
 from ..records import EndRecord, FrameRecord, JobScope, RecordError, bounded_lines, parse_line
@@ -32,6 +35,7 @@ from ..states import TaskState
 from ..store import JobRecord, Store, TaskRecord
 from ..worker import render_task
 from ..worker.frames import parse_frames
+from . import task_description
 
 RENDER_TASK = Path(render_task.__file__).resolve()
 
@@ -47,12 +51,48 @@ def task_file(job: JobRecord, task: TaskRecord, attempt: int, threads: int) -> P
     return path
 
 
-def run_attempt(store: Store, job: JobRecord, task: TaskRecord, threads: int) -> dict:
-    """Run one attempt of ``task``; return the worker's closing record."""
+class MachineSlots:
+    """The machine's render slots, shared by every job's runner: slot K is a lock on
+    ``BRAAS_HOME/slots/slot-K.lock``. The worker inherits the lock, so a slot is free
+    again when the worker ends, or the kernel frees it when the holders die."""
+
+    def __init__(self, folder: Path, count: int, poll_seconds: float = 0.25) -> None:
+        self.folder = folder
+        self.count = count
+        self.poll_seconds = poll_seconds
+
+    def take(self, give_up) -> IO | None:
+        """An open, locked slot file; None once ``give_up()`` says so (a cancel)."""
+        self.folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+        while True:
+            for number in range(self.count):
+                slot = (self.folder / f"slot-{number}.lock").open("a")
+                try:
+                    fcntl.flock(slot, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    return slot
+                except BlockingIOError:
+                    slot.close()
+            if give_up():
+                return None
+            time.sleep(self.poll_seconds)
+
+
+def run_attempt(store: Store, job: JobRecord, task: TaskRecord, threads: int,
+                slots: MachineSlots) -> dict:
+    """Run one attempt of ``task`` once a slot is free; return the worker's closing record."""
+    slot = slots.take(give_up=lambda: store.job(job.id).canceled)
+    if slot is None:  # the task stays as the cancel left it
+        return {"state": "CANCELED", "reason": "canceled before it started"}
+    with slot:
+        return _run_in_slot(store, job, task, threads, slot)
+
+
+def _run_in_slot(store: Store, job: JobRecord, task: TaskRecord, threads: int, slot) -> dict:
     attempt = store.start_task(job.id, task.index)
     path = task_file(job, task, attempt, threads)
     process = subprocess.Popen([sys.executable, str(RENDER_TASK), str(path)],
-                               stdout=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True)
+                               stdout=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True,
+                               pass_fds=(slot.fileno(),))
     end = {"state": "FAILED", "reason": "the worker stopped without a closing record"}
     scope = JobScope(job.folder, {task.index: frozenset(parse_frames(task.frames))})
     assert process.stdout is not None
@@ -73,10 +113,12 @@ def run_attempt(store: Store, job: JobRecord, task: TaskRecord, threads: int) ->
 
 
 class Runner:
-    def __init__(self, store: Store, job_id: str, slots: int) -> None:
+    def __init__(self, store: Store, job_id: str, slots: int,
+                 machine_slots: MachineSlots) -> None:
         self.store = store
         self.job_id = job_id
         self.slots = slots
+        self.machine_slots = machine_slots
         cores = os.cpu_count() or 1
         self.threads = max(1, cores // slots) if slots > 1 else 0  # 0: Blender uses every core
 
@@ -107,7 +149,7 @@ class Runner:
                         if task.index in {t.index for t in running.values()}:
                             continue
                         running[pool.submit(run_attempt, self.store, job, task,
-                                            self.threads)] = task
+                                            self.threads, self.machine_slots)] = task
                         scout_running = task.scout
                     if not running:
                         break
@@ -167,7 +209,8 @@ def run_job(job_id: str) -> int:
     store.set_runner(job_id, os.getpid())
     say(f"starts job {job_id}")
     try:
-        Runner(store, job_id, settings.local_workers).run()
+        Runner(store, job_id, settings.local_workers,
+               MachineSlots(settings.home / "slots", settings.local_workers)).run()
     finally:
         with suppress(BraasError):  # a full disk refuses this too: the pid is checked anyway
             if not store.job(job_id).canceled:

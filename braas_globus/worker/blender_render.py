@@ -21,6 +21,7 @@ is not trusted, so the worker renders the remaining frames in a fresh Blender.
 import argparse
 import json
 import os
+import shutil
 import sys
 import time
 
@@ -138,8 +139,17 @@ def main() -> int:
     use_still_image_output(scene)
     scene.render.use_file_extension = True
 
-    partial_dir = os.path.join(args.out, ".partial")
+    # Blender writes each frame here first, then it moves into out/ whole. One folder per
+    # Blender (tasks of a job run side by side), gone when it ends.
+    partial_dir = os.path.join(args.out, f".partial-{os.getpid()}")
     os.makedirs(partial_dir, exist_ok=True)
+    try:
+        return render_frames(scene, frames, args, partial_dir)
+    finally:
+        shutil.rmtree(partial_dir, ignore_errors=True)
+
+
+def render_frames(scene, frames: list[int], args, partial_dir: str) -> int:
     for frame in frames:
         if args.cancel_marker and os.path.exists(args.cancel_marker):
             print("braas: cancel marker found, stopping", flush=True)
