@@ -8,8 +8,8 @@
     objects/         content-addressed copies of staged files (sha256), shared by jobs
 
 config.toml keys: ``blender`` (path to a Blender executable), ``local_workers``
-(how many tasks the local backend runs at once; default 1, since Cycles already
-uses every core), ``globus_client_id`` (the Globus native app's client id;
+(how many tasks this machine renders at once, over all its jobs; default 1, since
+Cycles already uses every core), ``globus_client_id`` (the Globus native app's client id;
 ``BRAAS_GLOBUS_CLIENT_ID`` overrides it), ``project_root`` (a folder holding your projects:
 scenes inside it may stage any file inside it; see ``project.py``).
 """
