@@ -210,3 +210,35 @@ def test_bad_submit_to_a_centre(cli, home, scene, case, preset, args, words):
     assert len(lines) == 1 and words in lines[0], result.stderr
     assert nothing_written(home)
     assert not (home / "staging").exists() or not any((home / "staging").iterdir())
+
+
+def _submit_fuzz_cases():
+    from hypothesis import strategies as st
+
+    text = st.text(st.characters(codec="utf-8", exclude_characters="\x00"), max_size=40)
+    numbers = st.one_of(st.integers(-10**6, 10**6).map(str), text)
+    return st.fixed_dictionaries({}, optional={
+        "--frames": st.one_of(text, st.from_regex(r"[0-9,:\- ]{1,20}", fullmatch=True)),
+        "--project": text, "--email": text, "--walltime": numbers, "--max-jobs": numbers,
+        "--retries": numbers, "--device": text, "--mode": text, "--project-root": text})
+
+
+def test_fuzz_every_submit_option_is_one_line_and_exit_2(cli, home, scene):
+    """Whatever the options say, a submit to a preset that does not exist ends in one line
+    and exit 2 (the option's rule, or the unknown preset once all else is valid), and
+    writes nothing; no input reaches a traceback."""
+    from hypothesis import HealthCheck, given, settings
+
+    blend = scene("anim6")
+
+    @settings(max_examples=150, deadline=None,
+              suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+    @given(options=_submit_fuzz_cases())
+    def check(options):
+        args = [part for option, value in options.items() for part in (option, value)]
+        result = cli("submit", blend, *args, "--preset", "nowhere")
+        assert result.code == 2 and "Traceback" not in result.stderr, result.stderr
+        assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+        assert nothing_written(home)
+
+    check()
