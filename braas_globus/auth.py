@@ -486,6 +486,10 @@ def logout() -> dict[str, Any]:
             except (GlobusAPIError, globus_sdk.NetworkError):
                 not_revoked.add(data.resource_server)
     app.storage.clear()
+    from .dispatch.globus import functions_record
+
+    # Registered by this identity, private to it: the next login registers its own.
+    functions_record(load_settings().home).unlink(missing_ok=True)
     _forget_app(app)
     return {"was_logged_in": bool(stored), "resource_servers": sorted(stored),
             "tokens_revoked": revoked, "not_revoked": sorted(not_revoked),

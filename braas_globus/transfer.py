@@ -116,8 +116,11 @@ class JobTransfers:
             raise RunError(f"cannot list {path} at {self.preset.cluster}: {err.message}") from err
         names = []
         for entry in listing:
-            if entry["type"] != "file":
-                continue  # only plain files come back; never links or folders
+            # Globus lists a link to a file as type "file" with a link_target (a transfer
+            # would copy what it points at), a broken one as "invalid_symlink": only plain
+            # files come back, never links or folders.
+            if entry.get("type") != "file" or entry.get("link_target"):
+                continue
             name, size = entry["name"], entry.get("size")
             # fullmatch: with match, "$" also matches before a trailing newline.
             if not isinstance(name, str) or not names_written.fullmatch(name):
@@ -151,8 +154,9 @@ class JobTransfers:
                 return TransferOutcome(task_id, task["files"], task["files_skipped"],
                                        task["bytes_transferred"])
             if status in ("FAILED", "INACTIVE"):
-                reason = task.get("nice_status") or task.get("fatal_error", {}).get("code") \
-                    or status
+                fatal = task.get("fatal_error") or {}  # null while none, not absent
+                reason = task.get("nice_status") or fatal.get("description") \
+                    or fatal.get("code") or status
                 raise StagingError(f"the transfer to {what} {status.lower()} ({reason}; "
                                    f"Globus task {task_id}); fix it, then `braas-globus resume`")
             if task.get("is_paused"):

@@ -1,7 +1,7 @@
-"""Jobs at a centre through Globus, offline: real SDK clients and Executor, our code,
+"""Jobs at a centre through Globus, offline: real SDK clients, our code,
 real Blender on a real endpoint engine; the Globus web services are STAND-INS
-(tests/stand_ins/globus_services.py), and the AMQP result stream of the cloud relay is
-not used (results are read with `get_batch_result`, as `refresh` does in production).
+(tests/stand_ins/globus_services.py). braas-globus uses no AMQP result stream: tasks go as
+one batch, results are read with `get_batch_result`, as `refresh` does in production.
 """
 
 from __future__ import annotations
@@ -32,27 +32,11 @@ LUMI_ENDPOINT = str(uuid.UUID(int=4))
 LUMI = str(uuid.UUID(int=5))
 
 
-class _NoResultStream:
-    """The Executor's AMQP result watcher is part of the cloud relay: not started here."""
-
-    def watch_for_task_results(self, executor, futures):
-        return None
-
-    def is_alive(self):
-        return False
-
-    def shutdown(self, *args, **kwargs):
-        return None
-
-    def join(self, *args, **kwargs):
-        return None
-
-
 @pytest.fixture
 def centre(home, tmp_path, monkeypatch):
     """A preset `karolina-cpu` whose centre is a folder here, reached through the stand-ins."""
     from globus_compute_endpoint.engines import ThreadPoolEngine
-    from globus_compute_sdk import Client, Executor
+    from globus_compute_sdk import Client
 
     centre_dir = tmp_path / "centre"
     centre_dir.mkdir()
@@ -74,7 +58,6 @@ def centre(home, tmp_path, monkeypatch):
                         staticmethod(lambda: globus_sdk.TransferClient(authorizer=token)))
     monkeypatch.setattr(GlobusBackend, "make_compute_client",
                         staticmethod(lambda: Client(do_version_check=False, authorizer=token)))
-    monkeypatch.setattr(Executor, "_get_result_watcher", lambda self: _NoResultStream())
     with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
         transfer = TransferStandIn(mock, {MINE: Path("/"), CENTRE: Path("/"), LUMI: Path("/")})
         compute = ComputeStandIn(mock, engines)
@@ -230,6 +213,8 @@ def test_the_compute_service_refusing_a_submit_is_reported(cli, scene, centre):
     result = cli("submit", scene("anim6"), "--preset", "karolina-cpu")
     assert result.code == 1
     assert "refused" in result.stderr and "403" in result.stderr
+    (function_id,) = centre.compute.functions  # named, for the centre's allowed_functions
+    assert f"function {function_id}" in result.stderr
     assert globus_backend  # imported: the message comes from the backend
 
 
@@ -300,3 +285,40 @@ def test_with_one_slot_the_scout_frames_render_first_in_the_one_task(cli, scene,
     order = [r["frame"] for r in progress_records(Path(job["folder"]))
              if r.get("event") == "frame" and r.get("state") == "done"]
     assert order[:3] == [1, 7, 12] and sorted(order) == list(range(1, 13))
+
+def test_a_submit_returns_holding_no_thread_and_every_job_runs_one_function(cli, scene,
+                                                                             centre):
+    """The CLI is done once the service has the tasks: no thread of the submit outlives
+    it (an SDK Executor's result watcher would, until the renders end). Every job sends
+    the one registered function, as a centre's allowed_functions needs."""
+    import threading
+
+    blend = scene("anim6")
+    first = submit(cli, blend, "--frames", "1")
+    centre.compute.wait_all()  # the centre's engine has started its worker thread
+    before = set(threading.enumerate())
+    second = submit(cli, blend, "--frames", "2")
+    assert second["state"] in ("QUEUED", "RUNNING")
+    assert [t for t in set(threading.enumerate()) - before if t.is_alive()] == []
+    centre.compute.wait_all()
+    assert len(centre.compute.functions) == 1
+    sent = {fn for batch in centre.compute.submissions for fn in batch["tasks"]}
+    assert sent == set(centre.compute.functions)
+    for job in (first, second):
+        assert cli("download", job["id"]).code == 0
+        assert cli("info", job["id"], "--json").json()["state"] == "FINISHED"
+
+
+def test_download_brings_back_no_link_the_centre_lists(cli, scene, centre):
+    """Globus lists a link as what it points at (a "file" with a link_target), or a broken
+    one as "invalid_symlink"; a transfer would copy the target. None comes back."""
+    job = submit(cli, scene("anim6"), "--frames", "1")
+    centre.compute.wait_all()
+    out = centre.dir / "jobs" / job["id"] / "out"
+    (out / "000002.png").symlink_to("/etc/passwd")
+    (out / "000003.png").symlink_to(out.parent)
+    (out / "000004.png").symlink_to(out / "gone")
+    result = cli("download", job["id"], "--json")
+    assert result.code == 0, result.stderr
+    assert frame_files(Path(job["folder"])) == ["000001.png"]
+    assert result.json()["frames_valid"] == 1

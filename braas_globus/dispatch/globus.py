@@ -1,9 +1,9 @@
 """Render at an HPC centre: tasks go to the centre's Globus Compute endpoint.
 
-``start`` sends each queued task with globus-compute-sdk's Executor (the function is
-``compute_task.render_on_worker``), with a ``user_endpoint_config`` built from the
-preset and the job and checked against the centre's own schema first. Task ids are
-stored as soon as the service returns them, so ``refresh`` in any later process reads
+``start`` sends the queued tasks as one batch (``Client.batch_run``) of the registered
+function ``compute_task.render_on_worker``, with a ``user_endpoint_config`` built from
+the preset and the job and checked against the centre's own schema first. The service
+answers with the task ids, stored at once, so ``refresh`` in any later process reads
 states and results from the service (``Client.get_batch_result``). Results are the
 worker's small closing record; frames come back by Transfer (``collect``).
 
@@ -16,10 +16,14 @@ in all, about the time a small transfer takes (typically 5-30 s).
 from __future__ import annotations
 
 import functools
+import hashlib
+import inspect
+import json
 import logging
-import time
+from pathlib import Path
 
 from ..catalog import load_catalog
+from ..disk import write_atomically
 from ..endpoint_config import user_config_for
 from ..errors import RunError
 from ..presets import ClusterPreset
@@ -29,11 +33,15 @@ from ..states import TaskState
 from ..store import JobRecord, Store, TaskRecord
 from ..transfer import JobTransfers
 from ..worker.frames import parse_frames
-from . import task_description
+from . import compute_task, task_description
 from .compute_task import render_on_worker
 
-_TASK_ID_WAIT_S = 60
 logger = logging.getLogger(__name__)
+
+
+def functions_record(home: Path) -> Path:
+    """The function ids this login registered (``GlobusBackend.function_id``)."""
+    return home / "globus" / "functions.json"
 
 
 def _globus_errors(method):
@@ -123,27 +131,52 @@ class GlobusBackend:
             queued = [t for t in queued if t.scout]  # the rest waits for the scout frames
         if not queued:
             return
-        from globus_compute_sdk import Executor
+        # One batch, answered with its task ids: no Executor, whose result-watching thread
+        # (and exit hook) would keep the CLI alive until the renders end.
+        function_id = self.function_id()
+        batch = self.compute.create_batch(user_endpoint_config=self.user_endpoint_config(job))
+        for task in queued:
+            batch.add(function_id, args=(self.task_payload(job, task, task.attempts + 1),
+                                         self.remote_root(job)))
+        import globus_sdk
+
+        try:
+            answer = self.compute.batch_run(str(self.preset.endpoint_id), batch)
+        except globus_sdk.GlobusAPIError as err:
+            if err.http_status == 401:
+                raise  # an expired login: `braas-globus login` (see _globus_errors)
+            raise RunError(f"{self.preset.name}: the Compute service refused the tasks "
+                           f"(function {function_id}): {err.http_status} {err.code}: "
+                           f"{err.message}") from None
+        task_ids = answer["tasks"][function_id]
+        if len(task_ids) != len(queued):
+            raise RunError(f"the Compute service accepted {len(task_ids)} of {len(queued)} "
+                           "tasks; `braas-globus resume` sends the rest")
+        for task, task_id in zip(queued, task_ids):
+            self.store.start_task(job.id, task.index, backend_id=str(task_id))
+
+    def function_id(self) -> str:
+        """``render_on_worker``'s id at the Compute service, registered once for each
+        version of its source and recorded (``BRAAS_HOME/globus/functions.json``): the
+        same id for every job, as a centre's ``allowed_functions`` needs."""
         from globus_compute_sdk.serialize import ComputeSerializer, DillCodeSource
 
-        config = self.user_endpoint_config(job)
-        # By source: a centre's worker has no braas_globus to import the function from.
-        serializer = ComputeSerializer(strategy_code=DillCodeSource())
-        executor = Executor(endpoint_id=str(self.preset.endpoint_id), client=self.compute,
-                            user_endpoint_config=config, label=f"braas {job.id}",
-                            serializer=serializer)
+        digest = hashlib.sha256(inspect.getsource(compute_task).encode()).hexdigest()
+        record = functions_record(self.settings.home)
         try:
-            sent = []
-            for task in queued:
-                attempt = task.attempts + 1
-                future = executor.submit(render_on_worker,
-                                         self.task_payload(job, task, attempt),
-                                         self.remote_root(job))
-                sent.append((task, future))
-            for task, future in sent:
-                self.store.start_task(job.id, task.index, backend_id=_task_id(future))
-        finally:
-            executor.shutdown(wait=False, cancel_futures=True)
+            known = json.loads(record.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            known = {}
+        if isinstance(known, dict) and isinstance(known.get(digest), str):
+            return known[digest]
+        # By source: a centre's worker has no braas_globus to import the function from.
+        self.compute.fx_serializer = ComputeSerializer(strategy_code=DillCodeSource())
+        function_id = str(self.compute.register_function(
+            render_on_worker, description="braas-globus: render one task of frames"))
+        record.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        text = json.dumps({digest: function_id})
+        write_atomically(record, lambda partial: partial.write_text(text, encoding="utf-8"))
+        return function_id
 
     @_globus_errors
     def refresh(self, job: JobRecord) -> str | None:
@@ -214,17 +247,3 @@ class GlobusBackend:
                                         file=record.file, seconds=record.seconds)
         if progress.rejected.count:
             logger.warning("%s: %s", self.preset.name, progress.rejected.note())
-
-
-def _task_id(future) -> str:
-    """The service's id for a submitted task, as soon as the Executor has it."""
-    deadline = time.monotonic() + _TASK_ID_WAIT_S
-    while future.task_id is None:
-        if future.done() and future.exception() is not None:
-            raise RunError(f"the Compute service refused the task: {future.exception()}")
-        if time.monotonic() > deadline:
-            raise RunError("the Compute service did not acknowledge the tasks in "
-                           f"{_TASK_ID_WAIT_S} s; `braas-globus resume` sends them again")
-        time.sleep(0.05)
-    return str(future.task_id)
-

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 import shutil
 import threading
@@ -99,16 +100,27 @@ class TransferStandIn:
         if not folder.is_dir():
             return 404, {}, json.dumps({"code": "ClientError.NotFound",
                                         "message": f"Directory '{path}' not found"})
-        entries = [{"DATA_TYPE": "file", "name": p.name,
-                    "type": "dir" if p.is_dir() else ("link" if p.is_symlink() else "file"),
-                    "size": p.stat().st_size if p.is_file() else 0}
-                   for p in sorted(folder.iterdir())]
+        entries = [_ls_entry(p) for p in sorted(folder.iterdir())]
         return 200, {}, json.dumps({"DATA_TYPE": "file_list", "DATA": entries, "path": path})
 
     def _endpoint(self, request):
         collection = request.url.rsplit("/", 1)[1]
         return 200, {}, json.dumps({"DATA_TYPE": "endpoint", "id": collection,
                                     "display_name": f"stand-in {collection[:8]}"})
+
+
+def _ls_entry(path: Path) -> dict:
+    """One entry as Globus lists it: there is no type "link"; a link is listed as what it
+    points at, with its link_target, and a broken one as "invalid_symlink"."""
+    entry = {"DATA_TYPE": "file", "name": path.name, "size": 0, "link_target": None}
+    if path.is_symlink():
+        entry["link_target"] = os.readlink(path)
+        if not path.exists():
+            return {**entry, "type": "invalid_symlink"}
+    entry["type"] = "dir" if path.is_dir() else "file"
+    if entry["type"] == "file":
+        entry["size"] = path.stat().st_size
+    return entry
 
 
 class ComputeStandIn:
