@@ -27,6 +27,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # sibling stdlib modules
 from frames import parse_frames  # noqa: E402
+from image_check import is_valid_image  # noqa: E402
 
 import bpy  # noqa: E402
 import preflight  # noqa: E402
@@ -162,6 +163,10 @@ def render_frames(scene, frames: list[int], args, partial_dir: str) -> int:
             bpy.ops.render.render(write_still=True)
             written = scene.render.filepath
             final = os.path.join(args.out, name)
+            # Blender may write a file cut short (a full disk) without raising: only a
+            # whole image enters out/, however this process is stopped afterwards.
+            if not is_valid_image(written):
+                raise OSError(f"Blender wrote {name} incompletely (is the disk full?)")
             os.replace(written, final)
         except (RuntimeError, OSError) as err:
             report("FRAME", frame=frame, state="failed", reason=str(err).strip())
