@@ -76,6 +76,7 @@ def assert_whole(home: Path, jobs: list) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(900)  # 51 renders one after another: about 2 minutes on 2 cores
 def test_fifty_submits_at_once_all_render_and_share_the_machine(home, scene):
     blend = scene("anim6")
     # One submit first, as a user's first try of a scene: the fifty that follow find its
