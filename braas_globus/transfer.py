@@ -40,15 +40,22 @@ class TransferOutcome:
     bytes_transferred: int
 
 
+#: Globus retries a fault (an offline Globus Connect Personal, a permission denied) for up
+#: to a day with the task ACTIVE; a job waits this long on one, then cancels the transfer.
+STUCK_AFTER_S = 30 * 60
+_NO_FAULT = (None, "", "OK", "Queued")
+
+
 class JobTransfers:
     """The transfers of one job between the user's collection and the preset's centre."""
 
     def __init__(self, client: globus_sdk.TransferClient, preset: ClusterPreset, home: Path,
-                 poll_seconds: float = 2.0) -> None:
+                 poll_seconds: float = 2.0, stuck_after_s: float | None = None) -> None:
         self.client = client
         self.preset = preset
         self.home = home
         self.poll_seconds = poll_seconds
+        self.stuck_after_s = STUCK_AFTER_S if stuck_after_s is None else stuck_after_s
 
     # --- paths ------------------------------------------------------------------------
     def local_path(self, path: Path) -> str:
@@ -141,12 +148,19 @@ class JobTransfers:
 
     def wait(self, task_id: str, what: str, reporter=None,
              total_bytes: int = 0) -> TransferOutcome:
-        """Follow a transfer to its end, showing files and bytes as they move."""
+        """Follow a transfer to its end, showing files and bytes as they move, and what
+        Globus is retrying; a fault that lasts ``stuck_after_s`` cancels it."""
+        fault_since = None
         while True:
             task = self.client.get_task(task_id)
+            # Globus's own words for a fault it retries ("Globus Connect Personal is not
+            # connected"), with its code when it gives no words.
+            fault = None if task.get("nice_status") in _NO_FAULT else \
+                str(task.get("nice_status_short_description") or task["nice_status"])[:200]
             if reporter is not None:
                 moved = (task.get("files_transferred") or 0) + (task.get("files_skipped") or 0)
-                reporter.step(f"{what}: {moved}/{task.get('files') or '?'} files")
+                reporter.step(f"{what}: {moved}/{task.get('files') or '?'} files"
+                              + (f"; Globus retries: {fault}" if fault else ""))
                 reporter.progress(task["bytes_transferred"],
                                   max(total_bytes, task["bytes_transferred"]))
             status = task["status"]
@@ -162,4 +176,10 @@ class JobTransfers:
             if task.get("is_paused"):
                 raise StagingError(f"the transfer to {what} is paused by a collection "
                                    f"administrator (Globus task {task_id})")
+            fault_since = (fault_since or time.monotonic()) if fault else None
+            if fault and time.monotonic() - fault_since >= self.stuck_after_s:
+                self.client.cancel_task(task_id)  # nothing keeps moving behind a resume
+                raise StagingError(f"the transfer to {what} is stuck: {fault} (Globus task "
+                                   f"{task_id}, cancelled after {self.stuck_after_s:.0f} s); "
+                                   "fix it, then `braas-globus resume`")
             time.sleep(self.poll_seconds)

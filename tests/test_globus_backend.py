@@ -142,7 +142,7 @@ def test_a_failed_transfer_is_a_clear_error_and_the_job_resumes(cli, scene, cent
     centre.transfer.fail_next = "PERMISSION_DENIED"
     result = cli("submit", scene("anim6"), "--preset", "karolina-cpu")
     assert result.code == 1
-    assert "failed (PERMISSION_DENIED" in result.stderr and "resume" in result.stderr
+    assert "failed (permission_denied (stand-in)" in result.stderr and "resume" in result.stderr
     (job,) = cli("list", "--json").json()
     assert job["state"] == "CONFIGURING"
     assert not centre.compute.submissions
@@ -322,3 +322,25 @@ def test_download_brings_back_no_link_the_centre_lists(cli, scene, centre):
     assert result.code == 0, result.stderr
     assert frame_files(Path(job["folder"])) == ["000001.png"]
     assert result.json()["frames_valid"] == 1
+
+
+def test_a_transfer_globus_keeps_retrying_is_named_then_cancelled_and_resumable(
+        cli, scene, centre, monkeypatch):
+    """Globus retries a fault with the task ACTIVE (for up to a day): the user sees its
+    words, and after the job's bound the transfer is cancelled at Globus, nothing left
+    moving, and the job resumes."""
+    from braas_globus import transfer
+
+    monkeypatch.setattr(transfer, "STUCK_AFTER_S", 1.0)
+    centre.transfer.retry_next = ("GC_NOT_CONNECTED", "Globus Connect Personal is not "
+                                                      "connected")
+    result = cli("submit", scene("anim6"), "--preset", "karolina-cpu")
+    assert result.code == 1
+    (line,) = result.stderr.strip().splitlines()
+    assert "stuck: Globus Connect Personal is not connected" in line and "resume" in line
+    assert len(centre.transfer.canceled) == 1 and not centre.compute.submissions
+    (job,) = cli("list", "--json").json()
+    assert job["state"] == "CONFIGURING"
+    assert cli("resume", job["id"]).code == 0
+    centre.compute.wait_all()
+    assert cli("info", job["id"], "--json").json()["state"] == "FINISHED"

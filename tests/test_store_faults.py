@@ -216,6 +216,10 @@ def test_a_full_disk_while_rendering_keeps_the_frames_done_and_the_job_resumes(
         (task.reason or "").startswith("the disk holding"), (log, task)
     assert len(done) >= 3 and all(is_valid_image(folder / file) for file in done.values())
     assert all(is_valid_image(p) for p in (folder / "out").glob("*.png"))  # nothing cut short
+    for args in (["list", "--json"], ["info", job["id"], "--json"]):  # its runner is gone
+        result = cli(*args)
+        assert result.code == 0 and "Traceback" not in result.stderr, (args, result.stderr)
+    assert "not rendering" in (cli("info", job["id"], "--json").json()["warning"] or "")
 
     free_up(home)
     resumed = cli("resume", job["id"], "--wait", "--json")

@@ -20,7 +20,7 @@ import psutil
 
 from ..settings import Settings
 from ..states import TaskState
-from ..store import JobRecord, Store
+from ..store import JobRecord, Store, StoreError
 from ..worker.render_task import CANCEL_MARKER
 
 RUNNER_MODULE = "braas_globus.dispatch.local_runner"
@@ -80,13 +80,22 @@ class LocalBackend:
         mine = self.store.tasks(job.id, preset=self.name)
         if job.canceled or all(t.state.is_final for t in mine) or runner_alive(job):
             return None
+        warning = (f"job {job.id} is not rendering (its local runner stopped); "
+                   f"continue it with `braas-globus resume {job.id}`")
         running = [t.index for t in mine if t.state is TaskState.RUNNING]
-        for index in running:  # the runner was killed: those tasks did not finish
-            self.store.end_task(job.id, index, TaskState.QUEUED, "interrupted: the runner stopped")
-        if job.runner_pid is not None:
-            self.store.set_runner(job.id, None)
-        return (f"job {job.id} is not rendering (its local runner stopped); "
-                f"continue it with `braas-globus resume {job.id}`")
+        try:
+            for index in running:  # the runner was killed: those tasks did not finish
+                self.store.end_task(job.id, index, TaskState.QUEUED,
+                                    "interrupted: the runner stopped")
+            if job.runner_pid is not None:
+                self.store.set_runner(job.id, None)
+        except StoreError as err:
+            if err.kind != "full":
+                raise
+            # A full disk: say so, and leave the record as it is (resume settles it later),
+            # so that `list` and `info` still answer.
+            return f"{warning} (not recorded yet: {err})"
+        return warning
 
     def cancel(self, job: JobRecord) -> None:
         marker = job.folder / CANCEL_MARKER

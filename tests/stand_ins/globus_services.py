@@ -44,13 +44,19 @@ class TransferStandIn:
         self.collections = {str(k): Path(v) for k, v in collections.items()}
         self.tasks: dict[str, dict] = {}
         self.submissions: list[dict] = []
-        self.fail_next: str | None = None  # a nice_status, e.g. "PERMISSION_DENIED"
+        self.fail_next: str | None = None  # a fatal_error code, e.g. "PERMISSION_DENIED"
         self.pause_next = False  # an administrator paused the next transfer
+        # (nice_status, its short description): the next transfer stays ACTIVE while
+        # Globus retries that fault, as it does for up to a day, until it is cancelled.
+        self.retry_next: tuple[str, str] | None = None
+        self.canceled: list[str] = []
         mock.add(responses.GET, f"{TRANSFER}/v0.10/submission_id",
                  json={"value": str(uuid.uuid4())})
         mock.add_callback(responses.POST, f"{TRANSFER}/v0.10/transfer", self._submit)
-        mock.add_callback(responses.GET, re.compile(rf"{TRANSFER}/v0.10/task/[-0-9a-f]+"),
+        mock.add_callback(responses.GET, re.compile(rf"{TRANSFER}/v0.10/task/[-0-9a-f]+$"),
                           self._task)
+        mock.add_callback(responses.POST,
+                          re.compile(rf"{TRANSFER}/v0.10/task/[-0-9a-f]+/cancel$"), self._cancel)
         mock.add_callback(responses.GET,
                           re.compile(rf"{TRANSFER}/v0.10/operation/endpoint/[-0-9a-f]+/ls.*"),
                           self._ls)
@@ -75,17 +81,31 @@ class TransferStandIn:
             target.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(source, target)
             sent += source.stat().st_size
-        status, nice, paused = "SUCCEEDED", None, False
-        if self.fail_next:
-            status, nice, self.fail_next = ("FAILED", self.fail_next, None)
+        status, nice, words, paused, fatal = "SUCCEEDED", None, None, False, None
+        if self.fail_next:  # as Globus ends a task: FAILED, the reason in fatal_error
+            status, fatal = "FAILED", {"code": self.fail_next,
+                                       "description": f"{self.fail_next.lower()} (stand-in)"}
+            self.fail_next = None
         if self.pause_next:
             status, nice, paused, self.pause_next = ("ACTIVE", "PAUSED_BY_ADMIN", True, False)
+        if self.retry_next:
+            (nice, words), self.retry_next, status = self.retry_next, None, "ACTIVE"
         self.tasks[task_id] = {"DATA_TYPE": "task", "task_id": task_id, "status": status,
-                               "nice_status": nice, "files": files, "files_skipped": skipped,
+                               "nice_status": nice, "nice_status_short_description": words,
+                               "fatal_error": fatal, "files": files, "files_skipped": skipped,
                                "files_transferred": files - skipped, "bytes_transferred": sent,
                                "bytes_checksummed": sent, "is_paused": paused}
         return 202, {}, json.dumps({"DATA_TYPE": "transfer_result", "code": "Accepted",
                                     "task_id": task_id, "submission_id": body["submission_id"]})
+
+    def _cancel(self, request):
+        task_id = request.url.rsplit("/", 2)[1]
+        self.canceled.append(task_id)
+        self.tasks[task_id].update(status="FAILED", nice_status=None,
+                                   fatal_error={"code": "CANCELED",
+                                                "description": "canceled"})
+        return 200, {}, json.dumps({"DATA_TYPE": "result", "code": "Canceled",
+                                    "message": "The task has been cancelled successfully."})
 
     def _task(self, request):
         task_id = request.url.rsplit("/", 1)[1]
