@@ -135,9 +135,9 @@ class GlobusBackend:
         # (and exit hook) would keep the CLI alive until the renders end.
         function_id = self.function_id()
         batch = self.compute.create_batch(user_endpoint_config=self.user_endpoint_config(job))
+        root = self.remote_root(job)
         for task in queued:
-            batch.add(function_id, args=(self.task_payload(job, task, task.attempts + 1),
-                                         self.remote_root(job)))
+            batch.add(function_id, args=(self.task_payload(job, task, task.attempts + 1), root))
         import globus_sdk
 
         try:
