@@ -11,12 +11,10 @@ frames done are the job's own, and no file outside the job folder is named.
 from __future__ import annotations
 
 import json
-import re
 import sys
 from pathlib import Path
 
 import pytest
-import responses
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -185,21 +183,6 @@ MALFORMED_RESULTS = [  # (what task i, frame i + 1, returns; how its reason star
 ]
 
 
-def serve_single_task_status(centre) -> None:
-    """STAND-IN for GET /v2/tasks/<id> (Client.get_task), which ComputeStandIn does not
-    answer: the task's entry as the stand-in's batch_status gives it."""
-    from .stand_ins.globus_services import COMPUTE
-
-    def answer(request):
-        task_id = request.url.rstrip("/").rsplit("/", 1)[1]
-        asked = type("Request", (), {"body": json.dumps({"task_ids": [task_id]})})()
-        _, _, body = centre.compute._batch_status(asked)
-        return 200, {}, json.dumps(json.loads(body)["results"][task_id])
-
-    centre.mock.add_callback(responses.GET, re.compile(rf"{COMPUTE}/v2/tasks/[-0-9a-f]+"),
-                             answer)
-
-
 def test_a_malformed_compute_result_fails_its_attempt_and_list_and_info_work(
         cli, scene, centre, home, tmp_path, monkeypatch):
     add_preset(home, name="karolina-wide", cluster="karolina", partition="qcpu",
@@ -210,7 +193,6 @@ def test_a_malformed_compute_result_fails_its_attempt_and_list_and_info_work(
     results.write_text(json.dumps({str(i): r for i, (r, _) in enumerate(MALFORMED_RESULTS)}))
     monkeypatch.setenv("HOSTILE_RESULTS", str(results))
     monkeypatch.setattr(globus_backend, "render_on_worker", centre_returns)
-    serve_single_task_status(centre)
     result = cli("submit", scene("anim12"), "--preset", "karolina-wide", "--retries", "0",
                  "--json")
     assert result.code == 0, result.stderr

@@ -13,6 +13,12 @@ do on this machine what the services would arrange:
   ThreadPoolEngine); ``batch_status`` answers with the engine's real, serialized results.
 
 What is real around them: the SDK clients, the Executor's submission path, our code.
+
+Adversarial answers: ``stand_in.play(operation, status, document)`` makes the next call of
+that operation (``"submit"``, ``"task"``, ``"cancel"``, ``"ls"``, ``"endpoint"`` for
+Transfer; ``"register"``, ``"submit"``, ``"batch_status"``, ``"task"``, ``"status"`` for
+Compute) answer with that HTTP status and JSON document instead, once per ``play``, in
+order. Documents are the ones Globus sends (see ``documents.py``).
 """
 
 from __future__ import annotations
@@ -37,7 +43,30 @@ def _digest(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-class TransferStandIn:
+class _Faults:
+    """Answers queued by ``play``, given before the stand-in's own answer."""
+
+    def play(self, operation: str, status: int, document: dict) -> None:
+        self.__dict__.setdefault("_queued", {}).setdefault(operation, []).append(
+            (status, document))
+
+    def _answer(self, operation: str, handler):
+        def callback(request):
+            queued = self.__dict__.get("_queued", {}).get(operation)
+            if queued:
+                status, document = queued.pop(0)
+                self.played.append(operation)
+                return status, {}, json.dumps(document)
+            return handler(request)
+
+        return callback
+
+    @property
+    def played(self) -> list[str]:
+        return self.__dict__.setdefault("_played", [])
+
+
+class TransferStandIn(_Faults):
     """Collections are folders on this machine: ``{collection_id: root folder}``."""
 
     def __init__(self, mock: responses.RequestsMock, collections: dict[str, Path]) -> None:
@@ -52,16 +81,18 @@ class TransferStandIn:
         self.canceled: list[str] = []
         mock.add(responses.GET, f"{TRANSFER}/v0.10/submission_id",
                  json={"value": str(uuid.uuid4())})
-        mock.add_callback(responses.POST, f"{TRANSFER}/v0.10/transfer", self._submit)
+        mock.add_callback(responses.POST, f"{TRANSFER}/v0.10/transfer",
+                          self._answer("submit", self._submit))
         mock.add_callback(responses.GET, re.compile(rf"{TRANSFER}/v0.10/task/[-0-9a-f]+$"),
-                          self._task)
+                          self._answer("task", self._task))
         mock.add_callback(responses.POST,
-                          re.compile(rf"{TRANSFER}/v0.10/task/[-0-9a-f]+/cancel$"), self._cancel)
+                          re.compile(rf"{TRANSFER}/v0.10/task/[-0-9a-f]+/cancel$"),
+                          self._answer("cancel", self._cancel))
         mock.add_callback(responses.GET,
                           re.compile(rf"{TRANSFER}/v0.10/operation/endpoint/[-0-9a-f]+/ls.*"),
-                          self._ls)
+                          self._answer("ls", self._ls))
         mock.add_callback(responses.GET, re.compile(rf"{TRANSFER}/v0.10/endpoint/[-0-9a-f]+$"),
-                          self._endpoint)
+                          self._answer("endpoint", self._endpoint))
 
     def path(self, collection: str, path: str) -> Path:
         return self.collections[str(collection)] / path.lstrip("/")
@@ -143,7 +174,7 @@ def _ls_entry(path: Path) -> dict:
     return entry
 
 
-class ComputeStandIn:
+class ComputeStandIn(_Faults):
     """Tasks run on a real ThreadPoolEngine; results come back through batch_status."""
 
     def __init__(self, mock: responses.RequestsMock, engines: dict[str, object]) -> None:
@@ -156,13 +187,18 @@ class ComputeStandIn:
         self.futures: dict[str, object] = {}
         self.submissions: list[dict] = []
         self.lock = threading.Lock()
-        mock.add_callback(responses.POST, f"{COMPUTE}/v3/functions", self._register)
-        mock.add_callback(responses.POST, f"{COMPUTE}/v2/batch_status", self._batch_status)
+        mock.add_callback(responses.POST, f"{COMPUTE}/v3/functions",
+                          self._answer("register", self._register))
+        mock.add_callback(responses.POST, f"{COMPUTE}/v2/batch_status",
+                          self._answer("batch_status", self._batch_status))
+        mock.add_callback(responses.GET, re.compile(rf"{COMPUTE}/v2/tasks/[-0-9a-f]+$"),
+                          self._answer("task", self._task))
         for endpoint_id in engines:
             mock.add_callback(responses.POST, f"{COMPUTE}/v3/endpoints/{endpoint_id}/submit",
-                              self._submit)
-            mock.add(responses.GET, f"{COMPUTE}/v2/endpoints/{endpoint_id}/status",
-                     json={"status": "online", "logs": []})
+                              self._answer("submit", self._submit))
+            mock.add_callback(responses.GET, f"{COMPUTE}/v2/endpoints/{endpoint_id}/status",
+                              self._answer("status", lambda request: (
+                                  200, {}, json.dumps({"status": "online", "logs": []}))))
 
     def _register(self, request):
         body = json.loads(request.body)
@@ -196,23 +232,31 @@ class ComputeStandIn:
                                     "task_group_id": str(uuid.uuid4()),
                                     "endpoint_id": endpoint_id, "tasks": ids})
 
-    def _batch_status(self, request):
+    def _status(self, task_id: str) -> dict:
+        """A task's entry as the service gives it (``GET /v2/tasks/<id>`` and in
+        ``batch_status``)."""
         from globus_compute_common import messagepack
 
-        results = {}
-        for task_id in json.loads(request.body)["task_ids"]:
-            future = self.futures.get(task_id)
-            if future is None or not future.done():
-                results[task_id] = {"task_id": task_id, "status": "running"}
-                continue
-            result = messagepack.unpack(future.result())
-            if result.is_error:
-                results[task_id] = {"task_id": task_id, "status": "failed",
-                                    "exception": result.data, "completion_t": "0"}
-            else:
-                results[task_id] = {"task_id": task_id, "status": "success",
-                                    "result": result.data, "completion_t": "0"}
+        future = self.futures.get(task_id)
+        if future is None:  # as the service answers an id it has forgotten, or never knew
+            return {"task_id": task_id, "status": "failed", "pending": False,
+                    "reason": "unknown task id"}
+        if not future.done():
+            return {"task_id": task_id, "status": "running", "pending": True}
+        result = messagepack.unpack(future.result())
+        if result.is_error:
+            return {"task_id": task_id, "status": "failed", "pending": False,
+                    "exception": result.data, "completion_t": "0"}
+        return {"task_id": task_id, "status": "success", "pending": False,
+                "result": result.data, "completion_t": "0"}
+
+    def _batch_status(self, request):
+        results = {task_id: self._status(task_id)
+                   for task_id in json.loads(request.body)["task_ids"]}
         return 200, {}, json.dumps({"response": "batch", "results": results})
+
+    def _task(self, request):
+        return 200, {}, json.dumps(self._status(request.url.rstrip("/").rsplit("/", 1)[1]))
 
     def wait_all(self, timeout: float = 120) -> None:
         import concurrent.futures
