@@ -338,7 +338,12 @@ def task_outcome(status: object, task: int, frames: frozenset[int]) -> Outcome:
     if not isinstance(status, dict):
         return failed(f"{MALFORMED}: a {type(status).__name__}, not a task status")
     if status.get("status") != "success":
-        why = status.get("exception") or status.get("reason") or "the task failed"
+        why = status.get("exception")
+        if not why and isinstance(status.get("reason"), str):
+            # A task the service no longer knows (its result expired or was abandoned), or
+            # one it never ran: its own words.
+            why = f"the Compute service has no result for it: {status['reason']}"
+        why = why or "the task failed"
         return failed(why if isinstance(why, str) else f"the task failed ({type(why).__name__})")
     result = status.get("result")
     if not isinstance(result, dict):

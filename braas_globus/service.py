@@ -22,7 +22,7 @@ from . import collect
 from .blender import find_blender, run_blender_script
 from .blender_scripts import MAKE_DEMO_SCENE
 from .catalog import load_catalog
-from .dispatch import Backend, backend_for
+from .dispatch import Backend, Unanswered, backend_for
 from .endpoint_config import user_config_for
 from .errors import RunError, StagingError, UsageError
 from .pack import (
@@ -232,7 +232,10 @@ class Service:
     def refresh(self, job_id: str) -> tuple[JobRecord, str | None]:
         job = self.job(job_id)
         warnings = [w for backend in self.backends(job) if (w := backend.refresh(job))]
-        return self.store.job(job.id), "; ".join(warnings) or None
+        joined = "; ".join(warnings) or None
+        if joined and all(isinstance(w, Unanswered) for w in warnings):
+            joined = Unanswered(joined)
+        return self.store.job(job.id), joined
 
     def wait(self, job_id: str, reporter: Reporter = QuietReporter()) -> JobRecord:
         """Block until the job ends, reporting frames done; RunError if it stalls."""
@@ -243,7 +246,9 @@ class Service:
             reporter.progress(job.frames_done, job.frame_count)
             if job.state.is_final:
                 return job
-            if warning:
+            if isinstance(warning, Unanswered):  # a service outage: keep asking
+                reporter.step(warning)
+            elif warning:
                 raise RunError(warning)
             time.sleep(poll_seconds)
 

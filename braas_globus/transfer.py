@@ -44,6 +44,16 @@ class TransferOutcome:
 #: to a day with the task ACTIVE; a job waits this long on one, then cancels the transfer.
 STUCK_AFTER_S = 30 * 60
 _NO_FAULT = (None, "", "OK", "Queued")
+#: Answers the SDK retries by itself (with backoff) before raising: still "not answering".
+TRANSIENT_STATUSES = (429, 500, 502, 503, 504)
+
+
+def login_needed_from(err: Exception):
+    """A LoginNeeded for an auth requirement in ``err`` (auth.login_needed_from), else None."""
+    from . import auth
+
+    finder = getattr(auth, "login_needed_from", None)
+    return finder(err) if finder else None
 
 
 class JobTransfers:
@@ -120,6 +130,9 @@ class JobTransfers:
         except globus_sdk.TransferAPIError as err:
             if err.http_status == 404:
                 return []  # nothing written there yet
+            needed = login_needed_from(err)
+            if needed is not None:
+                raise needed from None
             raise RunError(f"cannot list {path} at {self.preset.cluster}: {err.message}") from err
         names = []
         for entry in listing:
@@ -142,8 +155,10 @@ class JobTransfers:
         try:
             task_id = str(self.client.submit_transfer(data)["task_id"])
         except globus_sdk.TransferAPIError as err:
-            raise StagingError(f"could not {what}: {err.http_status} {err.code}: "
-                               f"{err.message}") from err
+            needed = login_needed_from(err)  # a consent the login lacks, a session
+            reason = str(needed) if needed else f"{err.http_status} {err.code}: {err.message}"
+            raise StagingError(f"could not {what}: {reason}; then `braas-globus resume`") \
+                from None
         return self.wait(task_id, what, reporter, total_bytes)
 
     def wait(self, task_id: str, what: str, reporter=None,
@@ -152,18 +167,21 @@ class JobTransfers:
         Globus is retrying; a fault that lasts ``stuck_after_s`` cancels it."""
         fault_since = None
         while True:
-            task = self.client.get_task(task_id)
-            # Globus's own words for a fault it retries ("Globus Connect Personal is not
-            # connected"), with its code when it gives no words.
-            fault = None if task.get("nice_status") in _NO_FAULT else \
-                str(task.get("nice_status_short_description") or task["nice_status"])[:200]
-            if reporter is not None:
+            task = self._task(task_id, what)
+            if task is None:  # Globus did not answer: a fault like any other, bounded
+                fault = "Globus Transfer does not answer"
+            else:
+                # Globus's own words for a fault it retries ("Globus Connect Personal is
+                # not connected"), with its code when it gives no words.
+                fault = None if task.get("nice_status") in _NO_FAULT else \
+                    str(task.get("nice_status_short_description") or task["nice_status"])[:200]
+            if reporter is not None and task is not None:
                 moved = (task.get("files_transferred") or 0) + (task.get("files_skipped") or 0)
                 reporter.step(f"{what}: {moved}/{task.get('files') or '?'} files"
                               + (f"; Globus retries: {fault}" if fault else ""))
                 reporter.progress(task["bytes_transferred"],
                                   max(total_bytes, task["bytes_transferred"]))
-            status = task["status"]
+            status = task["status"] if task is not None else "UNKNOWN"
             if status == "SUCCEEDED":
                 return TransferOutcome(task_id, task["files"], task["files_skipped"],
                                        task["bytes_transferred"])
@@ -173,13 +191,35 @@ class JobTransfers:
                     or fatal.get("code") or status
                 raise StagingError(f"the transfer to {what} {status.lower()} ({reason}; "
                                    f"Globus task {task_id}); fix it, then `braas-globus resume`")
-            if task.get("is_paused"):
+            if task is not None and task.get("is_paused"):
                 raise StagingError(f"the transfer to {what} is paused by a collection "
                                    f"administrator (Globus task {task_id})")
             fault_since = (fault_since or time.monotonic()) if fault else None
             if fault and time.monotonic() - fault_since >= self.stuck_after_s:
-                self.client.cancel_task(task_id)  # nothing keeps moving behind a resume
+                self._cancel(task_id)  # nothing keeps moving behind a resume
                 raise StagingError(f"the transfer to {what} is stuck: {fault} (Globus task "
                                    f"{task_id}, cancelled after {self.stuck_after_s:.0f} s); "
                                    "fix it, then `braas-globus resume`")
             time.sleep(self.poll_seconds)
+
+    def _task(self, task_id: str, what: str) -> dict | None:
+        """The transfer's document; None while Globus does not answer (the SDK has already
+        retried a 429 or 5xx). Any other refusal ends the wait with the job kept: the
+        transfer may still run at Globus, and `resume` finds it done or sends it again."""
+        try:
+            return self.client.get_task(task_id)
+        except globus_sdk.GlobusAPIError as err:
+            needed = login_needed_from(err)  # a 502 may carry a session requirement
+            if needed is None and err.http_status in TRANSIENT_STATUSES:
+                return None
+            reason = str(needed) if needed else f"{err.http_status} {err.code}: {err.message}"
+            raise StagingError(f"cannot follow the transfer to {what} (Globus task "
+                               f"{task_id}): {reason}; then `braas-globus resume`") from None
+        except globus_sdk.NetworkError:
+            return None
+
+    def _cancel(self, task_id: str) -> None:
+        try:
+            self.client.cancel_task(task_id)
+        except (globus_sdk.GlobusAPIError, globus_sdk.NetworkError):
+            pass  # it ends at Globus's own deadline; `resume` sends what is missing

@@ -16,6 +16,11 @@ from ..store import JobRecord, Store, TaskRecord
 from ..worker.frames import format_frames, parse_frames
 
 
+class Unanswered(str):
+    """A refresh warning that a service did not answer (after the SDK's own retries): the
+    state shown is the last one known, and asking again later is all there is to do."""
+
+
 def task_description(job: JobRecord, task: TaskRecord, attempt: int, **backend: object) -> dict:
     """What the worker entry point reads for one attempt (render_task.py's TASK.json).
 
@@ -49,7 +54,8 @@ class Backend(Protocol):
         ...
 
     def refresh(self, job: JobRecord) -> str | None:
-        """Update the store from the backend; return a warning for the user, if any."""
+        """Update the store from the backend; return a warning for the user, if any
+        (an ``Unanswered`` one when the service did not answer)."""
         ...
 
     def stage(self, job: JobRecord, manifest, reporter=None) -> None:

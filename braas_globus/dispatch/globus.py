@@ -22,6 +22,8 @@ import json
 import logging
 from pathlib import Path
 
+import globus_sdk
+
 from ..catalog import load_catalog
 from ..disk import write_atomically
 from ..endpoint_config import user_config_for
@@ -31,9 +33,9 @@ from ..records import MALFORMED, FrameRecord, JobScope, read_progress, task_outc
 from ..settings import Settings
 from ..states import TaskState
 from ..store import JobRecord, Store, TaskRecord
-from ..transfer import JobTransfers
+from ..transfer import TRANSIENT_STATUSES, JobTransfers, login_needed_from
 from ..worker.frames import parse_frames
-from . import compute_task, task_description
+from . import Unanswered, compute_task, task_description
 from .compute_task import render_on_worker
 
 logger = logging.getLogger(__name__)
@@ -49,8 +51,6 @@ def _globus_errors(method):
 
     @functools.wraps(method)
     def wrapper(self, *args, **kwargs):
-        import globus_sdk
-
         from ..auth import translate_auth_errors
 
         try:
@@ -138,16 +138,16 @@ class GlobusBackend:
         root = self.remote_root(job)
         for task in queued:
             batch.add(function_id, args=(self.task_payload(job, task, task.attempts + 1), root))
-        import globus_sdk
-
         try:
             answer = self.compute.batch_run(str(self.preset.endpoint_id), batch)
         except globus_sdk.GlobusAPIError as err:
-            if err.http_status == 401:
-                raise  # an expired login: `braas-globus login` (see _globus_errors)
-            raise RunError(f"{self.preset.name}: the Compute service refused the tasks "
+            if err.http_status == 401 or login_needed_from(err):
+                raise  # `braas-globus login` (see _globus_errors)
+            what = "did not take" if err.http_status in TRANSIENT_STATUSES else "refused"
+            raise RunError(f"{self.preset.name}: the Compute service {what} the tasks "
                            f"(function {function_id}): {err.http_status} {err.code}: "
-                           f"{err.message}") from None
+                           f"{err.message}; `braas-globus resume {job.id}` sends them "
+                           "again") from None
         task_ids = answer["tasks"][function_id]
         if len(task_ids) != len(queued):
             raise RunError(f"the Compute service accepted {len(task_ids)} of {len(queued)} "
@@ -184,7 +184,13 @@ class GlobusBackend:
                 if t.state is TaskState.RUNNING and t.backend_id}
         if not sent:
             return None
-        statuses = self.compute.get_batch_result(list(sent))
+        try:
+            statuses = self.compute.get_batch_result(list(sent))
+        except (globus_sdk.GlobusAPIError, globus_sdk.NetworkError) as err:
+            unanswered = self._unanswered(err)
+            if unanswered is None:
+                raise
+            return unanswered
         ended = False
         for task_id, task in sent.items():
             # The SDK leaves out a task whose status it cannot read (it logs why): one that
@@ -198,10 +204,21 @@ class GlobusBackend:
             self.start(self.store.job(job.id))
         return None
 
+    def _unanswered(self, err: Exception) -> Unanswered | None:
+        """The warning for a Compute service that does not answer (429 or 5xx after the
+        SDK's own retries, or no connection); None for any other error."""
+        if isinstance(err, globus_sdk.GlobusAPIError):
+            if err.http_status not in TRANSIENT_STATUSES or login_needed_from(err):
+                return None
+            why = f"{err.http_status} {err.code}"
+        else:
+            why = type(err).__name__
+        return Unanswered(f"{self.preset.name}: the Compute service does not answer ({why}); "
+                          "the state shown is the last one known")
+
     def _unread_status(self, task_id: str) -> dict | None:
         """The status of a task that get_batch_result left out, asked for alone; None while
         the service has none (asked again at the next refresh)."""
-        import globus_sdk
         from globus_compute_sdk.errors import SerializationError, TaskExecutionFailed
 
         try:

@@ -56,7 +56,7 @@ class _Faults:
             if queued:
                 status, document = queued.pop(0)
                 self.played.append(operation)
-                return status, {}, json.dumps(document)
+                return status, {"Content-Type": "application/json"}, json.dumps(document)
             return handler(request)
 
         return callback

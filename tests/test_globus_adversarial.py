@@ -1,0 +1,170 @@
+"""What Globus really does to a job, played by the stand-ins' adversarial answers
+(`stand_in.play`): Compute's states before a task runs, task ids the service has forgotten,
+429 and 5xx answers that outlast the SDK's own retries, and a transfer the service stops
+reporting on. Real SDK clients (with their real retry logic; only its sleeps are skipped),
+our code, real Blender on a real endpoint engine.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from .test_globus_backend import CENTRE, ENDPOINT, MINE, centre, submit  # noqa: F401
+
+
+@pytest.fixture
+def sdk_retries(monkeypatch) -> list[float]:
+    """The SDK retries 429 and 5xx answers itself (5 retries, exponential backoff up to
+    10 s each); the tests keep the retries and skip the sleeps, recording them."""
+    from globus_sdk.transport.requests import RequestsTransport
+
+    slept: list[float] = []
+    monkeypatch.setattr(RequestsTransport, "_retry_sleep",
+                        lambda self, config, ctx: slept.append(config.backoff(ctx)))
+    return slept
+
+
+def sent_task_ids(centre) -> list[str]:
+    return list(centre.compute.futures)
+
+
+def batch_of(task_ids: list[str], status: str) -> dict:
+    """A batch_status answer as the service gives it while tasks have not run yet."""
+    return {"response": "batch",
+            "results": {t: {"task_id": t, "status": status} for t in task_ids}}
+
+
+OUTAGE = (503, {"code": "ServiceUnavailable", "message": "Service Unavailable",
+                "request_id": "stand-in"})
+BUSY = (429, {"code": "TooManyRequests", "message": "Rate limit exceeded",
+              "request_id": "stand-in"})
+SDK_TRIES = 6  # the first request and the SDK's 5 retries
+
+
+def test_a_task_waiting_at_the_centre_stays_running_until_it_ends(cli, scene, centre):
+    """received, waiting-for-ep and waiting-for-nodes (a block still queued) are not ends."""
+    job = submit(cli, scene("anim6"), "--frames", "1-2")
+    centre.compute.wait_all()
+    ids = sent_task_ids(centre)
+    for state in ("received", "waiting-for-ep", "waiting-for-nodes", "running"):
+        centre.compute.play("batch_status", 200, batch_of(ids, state))
+        shown = cli("info", job["id"], "--json")
+        assert shown.code == 0, shown.stderr
+        assert shown.json()["state"] == "RUNNING", state
+    assert centre.compute.played == ["batch_status"] * 4
+    assert cli("download", job["id"]).code == 0
+    assert cli("info", job["id"], "--json").json()["state"] == "FINISHED"
+
+
+def test_a_task_the_service_no_longer_knows_fails_its_attempt_and_is_retried(
+        cli, scene, centre):
+    """Results are kept for a while only; a forgotten (expired, abandoned) task id comes
+    back as "failed" with a reason: that attempt fails with it, and the retry renders."""
+    job = submit(cli, scene("anim6"), "--frames", "1-2", "--retries", "1")
+    centre.compute.wait_all()
+    centre.compute.futures.clear()  # the service has forgotten the first attempt
+    shown = cli("info", job["id"], "--json")
+    assert shown.code == 0, shown.stderr
+    (task,) = shown.json()["tasks"]
+    assert task["attempts"] == 2 and task["state"] == "RUNNING"  # sent again at once
+    centre.compute.wait_all()
+    assert cli("download", job["id"]).code == 0
+    info = cli("info", job["id"], "--json").json()
+    assert info["state"] == "FINISHED" and info["frames"]["done"] == 2
+
+
+def test_without_retries_a_forgotten_task_ends_failed_with_the_services_reason(
+        cli, scene, centre):
+    job = submit(cli, scene("anim6"), "--frames", "1", "--retries", "0")
+    centre.compute.wait_all()
+    centre.compute.futures.clear()
+    info = cli("info", job["id"], "--json").json()
+    assert info["state"] == "FAILED"
+    (task,) = info["tasks"]
+    assert "unknown task id" in task["reason"] and "Compute service" in task["reason"]
+    listed = cli("list", "--json")
+    assert listed.code == 0 and listed.json()[0]["state"] == "FAILED"
+
+
+@pytest.mark.parametrize("answer", [OUTAGE, BUSY], ids=["503", "429"])
+def test_a_compute_outage_is_a_warning_and_the_job_goes_on(cli, scene, centre, sdk_retries,
+                                                           answer):
+    job = submit(cli, scene("anim6"), "--frames", "1")
+    centre.compute.wait_all()
+    for _ in range(SDK_TRIES):
+        centre.compute.play("batch_status", *answer)
+    shown = cli("info", job["id"], "--json")
+    assert shown.code == 0, shown.stderr
+    info = shown.json()
+    assert info["state"] == "RUNNING"
+    assert f"the Compute service does not answer ({answer[0]}" in info["warning"]
+    assert len(sdk_retries) == SDK_TRIES - 1  # the SDK's own retries ran
+    human = cli("info", job["id"])
+    assert human.code == 0 and "Traceback" not in human.stderr
+    assert cli("download", job["id"]).code == 0  # Globus answers again
+    assert cli("info", job["id"], "--json").json()["state"] == "FINISHED"
+
+
+def test_list_and_wait_go_on_through_a_compute_outage(cli, scene, centre, sdk_retries,
+                                                      monkeypatch):
+    from braas_globus.dispatch.globus import GlobusBackend
+
+    monkeypatch.setattr(GlobusBackend, "poll_seconds", 0.1)
+    for _ in range(2 * SDK_TRIES):  # two whole refreshes of --wait get no answer
+        centre.compute.play("batch_status", *OUTAGE)
+    waited = cli("submit", scene("anim6"), "--preset", "karolina-cpu", "--frames", "1",
+                 "--wait", "--json")
+    assert waited.code == 0, waited.stderr
+    assert waited.json()["state"] == "FINISHED"
+    assert centre.compute.played == ["batch_status"] * 2 * SDK_TRIES
+    for _ in range(SDK_TRIES):
+        centre.compute.play("batch_status", *OUTAGE)
+    listed = cli("list", "--json")
+    assert listed.code == 0, listed.stderr
+    assert listed.json()[0]["state"] == "FINISHED"
+
+
+def test_a_transfer_status_outage_during_staging_is_waited_out(cli, scene, centre,
+                                                                sdk_retries):
+    for _ in range(SDK_TRIES):
+        centre.transfer.play("task", *OUTAGE)
+    job = submit(cli, scene("anim6"), "--frames", "1")
+    assert centre.transfer.played == ["task"] * SDK_TRIES
+    centre.compute.wait_all()
+    assert cli("download", job["id"]).code == 0
+    assert cli("info", job["id"], "--json").json()["state"] == "FINISHED"
+
+
+def test_a_refused_transfer_status_keeps_the_job_for_resume(cli, scene, centre):
+    """The upload was accepted, then Globus refuses to report on it: the transfer may still
+    run, so the job is kept (never deleted under a running transfer) and resumes."""
+    centre.transfer.play("task", 403, {"code": "PermissionDenied",
+                                       "message": "You do not have permission to view this task",
+                                       "request_id": "stand-in"})
+    result = cli("submit", scene("anim6"), "--preset", "karolina-cpu", "--frames", "1")
+    assert result.code == 1
+    (line,) = result.stderr.strip().splitlines()
+    assert "cannot follow the transfer" in line and "PermissionDenied" in line
+    assert "resume" in line
+    (job,) = cli("list", "--json").json()
+    assert job["state"] == "CONFIGURING"
+    assert cli("resume", job["id"]).code == 0
+    centre.compute.wait_all()
+    assert cli("download", job["id"]).code == 0
+    assert cli("info", job["id"], "--json").json()["state"] == "FINISHED"
+
+
+def test_a_compute_outage_at_submit_leaves_the_tasks_queued_for_resume(cli, scene, centre,
+                                                                       sdk_retries):
+    for _ in range(SDK_TRIES):
+        centre.compute.play("submit", *OUTAGE)
+    result = cli("submit", scene("anim6"), "--preset", "karolina-cpu", "--frames", "1")
+    assert result.code == 1
+    (line,) = result.stderr.strip().splitlines()
+    assert "503" in line and "resume" in line
+    (job,) = cli("list", "--json").json()
+    assert job["state"] == "QUEUED"
+    assert cli("resume", job["id"]).code == 0
+    centre.compute.wait_all()
+    assert cli("download", job["id"]).code == 0
+    assert cli("info", job["id"], "--json").json()["state"] == "FINISHED"
