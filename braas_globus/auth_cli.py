@@ -68,12 +68,17 @@ def login(no_browser: NoBrowserOption = False, force: ForceOption = False,
         already = "already " if result["logged_in"] == "already" else ""
         out.data(result, f"{already}logged in to Globus as {_who(result['identity'])}")
         _lacks(out, result)
+        if result.get("requirements_left"):
+            out.note(f"Globus asked for {result['requirements_left']} more thing(s) that need "
+                     "a login of their own (another identity domain): run `braas-globus "
+                     "login` again")
 
     run(as_json, command)
 
 
 def logout(as_json: JsonOption = False) -> None:
-    """Revoke your Globus tokens at Globus and delete them from this machine."""
+    """Revoke your Globus tokens at Globus and delete them (and what Globus asked of the
+    login) from this machine."""
     from .cli import run
 
     def command(out: Output, service: Service) -> None:

@@ -25,11 +25,21 @@ def _api_reason(err: Exception) -> str:
     if isinstance(err, globus_sdk.GlobusAPIError):
         if err.http_status == 401:
             return "the Globus login has expired or was revoked: run `braas-globus login`"
+        try:
+            from .auth import login_needed_from
+        except ImportError:
+            needed = None
+        else:
+            # a consent or session Globus asks for (recorded for `braas-globus login`): the
+            # user can satisfy it; only a true permission denied is the centre's to grant
+            needed = login_needed_from(err)
+        if needed is not None:
+            return str(needed)
         if err.http_status == 403:
             return f"permission denied ({err.code}): ask the centre for access"
         if err.http_status == 404:
             return "not found: check the id in the preset"
-        return f"{err.http_status} {err.code}: {err.message}"
+        return " ".join(f"{err.http_status} {err.code}: {err.message}".split())
     return str(err)
 
 
