@@ -309,11 +309,13 @@ def clusters(as_json: JsonOption = False) -> None:
 
 from .auth_cli import login, logout, whoami  # noqa: E402
 from .container_cli import container_app  # noqa: E402
+from .function_cli import function  # noqa: E402
 from .presets_cli import presets_app  # noqa: E402
 
 app.command()(login)
 app.command()(logout)
 app.command()(whoami)
+app.command()(function)
 app.add_typer(presets_app, name="presets")
 app.add_typer(container_app, name="container")
 

@@ -23,6 +23,7 @@ from pathlib import Path, PurePosixPath
 
 import globus_sdk
 
+from .auth import login_needed_from
 from .errors import RunError, StagingError
 from .pack import Manifest
 from .presets import ClusterPreset
@@ -46,14 +47,6 @@ STUCK_AFTER_S = 30 * 60
 _NO_FAULT = (None, "", "OK", "Queued")
 #: Answers the SDK retries by itself (with backoff) before raising: still "not answering".
 TRANSIENT_STATUSES = (429, 500, 502, 503, 504)
-
-
-def login_needed_from(err: Exception):
-    """A LoginNeeded for an auth requirement in ``err`` (auth.login_needed_from), else None."""
-    from . import auth
-
-    finder = getattr(auth, "login_needed_from", None)
-    return finder(err) if finder else None
 
 
 class JobTransfers:

@@ -168,3 +168,33 @@ def test_a_compute_outage_at_submit_leaves_the_tasks_queued_for_resume(cli, scen
     centre.compute.wait_all()
     assert cli("download", job["id"]).code == 0
     assert cli("info", job["id"], "--json").json()["state"] == "FINISHED"
+
+
+def test_a_consent_the_upload_lacks_says_login_then_resume(cli, scene, centre, home):
+    """403 ConsentRequired from submit_transfer reaches the user as the login it needs, not
+    as a failed upload to ask the centre about; the job waits for `resume`."""
+    from .stand_ins.globus_documents import consent_required
+
+    centre.transfer.play("submit", *consent_required(CENTRE))
+    result = cli("submit", scene("anim6"), "--preset", "karolina-cpu", "--frames", "1")
+    assert result.code == 1
+    (line,) = result.stderr.strip().splitlines()
+    assert "needs your consent" in line and "braas-globus login" in line
+    assert "resume" in line
+    assert CENTRE in (home / "globus" / "requirements.json").read_text()
+    (job,) = cli("list", "--json").json()
+    assert job["state"] == "CONFIGURING"
+
+
+def test_a_session_requirement_at_download_names_the_login(cli, scene, centre, home):
+    from .stand_ins.globus_documents import session_login_failed
+
+    job = submit(cli, scene("anim6"), "--frames", "1")
+    centre.compute.wait_all()
+    centre.transfer.play("ls", *session_login_failed(CENTRE, "it4i.cz", "IT4I wants you"))
+    result = cli("download", job["id"])
+    assert result.code == 1
+    (line,) = result.stderr.strip().splitlines()
+    assert "it4i.cz" in line and "braas-globus login" in line
+    assert "it4i.cz" in (home / "globus" / "requirements.json").read_text()
+    assert cli("download", job["id"]).code == 0  # once satisfied, it goes on

@@ -344,3 +344,32 @@ def test_a_transfer_globus_keeps_retrying_is_named_then_cancelled_and_resumable(
     assert cli("resume", job["id"]).code == 0
     centre.compute.wait_all()
     assert cli("info", job["id"], "--json").json()["state"] == "FINISHED"
+
+
+def test_the_function_command_prints_the_one_id_every_job_sends(cli, scene, centre,
+                                                                monkeypatch):
+    """`braas-globus function` says what to give a centre's allowed_functions: nothing
+    before it is registered, then the id every job sends; a release's public id wins."""
+    from braas_globus.dispatch import functions
+
+    assert cli("function", "--json").json()["function_id"] is None
+    registered = cli("function", "--register", "--json")
+    assert registered.code == 0, registered.stderr
+    function_id = registered.json()["function_id"]
+    assert list(centre.compute.functions) == [function_id]
+    blend = scene("anim6")
+    job = submit(cli, blend, "--frames", "1")
+    assert cli("function").stdout.startswith(f"{function_id}  (from your login")
+    sent = {fn for batch in centre.compute.submissions for fn in batch["tasks"]}
+    assert sent == {function_id} and len(centre.compute.functions) == 1
+    centre.compute.wait_all()
+    assert cli("download", job["id"]).code == 0
+
+    released = str(uuid.uuid4())  # as the project registered it, public, for this source
+    centre.compute.functions[released] = centre.compute.functions[function_id]
+    monkeypatch.setitem(functions.RELEASED, functions.source_digest(), released)
+    shown = cli("function", "--json").json()
+    assert (shown["function_id"], shown["origin"]) == (released, "release")
+    submit(cli, blend, "--frames", "2")
+    assert set(centre.compute.submissions[-1]["tasks"]) == {released}
+    assert len(centre.compute.functions) == 2  # nothing registered again

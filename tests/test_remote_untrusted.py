@@ -19,8 +19,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from braas_globus import records
-from braas_globus.dispatch import globus as globus_backend
-from braas_globus.dispatch import local_runner
+from braas_globus.dispatch import compute_task, local_runner
 from braas_globus.endpoint_config import load_schema
 from braas_globus.plan import PlannedTask
 from braas_globus.presets import add_preset
@@ -192,7 +191,7 @@ def test_a_malformed_compute_result_fails_its_attempt_and_list_and_info_work(
     results = tmp_path / "results.json"
     results.write_text(json.dumps({str(i): r for i, (r, _) in enumerate(MALFORMED_RESULTS)}))
     monkeypatch.setenv("HOSTILE_RESULTS", str(results))
-    monkeypatch.setattr(globus_backend, "render_on_worker", centre_returns)
+    monkeypatch.setattr(compute_task, "render_on_worker", centre_returns)
     result = cli("submit", scene("anim12"), "--preset", "karolina-wide", "--retries", "0",
                  "--json")
     assert result.code == 0, result.stderr

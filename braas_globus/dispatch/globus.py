@@ -16,16 +16,12 @@ in all, about the time a small transfer takes (typically 5-30 s).
 from __future__ import annotations
 
 import functools
-import hashlib
-import inspect
-import json
 import logging
-from pathlib import Path
 
 import globus_sdk
 
+from ..auth import login_needed_from
 from ..catalog import load_catalog
-from ..disk import write_atomically
 from ..endpoint_config import user_config_for
 from ..errors import RunError
 from ..presets import ClusterPreset
@@ -33,17 +29,12 @@ from ..records import MALFORMED, FrameRecord, JobScope, read_progress, task_outc
 from ..settings import Settings
 from ..states import TaskState
 from ..store import JobRecord, Store, TaskRecord
-from ..transfer import TRANSIENT_STATUSES, JobTransfers, login_needed_from
+from ..transfer import TRANSIENT_STATUSES, JobTransfers
 from ..worker.frames import parse_frames
-from . import Unanswered, compute_task, task_description
-from .compute_task import render_on_worker
+from . import Unanswered, task_description
+from .functions import functions_record, render_function_id  # noqa: F401 (auth's logout)
 
 logger = logging.getLogger(__name__)
-
-
-def functions_record(home: Path) -> Path:
-    """The function ids this login registered (``GlobusBackend.function_id``)."""
-    return home / "globus" / "functions.json"
 
 
 def _globus_errors(method):
@@ -156,27 +147,9 @@ class GlobusBackend:
             self.store.start_task(job.id, task.index, backend_id=str(task_id))
 
     def function_id(self) -> str:
-        """``render_on_worker``'s id at the Compute service, registered once for each
-        version of its source and recorded (``BRAAS_HOME/globus/functions.json``): the
-        same id for every job, as a centre's ``allowed_functions`` needs."""
-        from globus_compute_sdk.serialize import ComputeSerializer, DillCodeSource
-
-        digest = hashlib.sha256(inspect.getsource(compute_task).encode()).hexdigest()
-        record = functions_record(self.settings.home)
-        try:
-            known = json.loads(record.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            known = {}
-        if isinstance(known, dict) and isinstance(known.get(digest), str):
-            return known[digest]
-        # By source: a centre's worker has no braas_globus to import the function from.
-        self.compute.fx_serializer = ComputeSerializer(strategy_code=DillCodeSource())
-        function_id = str(self.compute.register_function(
-            render_on_worker, description="braas-globus: render one task of frames"))
-        record.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        text = json.dumps({digest: function_id})
-        write_atomically(record, lambda partial: partial.write_text(text, encoding="utf-8"))
-        return function_id
+        """``render_on_worker``'s id at the Compute service: the same id for every job, as
+        a centre's ``allowed_functions`` needs (functions.render_function_id)."""
+        return render_function_id(self.compute, self.settings.home)
 
     @_globus_errors
     def refresh(self, job: JobRecord) -> str | None:
