@@ -5,6 +5,13 @@ cluster and partition from the catalog, the user's allocation, the centre's Glob
 Compute endpoint and Globus collection (with the working directory on it), and the
 user's own collection (Globus Connect Personal) that holds ``BRAAS_HOME``. Cluster
 presets are kept in ``BRAAS_HOME/presets.json``.
+
+Paths as each side sees them: ``remote_dir`` is the working directory as the centre's
+*collection* names it (Transfer's paths), ``worker_dir`` the same folder as the centre's
+*nodes* see it (the Compute worker's paths). They differ where the collection has a base
+path (a GCSv5 mapped collection's ``collection_base_path``, a guest collection's root on
+its host) or where ``remote_dir`` is home-relative (``/~/...``). ``presets test`` proves the
+mapping with a probe file (preset_check.py).
 """
 
 from __future__ import annotations
@@ -22,6 +29,25 @@ from .disk import write_atomically
 from .errors import NotFoundError, UsageError
 
 _NAME = r"^[a-z0-9][a-z0-9_-]{0,47}$"
+
+#: What the centre's collection is, as Globus's Transfer service calls it (entity_type and
+#: high_assurance; preset_check.collection_kind reads them). Only a non-high-assurance
+#: GCSv5 mapped collection ("mapped") needs a data_access consent at login.
+CollectionKind = Literal["mapped", "high_assurance_mapped", "guest", "personal"]
+
+
+def _posix_dir(value: str, what: str) -> str:
+    path = PurePosixPath(value)
+    if not value.startswith("/") or ".." in path.parts:
+        raise ValueError(f"must be an absolute path {what}, without '..'")
+    if not value.isprintable():  # control characters, and line breaks such as U+2028
+        raise ValueError("must not hold control characters")
+    return str(path)
+
+
+def is_home_relative(path: str) -> bool:
+    """A collection path under ``/~/`` (the user's home on that collection)."""
+    return path == "/~" or path.startswith("/~/")
 
 
 class LocalPreset(BaseModel):
@@ -44,12 +70,20 @@ class ClusterPreset(BaseModel):
     account: str
     endpoint_id: UUID  # the centre's Globus Compute endpoint
     collection_id: UUID  # the centre's Globus collection
-    remote_dir: str  # the working directory on that collection
+    remote_dir: str  # the working directory on that collection (a collection path)
+    # The same folder as the centre's nodes (the Compute worker) see it; None: the same
+    # path as remote_dir. A home-relative remote_dir (/~/...) needs it.
+    worker_dir: str | None = None
     local_collection_id: UUID  # the user's collection (Globus Connect Personal)
     local_dir: str | None = None  # BRAAS_HOME as the user's collection sees it
-    # A Globus Connect Server mapped collection needs a data_access consent at login;
-    # guest collections do not (and asking for one fails the login).
+    # True: the centre's collection needs a data_access consent at login (a GCSv5 mapped
+    # collection that is not high assurance); guest, personal and high-assurance
+    # collections do not (and asking for one fails the login). Set from collection_kind
+    # when that is known.
     mapped_collection: bool = True
+    # What Globus says the centre's collection is, read when the preset was added; None:
+    # not read (added while not logged in, or by an older braas-globus).
+    collection_kind: CollectionKind | None = None
     # Where Blender runs on the node: in the centre's Apptainer image, or on the host
     # (a centre that installs Blender itself). Recorded in each job (job/presets.json).
     runtime: Literal["image", "host"] = "image"
@@ -63,12 +97,25 @@ class ClusterPreset(BaseModel):
     @field_validator("remote_dir")
     @classmethod
     def _absolute_dir(cls, value: str) -> str:
-        path = PurePosixPath(value)
-        if not (value.startswith("/") or value.startswith("/~/")) or ".." in path.parts:
-            raise ValueError("must be an absolute path on the collection, without '..'")
-        if re.search(r"[\x00-\x1f]", value):
-            raise ValueError("must not hold control characters")
-        return str(path)
+        return _posix_dir(value, "on the collection")
+
+    @field_validator("worker_dir")
+    @classmethod
+    def _absolute_worker_dir(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        if is_home_relative(value) or value.startswith("~"):
+            raise ValueError("must be the folder as the centre's nodes see it (e.g. "
+                             "/home/you/braas), not a /~/ collection path")
+        return _posix_dir(value, "on the centre's nodes")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _kind_decides_consent(cls, data: object) -> object:
+        # One truth: when Globus's kind is known, it decides the data_access consent.
+        if isinstance(data, dict) and data.get("collection_kind") is not None:
+            return {**data, "mapped_collection": data["collection_kind"] == "mapped"}
+        return data
 
     @model_validator(mode="after")
     def _check_against_catalog(self) -> "ClusterPreset":
@@ -85,8 +132,36 @@ class ClusterPreset(BaseModel):
         return f"{cluster.title}, partition {self.partition}, project {self.account}"
 
     @property
+    def worker_dir_known(self) -> bool:
+        """Does this preset know its working directory as the centre's nodes see it?"""
+        return self.worker_dir is not None or not is_home_relative(self.remote_dir)
+
+    def worker_path(self, *parts: str) -> str:
+        """``parts`` under the working directory, as the centre's nodes (the Compute worker)
+        see it: worker_dir, else remote_dir. UsageError for a home-relative remote_dir
+        without a worker_dir (the nodes cannot resolve /~/)."""
+        if not self.worker_dir_known:
+            raise UsageError(
+                f"preset {self.name}: its working directory {self.remote_dir} is relative to "
+                "your home on the collection, and the centre's nodes need the folder as they "
+                f"see it: `braas-globus presets test {self.name}` finds it; then add the "
+                "preset again with --worker-dir")
+        return _joined(self.worker_dir or self.remote_dir, parts)
+
+    def remote_path(self, *parts: str) -> str:
+        """``parts`` under the working directory, as the centre's collection names it."""
+        return _joined(self.remote_dir, parts)
+
+    @property
     def default_device(self) -> str:
         return load_catalog().get(self.cluster).cycles_device_for(self.partition)
+
+
+def _joined(root: str, parts: tuple[str, ...]) -> str:
+    for part in parts:
+        if part.startswith("/") or ".." in PurePosixPath(part).parts:
+            raise ValueError(f"{part!r} is not a relative path inside the working directory")
+    return str(PurePosixPath(root, *parts))
 
 
 Preset = LocalPreset | ClusterPreset
@@ -128,17 +203,38 @@ def get_preset(name: str, home: Path) -> Preset:
                         "(`braas-globus presets list`; add one with `braas-globus presets add`)")
 
 
-def add_preset(home: Path, **fields: object) -> ClusterPreset:
-    """Validate and store a cluster preset; UsageError naming the field when it is wrong."""
-    if fields.get("name") == LOCAL.name:
+#: Stands in for a remote_dir not chosen yet, while the other fields are checked.
+_NOT_CHOSEN = "/"
+
+
+def check_new_preset(home: Path, *, name_needed: bool = True, **fields: object
+                     ) -> ClusterPreset:
+    """Check a preset before anything is contacted or written: UsageError naming the field.
+    A missing or empty ``remote_dir`` is allowed here (it is looked for next); the preset
+    returned then holds a placeholder for it and must not be stored. ``name_needed=False``:
+    only the other fields matter (looking for a working directory before it is named)."""
+    if not name_needed:
+        fields = {**fields, "name": "unnamed"}
+    elif fields.get("name") == LOCAL.name:
         raise UsageError("'local' is the built-in preset; choose another name")
+    if not fields.get("remote_dir"):
+        fields = {**fields, "remote_dir": _NOT_CHOSEN}
     try:
         preset = ClusterPreset(**fields)
     except ValidationError as err:
         raise UsageError(_first_error(err)) from None
-    presets = load_cluster_presets(home)
-    if preset.name in presets:
+    if name_needed and preset.name in load_cluster_presets(home):
         raise UsageError(f"preset '{preset.name}' exists; remove it first")
+    return preset
+
+
+def add_preset(home: Path, **fields: object) -> ClusterPreset:
+    """Validate and store a cluster preset; UsageError naming the field when it is wrong."""
+    if not fields.get("remote_dir"):
+        raise UsageError("remote_dir: a working directory on the centre's collection is "
+                         "needed (--remote-dir)")
+    preset = check_new_preset(home, **fields)
+    presets = load_cluster_presets(home)
     save_cluster_presets(home, {**presets, preset.name: preset})
     return preset
 

@@ -170,6 +170,7 @@ def test_extension_registers_and_unregisters_cleanly_twice(tmp_path, python):
         assert drawn["problems"] == [] and drawn["calls"] > 50, drawn["problems"]
         assert {"braas_globus.submit", "braas_globus.abort", "braas_globus.login",
                 "braas_globus.logout", "braas_globus.test_preset", "braas_globus.add_preset",
+                "braas_globus.find_working_dir",
                 "braas_globus.refresh_jobs", "braas_globus.cancel_job",
                 "braas_globus.download_job", "braas_globus.open_folder",
                 "braas_globus.job_info"} <= set(drawn["operators"])

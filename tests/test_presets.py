@@ -55,29 +55,38 @@ def test_local_cannot_be_replaced_or_removed(cli, home):
 
 @pytest.fixture
 def stand_ins(cli, home, tmp_path, monkeypatch):
-    from braas_globus import auth
+    """The centre's collection is tmp_path (its base path); the user's is the file system."""
+    from globus_compute_endpoint.engines import ThreadPoolEngine
+    from globus_compute_sdk import Client
 
-    (tmp_path / "scratch" / "project" / "dd-24-1" / "me").mkdir(parents=True)
+    from braas_globus import auth, preset_check
+
+    work = tmp_path / "scratch" / "project" / "dd-24-1" / "me"
+    work.mkdir(parents=True)
     token = globus_sdk.AccessTokenAuthorizer("stand-in-token")
     monkeypatch.setattr(auth, "transfer_client",
                         lambda: globus_sdk.TransferClient(authorizer=token))
-    from globus_compute_sdk import Client
-
     monkeypatch.setattr(auth, "compute_client",
                         lambda: Client(do_version_check=False, authorizer=token))
-    assert cli("presets", "add", *GOOD).code == 0
+    monkeypatch.setattr(preset_check, "PROBE_POLL_S", 0.05)
+    engine = ThreadPoolEngine(max_workers=1)
+    engine.start(endpoint_id=uuid.UUID(EP), run_dir=str(tmp_path / "engine"))
     with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
-        TransferStandIn(mock, {COLL: tmp_path, MINE: tmp_path})
-        ComputeStandIn(mock, {EP: None})
+        TransferStandIn(mock, {COLL: tmp_path, MINE: "/"})
+        ComputeStandIn(mock, {EP: engine})
+        # the worker sees the collection's /scratch/... under tmp_path
+        assert cli("presets", "add", *GOOD, "--worker-dir", str(work)).code == 0
         yield mock
+    engine.shutdown()
 
 
 def test_preset_test_passes_when_everything_answers(cli, stand_ins):
     result = cli("presets", "test", "karolina-gpu", "--json")
     assert result.code == 0, result.stderr
     assert [(c["name"], c["ok"]) for c in result.json()] == [
-        ("endpoint", True), ("collection", True), ("working directory", True),
-        ("your collection", True)]
+        ("endpoint", True), ("collection", True), ("collection kind", True),
+        ("working directory", True), ("your collection", True), ("probe sent", True),
+        ("worker reads it", True), ("collection sees the worker's file", True)]
 
 
 def test_preset_test_names_what_is_wrong(cli, stand_ins):
@@ -91,6 +100,7 @@ def test_preset_test_names_what_is_wrong(cli, stand_ins):
     assert f"FAIL endpoint: Compute endpoint {EP} is offline" in result.stdout
     assert "FAIL working directory: permission denied" in result.stdout
     assert "ok   collection" in result.stdout
+    assert "FAIL probe: not sent" in result.stdout  # no task for an offline endpoint
 
 
 def test_an_expired_login_says_to_log_in(cli, stand_ins):

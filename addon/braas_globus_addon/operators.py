@@ -226,8 +226,22 @@ class BRAAS_GLOBUS_OT_test_preset(bpy.types.Operator):
         return {"FINISHED"}
 
 
+class BRAAS_GLOBUS_OT_find_working_dir(bpy.types.Operator):
+    """Look for your working directory among the cluster's scratch folders (by Globus
+    Transfer, when you are logged in) and put the first that lists in Remote Directory"""
+
+    bl_idname = "braas_globus.find_working_dir"
+    bl_label = "Find Working Dir"
+
+    def execute(self, context):
+        results.worker().request("find_working_dir",
+                                 fields=_status(context).new_preset_fields())
+        return {"FINISHED"}
+
+
 class BRAAS_GLOBUS_OT_add_preset(bpy.types.Operator):
-    """Add a cluster preset (checked against the catalog; nothing is contacted)"""
+    """Add a cluster preset: checked against the catalog, then (when you are logged in)
+    against Globus; with Remote Directory empty, it is looked for first"""
 
     bl_idname = "braas_globus.add_preset"
     bl_label = "Add Preset"
@@ -264,6 +278,7 @@ classes = (
     BRAAS_GLOBUS_OT_whoami,
     BRAAS_GLOBUS_OT_refresh_presets,
     BRAAS_GLOBUS_OT_test_preset,
+    BRAAS_GLOBUS_OT_find_working_dir,
     BRAAS_GLOBUS_OT_add_preset,
     BRAAS_GLOBUS_OT_remove_preset,
 )

@@ -66,9 +66,11 @@ class BraasGlobusPreferences(bpy.types.AddonPreferences):
         add.label(text="Add a cluster preset (clusters and partitions from the catalog):")
         add.use_property_split = True
         for name in ("new_name", "new_cluster", "new_partition", "new_account", "new_endpoint",
-                     "new_collection", "new_remote_dir", "new_local_collection",
-                     "new_local_dir", "new_guest", "new_runtime"):
+                     "new_collection", "new_remote_dir", "new_worker_dir",
+                     "new_local_collection", "new_local_dir", "new_guest", "new_runtime"):
             add.prop(status, name)
+            if name == "new_remote_dir":
+                add.operator("braas_globus.find_working_dir", icon="VIEWZOOM")
         add.operator("braas_globus.add_preset", icon="ADD")
 
         box = layout.box()

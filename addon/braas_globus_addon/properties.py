@@ -255,8 +255,14 @@ class Status(bpy.types.PropertyGroup):
                                  description="The centre's Globus Compute endpoint id")
     new_collection: StringProperty(name="Collection",
                                    description="The centre's Globus collection id")
-    new_remote_dir: StringProperty(name="Remote Directory",
-                                   description="Your working directory on that collection")
+    new_remote_dir: StringProperty(
+        name="Remote Directory",
+        description="Your working directory on that collection, as the collection names it "
+                    "(empty: Find Working Dir looks among the cluster's scratch folders)")
+    new_worker_dir: StringProperty(
+        name="Worker Directory",
+        description="The same folder as the centre's nodes see it, where that differs (a "
+                    "collection with a base path, or a /~/ remote directory); empty: the same")
     new_local_collection: StringProperty(
         name="Your Collection", description="Your Globus Connect Personal collection id")
     new_local_dir: StringProperty(
@@ -281,6 +287,7 @@ class Status(bpy.types.PropertyGroup):
                 "endpoint_id": self.new_endpoint.strip(),
                 "collection_id": self.new_collection.strip(),
                 "remote_dir": self.new_remote_dir.strip(),
+                "worker_dir": self.new_worker_dir.strip() or None,
                 "local_collection_id": self.new_local_collection.strip(),
                 "local_dir": self.new_local_dir.strip() or None,
                 "mapped_collection": not self.new_guest, "runtime": self.new_runtime}

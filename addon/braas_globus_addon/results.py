@@ -270,9 +270,25 @@ def _presets(current, result: dict) -> None:
     if "added" in result:
         note = ("; log in again so the login covers its collection"
                 if result.get("mapped") else "")
-        _say(current, f"added preset {result['added']}{note}")
+        notes = "".join(f"; {n}" for n in result.get("notes", ()))
+        _say(current, f"added preset {result['added']}{note}{notes}")
     elif "removed" in result:
         _say(current, f"removed preset {result['removed']}")
+
+
+def _preset_added_or_found(current, result: dict) -> None:
+    if "found" in result:
+        _found_working_dir(current, result)
+    else:
+        _presets(current, result)
+
+
+def _found_working_dir(current, result: dict) -> None:
+    """A working directory found: it goes in the form, and the user adds the preset."""
+    current.new_remote_dir = result["found"]
+    before = f" (before it: {'; '.join(result['tried'])})" if result.get("tried") else ""
+    _say(current, f"found the working directory {result['found']}{before}: press Add Preset "
+                  "to use it")
 
 
 def _tested(current, result: dict) -> None:
@@ -328,7 +344,8 @@ _FINISHED = {
     "resume": _changed,
     "download": _downloaded,
     "presets": _presets,
-    "add_preset": _presets,
+    "find_working_dir": _found_working_dir,
+    "add_preset": _preset_added_or_found,
     "remove_preset": _presets,
     "test_preset": _tested,
     "whoami": _identity,

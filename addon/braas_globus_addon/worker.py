@@ -317,11 +317,28 @@ def op_presets(ctx: Context) -> dict:
     return {"presets": [_preset_row(p) for p in list_presets(ctx.service().settings.home)]}
 
 
+def op_find_working_dir(ctx: Context, fields: dict) -> dict:
+    """The CLI's `presets add` without --remote-dir: the first scratch folder that lists."""
+    from braas_globus.preset_check import prepare_preset
+
+    prepared = prepare_preset(ctx.service().settings.home, {**fields, "remote_dir": None},
+                              name_needed=False)
+    return {"found": prepared.found, "tried": prepared.tried, "notes": prepared.notes}
+
+
 def op_add_preset(ctx: Context, fields: dict) -> dict:
+    """As `presets add`: the kind read from Globus when logged in; with no remote
+    directory, the one found is only proposed (the form shows it; Add again takes it)."""
+    from braas_globus.preset_check import prepare_preset
     from braas_globus.presets import add_preset
 
-    preset = add_preset(ctx.service().settings.home, **fields)
-    return {**op_presets(ctx), "added": preset.name, "mapped": preset.mapped_collection}
+    home = ctx.service().settings.home
+    prepared = prepare_preset(home, fields)
+    if prepared.found:
+        return {"found": prepared.found, "tried": prepared.tried, "notes": prepared.notes}
+    preset = add_preset(home, **prepared.fields)
+    return {**op_presets(ctx), "added": preset.name, "mapped": preset.mapped_collection,
+            "notes": prepared.notes}
 
 
 def op_remove_preset(ctx: Context, name: str) -> dict:
@@ -343,9 +360,17 @@ def op_test_preset(ctx: Context, name: str) -> dict:
             {"name": "blender", "ok": True,
              "detail": f"renders on this machine with {' '.join(blender['command'])}"}]}
     from braas_globus import auth
+    from braas_globus.dispatch.functions import render_function_id
     from braas_globus.preset_check import check_preset
 
-    checks = check_preset(preset, auth.transfer_client(), auth.compute_client())
+    transfer, compute = auth.transfer_client(), auth.compute_client()
+
+    def function_id() -> str:  # the render function: the same id as every job's
+        with auth.translate_auth_errors():
+            return render_function_id(compute, service.settings.home)
+
+    checks = check_preset(preset, transfer, compute, home=service.settings.home,
+                          function_id=function_id, reporter=ctx)
     return {"name": name, "checks": [vars(c) for c in checks]}
 
 
@@ -404,6 +429,7 @@ OPERATIONS: dict[str, tuple[str, Operation]] = {
     "resume": ("Resuming", op_resume),
     "download": ("Downloading", op_download),
     "presets": ("Reading presets", op_presets),
+    "find_working_dir": ("Finding the working directory", op_find_working_dir),
     "add_preset": ("Adding preset", op_add_preset),
     "remove_preset": ("Removing preset", op_remove_preset),
     "test_preset": ("Testing preset", op_test_preset),

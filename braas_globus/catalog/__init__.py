@@ -80,6 +80,8 @@ class Cluster(_Frozen):
     gpu_request: Literal["gpus-per-node", "gres", "select-ngpus", "node"] | None = None
     account_pattern: str
     scratch: tuple[str, ...]
+    # How {project} is spelled in the scratch paths: as the account is given, or lowercased.
+    scratch_project: Literal["as_given", "lower"] = "as_given"
     directives: tuple[str, ...] = ()
     docs: str
     notes: str = ""
@@ -135,6 +137,18 @@ class Cluster(_Frozen):
 
     def container_flags_for(self, partition: str) -> tuple[str, ...]:
         return self.container.gpu_flags if self.get(partition).kind == "gpu" else ()
+
+    def scratch_dirs(self, project: str, user: str | None) -> tuple[list[str], list[str]]:
+        """The scratch roots with {project} and {user} filled in, as collection paths; and
+        the roots that cannot be (a $VARIABLE of the centre's shell, or {user} unknown)."""
+        project = project.lower() if self.scratch_project == "lower" else project
+        filled, left = [], []
+        for root in self.scratch:
+            if "$" in root or ("{user}" in root and not user):
+                left.append(root)
+                continue
+            filled.append(root.replace("{project}", project).replace("{user}", user or ""))
+        return filled, left
 
 
 class Catalog(_Frozen):

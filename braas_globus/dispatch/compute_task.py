@@ -14,6 +14,12 @@ environment its ``worker_init`` sets:
 The job folder is on the centre's shared file system (staged there by Transfer). The task
 writes frames, logs and progress records into it and returns only its small closing
 record: frames travel by Transfer, never in results (the service caps results at 10 MB).
+
+The same function answers ``presets test``'s probe (``task["kind"] == "probe"``), so a
+centre's ``allowed_functions`` holds one id: it reads the probe file at the worker's path
+(``task["read"]``; a leading ``~`` is this worker's home), writes the answer file
+``task["write"]`` beside it (the content's sha256 and the node's name, as
+``preset_check.answer_text``) and returns a small record; no Blender, stdlib only.
 """
 
 from __future__ import annotations
@@ -26,6 +32,38 @@ def render_on_worker(task: dict, job_root: str) -> dict:
     import shlex
     import subprocess
     from pathlib import Path
+
+    if task.get("kind") == "probe":  # `presets test`: does this worker see the file?
+        import hashlib
+        import re
+
+        node = os.uname().nodename
+        read = os.path.expanduser(str(task.get("read", "")))
+        write = os.path.expanduser(str(task.get("write", "")))
+        name = os.path.basename(read)
+        if not (os.path.isabs(read) and re.fullmatch(r"probe-[0-9a-f]{32}\.txt", name)
+                and write == os.path.join(os.path.dirname(read), name[:-4] + ".answer")):
+            return {"event": "probe", "ok": False, "node": node, "read": read[:4096],
+                    "reason": "not a probe file's path"}
+        try:
+            with open(read, "rb") as file:
+                content = file.read(4096)
+        except OSError as err:
+            return {"event": "probe", "ok": False, "node": node, "read": read,
+                    "reason": f"{type(err).__name__}: {err.strerror}"}
+        digest = hashlib.sha256(content).hexdigest()
+        answer = json.dumps({"node": node, "sha256": digest}, sort_keys=True)
+        record = {"event": "probe", "ok": True, "node": node, "read": read, "write": write,
+                  "sha256": digest}
+        try:
+            fd = os.open(write, os.O_WRONLY | os.O_CREAT | os.O_EXCL
+                         | getattr(os, "O_NOFOLLOW", 0), 0o644)
+            with os.fdopen(fd, "w", encoding="ascii") as file:
+                file.write(answer)
+        except OSError as err:
+            return {**record, "wrote": False,
+                    "reason": f"cannot write {write}: {type(err).__name__}: {err.strerror}"}
+        return {**record, "wrote": True}
 
     root = Path(job_root)
     image = os.environ.get("BRAAS_IMAGE", "")
