@@ -198,3 +198,21 @@ def test_a_session_requirement_at_download_names_the_login(cli, scene, centre, h
     assert "it4i.cz" in line and "braas-globus login" in line
     assert "it4i.cz" in (home / "globus" / "requirements.json").read_text()
     assert cli("download", job["id"]).code == 0  # once satisfied, it goes on
+
+
+def test_a_centre_with_another_python_gives_no_sdk_warning(cli, scene, centre):
+    """The SDK warns in many lines when the workers' Python or dill differ (they do, in a
+    centre's image); the function travels by source, so it is no news to the user."""
+    from .stand_ins.globus_services import COMPUTE_TASK_DETAILS
+
+    job = submit(cli, scene("anim6"), "--frames", "1")
+    centre.compute.wait_all()
+    (task_id,) = sent_task_ids(centre)
+    other = {**COMPUTE_TASK_DETAILS, "python_version": "3.10.4", "dill_version": "0.3.5.1"}
+    ended = centre.compute._status(task_id)
+    centre.compute.play("batch_status", 200, {"response": "batch",
+                                              "results": {task_id: {**ended, "details": other}}})
+    shown = cli("info", job["id"])
+    assert shown.code == 0
+    assert "Environment differences" not in shown.stderr and "Warning" not in shown.stderr
+    assert centre.compute.played == ["batch_status"]

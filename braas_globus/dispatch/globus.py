@@ -15,8 +15,10 @@ in all, about the time a small transfer takes (typically 5-30 s).
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
+import warnings
 
 import globus_sdk
 
@@ -35,6 +37,16 @@ from . import Unanswered, task_description
 from .functions import functions_record, render_function_id  # noqa: F401 (auth's logout)
 
 logger = logging.getLogger(__name__)
+
+
+@contextlib.contextmanager
+def _no_environment_warning():
+    """The SDK warns (in many lines) when the centre's Python or dill differ from this
+    one's. The function travels by source and returns a plain dict, so the difference does
+    not matter here, and the warning is no news to a user."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "Environment differences", UserWarning)
+        yield
 
 
 def _globus_errors(method):
@@ -158,7 +170,8 @@ class GlobusBackend:
         if not sent:
             return None
         try:
-            statuses = self.compute.get_batch_result(list(sent))
+            with _no_environment_warning():
+                statuses = self.compute.get_batch_result(list(sent))
         except (globus_sdk.GlobusAPIError, globus_sdk.NetworkError) as err:
             unanswered = self._unanswered(err)
             if unanswered is None:
@@ -195,7 +208,8 @@ class GlobusBackend:
         from globus_compute_sdk.errors import SerializationError, TaskExecutionFailed
 
         try:
-            return self.compute.get_task(task_id)
+            with _no_environment_warning():
+                return self.compute.get_task(task_id)
         except TaskExecutionFailed as err:  # the function raised, or the endpoint refused
             lines = [line for line in str(err.remote_data).splitlines() if line.strip()]
             reason = "the task failed at the centre: " + (lines[-1].strip() if lines else "")

@@ -23,20 +23,35 @@ order. Documents are the ones Globus sends (see ``documents.py``).
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import os
+import platform
 import re
 import shutil
 import threading
 import uuid
 from pathlib import Path
 
+import dill
 import responses
+from globus_compute_sdk import __version__ as _compute_sdk_version
 from globus_sdk.config import get_service_url
+from globus_sdk.testing.data.compute import _common as compute_data
+from globus_sdk.testing.data.transfer import task_list
 
 TRANSFER = get_service_url("transfer").rstrip("/")
 COMPUTE = get_service_url("compute").rstrip("/")
+
+#: The documents start from globus-sdk's own testing data (a real task's every field), and
+#: the stand-in sets what it knows.
+TRANSFER_TASK_DOC = task_list.TASK_LIST_DOC["DATA"][0]
+#: The engine runs in this process: the workers' Python and dill are this one's.
+COMPUTE_TASK_DETAILS = {**compute_data.TASK_DOC["details"],
+                        "python_version": platform.python_version(),
+                        "dill_version": dill.__version__,
+                        "globus_compute_sdk_version": _compute_sdk_version}
 
 
 def _digest(path: Path) -> str:
@@ -121,11 +136,18 @@ class TransferStandIn(_Faults):
             status, nice, paused, self.pause_next = ("ACTIVE", "PAUSED_BY_ADMIN", True, False)
         if self.retry_next:
             (nice, words), self.retry_next, status = self.retry_next, None, "ACTIVE"
-        self.tasks[task_id] = {"DATA_TYPE": "task", "task_id": task_id, "status": status,
+        self.tasks[task_id] = {**copy.deepcopy(TRANSFER_TASK_DOC), "DATA_TYPE": "task",
+                               "task_id": task_id, "status": status, "label": body.get("label"),
+                               "source_endpoint_id": body["source_endpoint"],
+                               "destination_endpoint_id": body["destination_endpoint"],
+                               "sync_level": body.get("sync_level"),
+                               "verify_checksum": body.get("verify_checksum", False),
                                "nice_status": nice, "nice_status_short_description": words,
                                "fatal_error": fatal, "files": files, "files_skipped": skipped,
                                "files_transferred": files - skipped, "bytes_transferred": sent,
-                               "bytes_checksummed": sent, "is_paused": paused}
+                               "bytes_checksummed": sent, "is_paused": paused,
+                               "completion_time": None if status == "ACTIVE" else
+                               TRANSFER_TASK_DOC["completion_time"]}
         return 202, {}, json.dumps({"DATA_TYPE": "transfer_result", "code": "Accepted",
                                     "task_id": task_id, "submission_id": body["submission_id"]})
 
@@ -244,11 +266,11 @@ class ComputeStandIn(_Faults):
         if not future.done():
             return {"task_id": task_id, "status": "running", "pending": True}
         result = messagepack.unpack(future.result())
+        ended = {"task_id": task_id, "pending": False, "details": COMPUTE_TASK_DETAILS,
+                 "completion_t": compute_data.TASK_DOC["completion_t"]}
         if result.is_error:
-            return {"task_id": task_id, "status": "failed", "pending": False,
-                    "exception": result.data, "completion_t": "0"}
-        return {"task_id": task_id, "status": "success", "pending": False,
-                "result": result.data, "completion_t": "0"}
+            return {**ended, "status": "failed", "exception": result.data}
+        return {**ended, "status": "success", "result": result.data}
 
     def _batch_status(self, request):
         results = {task_id: self._status(task_id)
