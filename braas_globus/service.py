@@ -151,6 +151,7 @@ class Service:
             if preset.backend != "local":
                 user_config_for(preset, spec.model_dump(mode="json"))
                 check_device(preset, spec.device)
+                preset.worker_path()  # the nodes' view of the working directory is known
         scene = read_scene_info(spec.scene)
         if scene.engine != "CYCLES":
             raise UsageError(f"{spec.scene.name} renders with {scene.engine}; braas-globus "

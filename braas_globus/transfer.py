@@ -68,7 +68,9 @@ class JobTransfers:
         return str(PurePosixPath(root) / relative)
 
     def remote_path(self, *parts: str) -> str:
-        return str(PurePosixPath(self.preset.remote_dir, *parts))
+        """As the centre's collection names it (the nodes may see it elsewhere:
+        ``ClusterPreset.worker_path``)."""
+        return self.preset.remote_path(*parts)
 
     def remote_job(self, job_id: str, *parts: str) -> str:
         return self.remote_path("jobs", job_id, *parts)

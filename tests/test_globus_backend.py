@@ -373,3 +373,42 @@ def test_the_function_command_prints_the_one_id_every_job_sends(cli, scene, cent
     submit(cli, blend, "--frames", "2")
     assert set(centre.compute.submissions[-1]["tasks"]) == {released}
     assert len(centre.compute.functions) == 2  # nothing registered again
+
+
+BASED = str(uuid.UUID(int=6))
+
+
+def test_a_collection_with_a_base_path_renders_where_the_nodes_see_it(cli, scene, centre,
+                                                                      home, tmp_path):
+    """The collection's "/" is a folder of the centre's file system (its base path): the
+    tasks get the working directory as the nodes see it, Transfer the collection's."""
+    base = tmp_path / "gcs-base"
+    (base / "work").mkdir(parents=True)
+    centre.transfer.collections[BASED] = base
+    add_preset(home, name="karolina-based", cluster="karolina", partition="qcpu",
+               account="DD-24-1", endpoint_id=ENDPOINT, collection_id=BASED,
+               remote_dir="/work", worker_dir=str(base / "work"), local_collection_id=MINE,
+               runtime="host")
+    result = cli("submit", scene("anim6"), "--preset", "karolina-based", "--frames", "1-2",
+                 "--json")
+    assert result.code == 0, result.stderr
+    job = result.json()
+    centre.compute.wait_all()
+    # Rendered where the nodes see the job (at "/work" nothing would be found).
+    assert (base / "work" / "jobs" / job["id"] / "out" / "000002.png").exists()
+    assert cli("download", job["id"]).code == 0
+    assert cli("info", job["id"], "--json").json()["state"] == "FINISHED"
+    assert frame_files(Path(job["folder"])) == ["000001.png", "000002.png"]
+
+
+def test_a_home_relative_working_dir_without_the_nodes_view_is_refused_at_submit(
+        cli, scene, centre, home):
+    add_preset(home, name="karolina-home", cluster="karolina", partition="qcpu",
+               account="DD-24-1", endpoint_id=ENDPOINT, collection_id=CENTRE,
+               remote_dir="/~/braas", local_collection_id=MINE, runtime="host")
+    result = cli("submit", scene("anim6"), "--preset", "karolina-home")
+    assert result.code == 2
+    (line,) = result.stderr.strip().splitlines()
+    assert "presets test karolina-home" in line and "--worker-dir" in line
+    assert cli("list", "--json").json() == []
+    assert not centre.transfer.submissions and not centre.compute.submissions

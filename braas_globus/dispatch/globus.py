@@ -111,13 +111,15 @@ class GlobusBackend:
     def user_endpoint_config(self, job: JobRecord) -> dict:
         return user_config_for(self.preset, job.spec)  # the centre's own schema
 
-    def remote_root(self, job: JobRecord) -> str:
-        return self.transfer.remote_job(job.id)
+    def worker_root(self, job: JobRecord) -> str:
+        """The job's folder as the centre's nodes see it (Transfer names it by the
+        collection's path, which may differ: a base path, /~/)."""
+        return self.preset.worker_path("jobs", job.id)
 
     def task_payload(self, job: JobRecord, task: TaskRecord, attempt: int) -> dict:
         return task_description(job, task, attempt,
                                 device=job.spec["device"] or self.preset.default_device,
-                                threads=0, objects_dir=self.transfer.remote_path("objects"),
+                                threads=0, objects_dir=self.preset.worker_path("objects"),
                                 runtime=self.preset.runtime)  # the centre names its Blender
 
     @_globus_errors
@@ -138,7 +140,7 @@ class GlobusBackend:
         # (and exit hook) would keep the CLI alive until the renders end.
         function_id = self.function_id()
         batch = self.compute.create_batch(user_endpoint_config=self.user_endpoint_config(job))
-        root = self.remote_root(job)
+        root = self.worker_root(job)
         for task in queued:
             batch.add(function_id, args=(self.task_payload(job, task, task.attempts + 1), root))
         try:
