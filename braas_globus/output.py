@@ -33,7 +33,8 @@ class Output:
         self.err.print(text, markup=False)
 
     def error(self, text: str) -> None:
-        one_line = " ".join(text.split("\n"))  # a user's value may hold a newline
+        # A user's value may hold a line break: "\n", or "\r", "\x85", "\u2028" ...
+        one_line = " ".join(text.splitlines())
         self.err.print(f"error: {one_line}", markup=False)
 
     def reporter(self, title: str) -> "ProgressReporter":
