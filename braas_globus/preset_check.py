@@ -427,6 +427,7 @@ class Probe:
         from globus_compute_sdk.errors import TaskExecutionFailed
 
         from .catalog import load_catalog
+        from .dispatch.globus import no_environment_warning
         from .endpoint_config import user_config_for
 
         partition = load_catalog().get(self.preset.cluster).get(self.preset.partition)
@@ -447,7 +448,8 @@ class Probe:
         status: dict = {}
         while time.monotonic() < deadline:
             try:
-                status = self.compute.get_task(task_id)
+                with no_environment_warning():
+                    status = self.compute.get_task(task_id)
             except TaskExecutionFailed as err:
                 lines = [line for line in str(err.remote_data).splitlines() if line.strip()]
                 return None, "the probe task failed at the centre: " + \

@@ -40,7 +40,7 @@ logger = logging.getLogger(__name__)
 
 
 @contextlib.contextmanager
-def _no_environment_warning():
+def no_environment_warning():
     """The SDK warns (in many lines) when the centre's Python or dill differ from this
     one's. The function travels by source and returns a plain dict, so the difference does
     not matter here, and the warning is no news to a user."""
@@ -172,7 +172,7 @@ class GlobusBackend:
         if not sent:
             return None
         try:
-            with _no_environment_warning():
+            with no_environment_warning():
                 statuses = self.compute.get_batch_result(list(sent))
         except (globus_sdk.GlobusAPIError, globus_sdk.NetworkError) as err:
             unanswered = self._unanswered(err)
@@ -210,7 +210,7 @@ class GlobusBackend:
         from globus_compute_sdk.errors import SerializationError, TaskExecutionFailed
 
         try:
-            with _no_environment_warning():
+            with no_environment_warning():
                 return self.compute.get_task(task_id)
         except TaskExecutionFailed as err:  # the function raised, or the endpoint refused
             lines = [line for line in str(err.remote_data).splitlines() if line.strip()]
