@@ -10,6 +10,8 @@ import json
 import os
 import pwd
 import re
+import subprocess
+import time
 
 import jsonschema
 import pytest
@@ -36,6 +38,7 @@ from braas_globus.endpoint_config import (  # noqa: E402
     validate_user_config,
 )
 from braas_globus.errors import NotFoundError, UsageError  # noqa: E402
+from braas_globus.worker.render_task import block_end, block_margin  # noqa: E402
 
 CATALOG = load_catalog()
 CLUSTERS = list(CATALOG.clusters)
@@ -208,6 +211,12 @@ def test_rendered_config_carries_what_the_user_sent(cluster, partition, variant,
         flags = " ".join(c.container_flags_for(partition))
         assert f'export BRAAS_CONTAINER_FLAGS="{flags}"' in init
         assert opts["account"] not in init
+        # The batch job's end, from the walltime the provider got, first: before the module
+        # loads, so that `date` runs as close to the job's start as it can.
+        seconds = opts["walltime_minutes"] * 60
+        assert init.splitlines()[0] == block_end_line(seconds)
+        # No new task in the last 2 margins of the worker's own (default) margin.
+        assert htex.drain_period == seconds - 2 * block_margin(seconds, environ={}) > 0
         # Loading ran no scheduler command but Parsl's sacct probe.
         assert set(scheduler_commands) <= {"sacct -X"}
 
@@ -222,6 +231,42 @@ def test_rendered_config_carries_what_the_user_sent(cluster, partition, variant,
             check_qsub(c, p, opts, script, submit)
     finally:
         config.engine.shutdown()
+
+
+def block_end_line(seconds: int) -> str:
+    return (f"export BRAAS_BLOCK_SECONDS={seconds} "
+            f"BRAAS_BLOCK_END=$(( $(date +%s) + {seconds} ))")
+
+
+@pytest.mark.parametrize("cluster", CLUSTERS)
+@pytest.mark.parametrize("variant", ["min", "max"])
+def test_the_batch_script_exports_the_blocks_end(cluster, variant, scheduler_commands,
+                                                 tmp_path):
+    """The batch script Parsl writes, run by bash: BRAAS_BLOCK_END is its start + walltime,
+    in epoch seconds, and the worker reads it with the margin for that walltime."""
+    opts = options(cluster, first_partition(cluster), variant)
+    config = load_rendered_config(render_user_config(cluster, opts))
+    try:
+        provider = config.engine.executor.provider
+        provider.script_dir = str(tmp_path)
+        provider.submit("worker-command", tasks_per_node=1)
+        script = open(scheduler_commands[-1].split()[-1]).read()
+    finally:
+        config.engine.shutdown()
+    lines = [line for line in script.splitlines() if "BRAAS_BLOCK" in line]
+    seconds = opts["walltime_minutes"] * 60
+    assert lines == [block_end_line(seconds)]
+    assert script.index(lines[0]) < script.index("worker-command")
+    before = int(time.time())
+    env = subprocess.run(["bash", "-c", f"{lines[0]}\nenv"], capture_output=True, text=True,
+                         check=True, timeout=10, env={"PATH": os.environ["PATH"]}).stdout
+    after = int(time.time())
+    exported = dict(line.split("=", 1) for line in env.splitlines()
+                    if line.startswith("BRAAS_BLOCK"))
+    assert exported["BRAAS_BLOCK_SECONDS"] == str(seconds)
+    assert before + seconds <= int(exported["BRAAS_BLOCK_END"]) <= after + seconds
+    expected_margin = 15 if seconds == 60 else 60
+    assert block_end(exported) == (int(exported["BRAAS_BLOCK_END"]), expected_margin)
 
 
 def check_sbatch(c, p, opts, script, submit):

@@ -26,6 +26,7 @@ import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -35,10 +36,11 @@ from braas_globus.worker.frames import parse_frames
 from braas_globus.worker.image_check import is_valid_image
 from tests.conftest import build_scene, wait_for
 from tests.engines import (
+    ADMIN_SETTINGS,
     REPO,
     VENV_BIN,
     OfflineEndpoint,
-    ADMIN_SETTINGS,
+    RemoteError,
     blender_processes,
     build_engine,
     image_settings,
@@ -86,6 +88,28 @@ def heavy_scene(tmp_path_factory) -> Path:
     """12 frames of a few seconds each on 2 cores: long enough to stop Blender mid-frame."""
     return build_scene(tmp_path_factory.mktemp("heavy"), "--frames", "12",
                        "--width", "320", "--height", "240", "--samples", "512")
+
+
+def slow_frames_scene(folder: Path, frames: int, seconds: float) -> Path:
+    """A scene whose every frame takes ``seconds`` of wall-clock time, however busy the cores.
+
+    A real .blend with a script in it (a render_pre handler that sleeps): Blender runs it
+    only for a task that allows scripts. CPU-heavy frames would make a test that must fit
+    frames into a 1-minute batch job depend on what else runs on this machine's 2 cores.
+    """
+    scene = build_scene(folder, "--frames", str(frames))
+    add = folder.parent / f"{folder.name}-add-slow-frames.py"
+    add.write_text(f"""
+import bpy
+bpy.ops.wm.open_mainfile(filepath={str(scene)!r})
+text = bpy.data.texts.new("slow_frames.py")
+text.write("import time\\nimport bpy\\n\\n\\ndef slow(*_):\\n    time.sleep({seconds})\\n\\n\\n"
+           "bpy.app.handlers.render_pre.append(slow)\\n")
+text.use_module = True  # runs when the file loads, if the task allows scripts
+bpy.ops.wm.save_mainfile()
+""")
+    subprocess.run([sys.executable, str(add)], check=True, capture_output=True, timeout=120)
+    return scene
 
 
 def frames_in(root: Path) -> list[str]:
@@ -181,9 +205,9 @@ class TestKarolinaEndpoint:
         missing = parse_frames(record["missing"])
         assert sorted(missing + [int(n.split(".")[0]) for n in done]) == list(range(1, 13))
         records = progress(root)
-        started = next(r["time"] for r in records if r["event"] == "running")
+        started = next(r["time"] for r in records if r["event"] == "start")  # the walltime's 0
         ran = records[-1]["time"] - started
-        assert 4 <= ran < 4 + 5, f"Blender was stopped {ran:.1f} s after it started"
+        assert 4 <= ran < 4 + 5, f"the task was stopped {ran:.1f} s after it started"
         assert len(packed) < RESULT_LIMIT
         assert blender_processes(str(root)) == []
 
@@ -266,6 +290,107 @@ def test_karolina_renders_in_the_centres_image(slurm_cluster, render_image, scen
     # The endpoint sent "the image's own Blender", not the client's command.
     written = json.loads((root / "job" / "tasks" / "task-0003.json").read_text())
     assert written["blender"] == {"kind": "image"}
+
+
+# --- the batch job's walltime ------------------------------------------------------------------
+
+#: What a user sends for the shortest batch job Slurm allows: 1 minute. Its margin (a quarter
+#: of it, render_task.block_margin) is 15 s and its worker pool drains after 30 s.
+KAROLINA_ONE_MINUTE = {**KAROLINA_USER, "walltime_minutes": 1}
+BLOCK_REASON = re.compile(r"the batch job's walltime ends in (?P<left>[0-9]+) s: stopped to "
+                          r"leave time to report; the missing frames are retried")
+
+
+def rendered_in_attempt(root: Path, attempt: int) -> list[int]:
+    return [r["frame"] for r in progress(root) if r["event"] == "frame"
+            and r["state"] == "done" and r["attempt"] == attempt and not r.get("skipped")]
+
+
+def slurm_start(job_id: str) -> float:
+    """The batch job's start (epoch seconds): when its walltime began to count."""
+    return datetime.fromisoformat(slurm_job(job_id)["StartTime"]).timestamp()  # local time
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(240)
+def test_a_task_stops_before_its_batch_job_ends_and_the_retry_renders_in_a_new_one(
+        slurm_cluster, tmp_path):
+    """A 1-minute block and 12 frames of 4 s: the task ends TIMEOUT the margin before the
+    block's walltime, its record comes back through the engine, the block ends by itself;
+    the retry, sent as the client sends it (the missing frames), renders in a new block.
+
+    Real Slurm blocks (Karolina's template, its worker_init's BRAAS_BLOCK_END and drain), the
+    worker pool and Blender; only the cloud relay is bypassed.
+    """
+    scene = slow_frames_scene(tmp_path / "scene", frames=12, seconds=4)
+    root = make_job_root(tmp_path / "job", scene)
+    task = {**render_task(root, scene, "1-12"), "allow_scripts": True}
+    began = time.monotonic()
+    with endpoint("karolina", KAROLINA_ONE_MINUTE, tmp_path / "endpoint") as ep:
+        first = ep.submit(render_on_worker, task, str(root))
+        record, packed = ep.result(first, timeout=150)
+        returned_at = time.time()
+        block = str(wait_for(lambda: first.job_id, timeout=15, what="the first task's block"))
+
+        assert (record["state"], record["exit_code"]) == ("TIMEOUT", 4), record
+        reason = BLOCK_REASON.fullmatch(record["reason"])
+        assert reason, record["reason"]
+        assert 10 <= int(reason["left"]) <= 15  # the margin, less the watcher's poll
+        done = rendered_in_attempt(root, 1)
+        assert done, "Blender should have rendered frames before the block's end"
+        missing = parse_frames(record["missing"])
+        assert sorted(done + missing) == list(range(1, 13)) and missing
+        assert frames_in(root) == [f"{f:06d}.png" for f in done]
+        assert blender_processes(str(root)) == []
+        assert len(packed) < RESULT_LIMIT
+        # Back before Slurm's limit: the block's start + 1 minute, with the margin to spare.
+        assert returned_at < slurm_start(block) + 60 - 10
+
+        retry = {**task, "attempt": 2, "frames": record["missing"]}
+        second = ep.submit(render_on_worker, retry, str(root))
+        record2, packed2 = ep.result(second, timeout=150)
+        block2 = str(wait_for(lambda: second.job_id, timeout=15, what="the retry's block"))
+        assert block2 != block
+        assert_finished_frames(record2, packed2, root, range(1, 13))
+        assert rendered_in_attempt(root, 2) == missing
+        # The first block drained once its task was back and ended by itself; Slurm did not
+        # have to kill it at its walltime.
+        assert slurm_job(block)["JobState"] == "COMPLETED", slurm_job(block)
+    took = time.monotonic() - began
+    print(f"two 1-minute blocks, {len(done)} + {len(missing)} frames: {took:.0f} s")
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(420)
+def test_a_block_slurm_kills_at_its_walltime_fails_the_task_with_an_error(slurm_cluster,
+                                                                          tmp_path):
+    """Where the worker does not know the block's end (the admin's worker_env blanks
+    BRAAS_BLOCK_END), Slurm kills the block mid-render at its walltime: the engine's future
+    holds an error result, not a hang, which the client counts as a FAILED attempt and retries.
+
+    Real Slurm (its time limit), worker pool, engine and Blender; only the cloud relay is
+    bypassed.
+    """
+    settings = {**ADMIN_SETTINGS,
+                "worker_env": ADMIN_SETTINGS["worker_env"] + "\nexport BRAAS_BLOCK_END="}
+    scene = slow_frames_scene(tmp_path / "scene", frames=40, seconds=4)
+    root = make_job_root(tmp_path / "job", scene)
+    task = {**render_task(root, scene, "1-40"), "allow_scripts": True}
+    with endpoint("karolina", KAROLINA_ONE_MINUTE, tmp_path / "endpoint", settings) as ep:
+        future = ep.submit(render_on_worker, task, str(root))
+        block = str(wait_for(lambda: future.job_id, timeout=120, what="the task's block"))
+        with pytest.raises(RemoteError) as failed:
+            ep.result(future, timeout=380)
+        failed_at = time.time()
+        assert slurm_job(block)["JobState"] == "TIMEOUT", slurm_job(block)
+    assert blender_processes(str(root)) == []
+    error = str(failed.value)
+    lost = next((line for line in error.splitlines() if "ManagerLost" in line), "")
+    print(f"the future failed {failed_at - slurm_start(block):.0f} s after the block started:"
+          f" {lost.strip()}")
+    # Parsl's interchange gives up on the killed worker pool after its heartbeat threshold
+    # (120 s) and fails its tasks with ManagerLost; the engine packs that as an error Result.
+    assert lost, error
 
 
 # --- PBS Pro: Polaris's template, through qsub --------------------------------------------------

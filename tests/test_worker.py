@@ -6,6 +6,8 @@ Real Blender (PyPI bpy) renders every frame here.
 from __future__ import annotations
 
 import json
+import os
+import re
 import shutil
 import subprocess
 import sys
@@ -15,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from braas_globus.worker import render_task
+from braas_globus.worker.frames import parse_frames
 from braas_globus.worker.image_check import is_valid_image
 
 from .conftest import frame_files, wait_for
@@ -52,10 +55,15 @@ def write_task(root: Path, frames: str, index: int = 0, **extra) -> Path:
     return path
 
 
-def run_worker(worker_dir: Path, task_file: Path, timeout=120) -> tuple[int, list[dict]]:
+def run_worker(worker_dir: Path, task_file: Path, timeout=120,
+               env: dict[str, str] | None = None) -> tuple[int, list[dict]]:
+    """Run the worker as a node does; ``env`` adds to this environment, whose BRAAS_BLOCK_*
+    (a batch job's, where these tests run in one) are left out."""
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("BRAAS_BLOCK_")}
     # -I -S: no site-packages, no PYTHONPATH: only the standard library is importable.
     done = subprocess.run([sys.executable, "-I", "-S", str(worker_dir / "render_task.py"),
-                           str(task_file)], capture_output=True, text=True, timeout=timeout)
+                           str(task_file)], capture_output=True, text=True, timeout=timeout,
+                          env={**environ, **(env or {})})
     records = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
     return done.returncode, records
 
@@ -115,9 +123,88 @@ def test_cancel_marker_stops_blender_within_seconds(job_root):
 
 
 def test_walltime_exceeded_is_reported_as_timeout(job_root, copied_worker):
-    code, records = run_worker(copied_worker, write_task(job_root, "1-2000", walltime_seconds=3))
+    # The batch job ends much later: the task's own walltime comes first and is the reason.
+    block = {"BRAAS_BLOCK_END": str(int(time.time()) + 3600), "BRAAS_BLOCK_SECONDS": "7200"}
+    code, records = run_worker(copied_worker, write_task(job_root, "1-2000", walltime_seconds=3),
+                               env=block)
     assert code == 4
-    assert records[-1]["state"] == "TIMEOUT" and "walltime" in records[-1]["reason"]
+    assert records[-1]["state"] == "TIMEOUT"
+    assert records[-1]["reason"] == "walltime of 3 s exceeded"
+
+
+BLOCK_REASON = re.compile(r"the batch job's walltime (ends in (?P<left>[0-9]+) s|has ended): "
+                          r"stopped to leave time to report; the missing frames are retried")
+
+
+def assert_block_timeout(records: list[dict], frames: str, root: Path) -> re.Match:
+    """TIMEOUT for the batch job's end, missing exactly the frames not rendered."""
+    end = records[-1]
+    assert (end["event"], end["state"]) == ("end", "TIMEOUT"), end
+    reason = BLOCK_REASON.fullmatch(end["reason"])
+    assert reason, end["reason"]
+    done = [int(name.split(".")[0]) for name in frame_files(root)]
+    assert sorted(parse_frames(end["missing"]) + done) == parse_frames(frames)
+    assert [r["frame"] for r in frame_events(records)] == done
+    return reason
+
+
+def test_the_batch_jobs_end_stops_blender_with_a_margin(job_root, copied_worker):
+    """BRAAS_BLOCK_END (worker_init's) a few seconds ahead: Blender is stopped the margin
+    before it, and the task ends TIMEOUT naming the batch job, the rest missing."""
+    block_end = int(time.time()) + 8
+    block = {"BRAAS_BLOCK_END": str(block_end), "BRAAS_BLOCK_MARGIN_S": "3"}
+    code, records = run_worker(copied_worker, write_task(job_root, "1-2000"), env=block)
+    assert code == 4
+    reason = assert_block_timeout(records, "1-2000", job_root)
+    assert reason["left"] in ("2", "3"), records[-1]["reason"]  # the margin, less the poll
+    assert block_end - 4 <= records[-1]["time"] < block_end  # before the job's end
+    blender_pid = next(r["pid"] for r in records if r["event"] == "running")
+    assert not Path(f"/proc/{blender_pid}").exists() or \
+        Path(f"/proc/{blender_pid}/stat").read_text().split(")")[1].split()[0] == "Z"
+    count = len(frame_files(job_root))
+    time.sleep(1)
+    assert len(frame_files(job_root)) == count < 2000
+
+
+@pytest.mark.parametrize(("left", "block"), [
+    (-5, {}),  # past its end: the scheduler is about to kill the job
+    (30, {}),  # inside the default margin (60 s)
+    (10, {"BRAAS_BLOCK_SECONDS": "60"}),  # a 1-minute job: a quarter, 15 s
+], ids=["ended", "inside-the-margin", "inside-a-short-jobs-margin"])
+def test_a_task_with_less_than_the_margin_left_starts_no_blender(job_root, copied_worker, left,
+                                                                 block):
+    env = {"BRAAS_BLOCK_END": str(int(time.time()) + left), **block}
+    started = time.monotonic()
+    code, records = run_worker(copied_worker, write_task(job_root, "1-6"), env=env)
+    assert time.monotonic() - started < 10
+    assert code == 4
+    reason = assert_block_timeout(records, "1-6", job_root)
+    assert records[-1]["missing"] == "1-6"
+    assert reason["left"] is None if left < 0 else 0 < int(reason["left"]) <= left
+    assert not any(r["event"] == "running" for r in records)  # no Blender at all
+    assert (job_root / "job" / "progress" / "task-0000.jsonl").read_text().count('"end"') == 1
+
+
+@pytest.mark.parametrize(("env", "expected"), [
+    ({}, None),
+    ({"BRAAS_BLOCK_END": ""}, None),
+    ({"BRAAS_BLOCK_END": "soon"}, None),
+    ({"BRAAS_BLOCK_END": "-5"}, None),
+    ({"BRAAS_BLOCK_END": " 1700000000"}, None),
+    ({"BRAAS_BLOCK_END": "1700000000\n"}, None),
+    ({"BRAAS_BLOCK_END": "\u0661\u0667\u0660\u0660"}, None),  # digits, not ASCII ones
+    ({"BRAAS_BLOCK_END": "1700000000"}, (1700000000, 60)),
+    ({"BRAAS_BLOCK_END": "1700000000", "BRAAS_BLOCK_SECONDS": "60"}, (1700000000, 15)),
+    ({"BRAAS_BLOCK_END": "1700000000", "BRAAS_BLOCK_SECONDS": "180"}, (1700000000, 45)),
+    ({"BRAAS_BLOCK_END": "1700000000", "BRAAS_BLOCK_SECONDS": "172800"}, (1700000000, 60)),
+    ({"BRAAS_BLOCK_END": "1700000000", "BRAAS_BLOCK_SECONDS": "1h"}, (1700000000, 60)),
+    ({"BRAAS_BLOCK_END": "1700000000", "BRAAS_BLOCK_MARGIN_S": "0"}, (1700000000, 0)),
+    ({"BRAAS_BLOCK_END": "1700000000", "BRAAS_BLOCK_SECONDS": "60",
+      "BRAAS_BLOCK_MARGIN_S": "300"}, (1700000000, 300)),  # the centre's word counts
+    ({"BRAAS_BLOCK_END": "1700000000", "BRAAS_BLOCK_MARGIN_S": "1.5"}, (1700000000, 60)),
+])
+def test_the_batch_jobs_end_is_read_as_digits_only(env, expected):
+    assert render_task.block_end(env) == expected
 
 
 def test_a_scene_for_another_engine_is_refused(tmp_path, scene, copied_worker):

@@ -18,12 +18,31 @@ and ``job/``. The entry point
 - checks every frame Blender reports, and writes one JSON record per event to
   stdout and to ``job/progress/task-NNNN.jsonl``;
 - stops Blender within a second when the job's cancel marker ``job/CANCEL``
-  appears or the walltime runs out;
+  appears or the walltime runs out: the task's own (``walltime_seconds``, counted from
+  the task's start) or the batch job's, whichever comes first (below);
 - on a full disk, stops and ends the attempt with the reason "the disk holding ... is
   full" (the frames already rendered stay done), never a traceback.
 
+The batch job's walltime. A task runs inside a batch job (the endpoint's "block"), which
+may have started long before the task and run other tasks first; the scheduler kills it at
+its own walltime, mid-frame, and then no closing record is written. So the endpoint
+templates' ``worker_init`` (run once at the start of each batch job) exports
+
+- ``BRAAS_BLOCK_END``: the job's end, epoch seconds (its start + the walltime asked for);
+- ``BRAAS_BLOCK_SECONDS``: that walltime, seconds;
+
+and the entry point stops Blender ``margin`` seconds before ``BRAAS_BLOCK_END`` (see
+``block_margin``: 60 s, a quarter of a block shorter than 4 minutes; the centre's
+``BRAAS_BLOCK_MARGIN_S`` overrides it, also a knob for tests). Values that are not plain
+digits are ignored; without ``BRAAS_BLOCK_END`` only the task's own walltime counts. The
+closing record of a task stopped this way is TIMEOUT (exit code 4, as for the task's own
+walltime) with the reason "the batch job's walltime ends in N s: stopped to leave time to
+report; the missing frames are retried" and the unrendered frames as ``missing``. A task that
+starts with less than the margin left does not start Blender at all and returns that record
+at once.
+
 Exit codes: 0 all frames done, 1 some frames failed, 2 a bad task file,
-3 canceled, 4 walltime exceeded.
+3 canceled, 4 walltime exceeded (the task's or the batch job's).
 """
 
 from __future__ import annotations
@@ -39,6 +58,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -57,6 +77,44 @@ IMAGE_BLENDER = Path("/opt/blender/blender.json")  # in the render image (fetch_
 EXIT_CODES = {"FINISHED": 0, "FAILED": 1, "CANCELED": 3, "TIMEOUT": 4}
 _ERROR_LINE = re.compile(r"(error|exception|traceback|out of memory|segmentation fault)", re.I)
 FULL_BELOW_BYTES = 1 << 20  # as braas_globus.disk: below this, a disk counts as full
+#: Seconds before the batch job's end at which Blender is stopped (block_margin). What must
+#: fit in it: the stop itself (up to 0.25 s until the watcher sees the deadline, 3 s of grace
+#: after SIGTERM before SIGKILL), the closing record appended to job/progress on the shared
+#: file system (seconds when a parallel file system is loaded), the result's way back to the
+#: endpoint's interchange (sub-second over ZeroMQ), and the seconds between the job's start
+#: by the scheduler and worker_init's `date` (BRAAS_BLOCK_END is that much late). 60 s is
+#: several times all of that, and costs at most a minute of each batch job. It does not grow
+#: with the block: none of these do. The endpoint templates drain a block (no new task) 2
+#: margins before its end, computed the same way (tests/test_endpoint_templates.py keeps
+#: them equal).
+BLOCK_MARGIN_S = 60
+_DIGITS = re.compile(r"[0-9]+")
+
+
+def _env_seconds(environ: Mapping[str, str], name: str) -> int | None:
+    value = environ.get(name, "")
+    return int(value) if _DIGITS.fullmatch(value) else None
+
+
+def block_margin(block_seconds: int | None,
+                 environ: Mapping[str, str] = os.environ) -> int:
+    """Seconds to stop before the batch job's end: ``BRAAS_BLOCK_MARGIN_S`` if the centre
+    set it, else BLOCK_MARGIN_S, but at most a quarter of a short block (a 1-minute block
+    still renders for 45 s rather than never)."""
+    override = _env_seconds(environ, "BRAAS_BLOCK_MARGIN_S")
+    if override is not None:
+        return override
+    if block_seconds:
+        return min(BLOCK_MARGIN_S, block_seconds // 4)
+    return BLOCK_MARGIN_S
+
+
+def block_end(environ: Mapping[str, str] = os.environ) -> tuple[int, int] | None:
+    """(the batch job's end in epoch seconds, the margin), or None where it is not known."""
+    end = _env_seconds(environ, "BRAAS_BLOCK_END")
+    if end is None:
+        return None
+    return end, block_margin(_env_seconds(environ, "BRAAS_BLOCK_SECONDS"), environ)
 
 
 def is_disk_full_error(err: BaseException) -> bool:
@@ -151,6 +209,9 @@ class TaskRun:
         self.process: subprocess.Popen | None = None
         self.reported_missing: set[str] = set()
         self.disk_full: OSError | None = None  # a write that failed for want of space
+        self.block = block_end()  # (the batch job's end, the margin) or None
+        self.deadline = self.block_deadline = float("inf")  # monotonic; set by run()
+        self.timeout_reason = ""
 
     def emit(self, record: dict) -> None:
         record = {"task": self.task["task"], "attempt": self.task.get("attempt", 1),
@@ -166,13 +227,29 @@ class TaskRun:
         if self.emit_stdout:
             print(line, flush=True)
 
+    def time_is_up(self) -> bool:
+        """True (and the reason kept) once the task's or the batch job's deadline passed."""
+        now = time.monotonic()
+        if now > self.deadline and self.deadline <= self.block_deadline:
+            self.timeout_reason = self.timeout_reason or \
+                f"walltime of {self.task['walltime_seconds']} s exceeded"
+        elif now >= self.block_deadline:
+            assert self.block is not None
+            left = round(self.block[0] - time.time())
+            when = f"ends in {left} s" if left > 0 else "has ended"
+            self.timeout_reason = self.timeout_reason or (
+                f"the batch job's walltime {when}: stopped to leave time to report; "
+                "the missing frames are retried")
+        else:
+            return False
+        return True
+
     def watch_stop_signals(self) -> None:
         """Stop Blender on cancel or walltime; runs in a daemon thread."""
-        deadline = time.monotonic() + float(self.task.get("walltime_seconds") or 1e12)
         while self.process is not None and self.process.poll() is None:
             if self.cancel_marker.exists():
                 self.stop("CANCELED")
-            elif time.monotonic() > deadline:
+            elif self.time_is_up():
                 self.stop("TIMEOUT")
             time.sleep(0.25)
 
@@ -188,6 +265,13 @@ class TaskRun:
 
     def run(self) -> dict:
         """Run the attempt; its closing record. A full disk ends it, named, not a traceback."""
+        # Both deadlines on the monotonic clock, from the task's start: its own walltime,
+        # and the batch job's end less the margin.
+        started = time.monotonic()
+        self.deadline = started + float(self.task.get("walltime_seconds") or 1e12)
+        if self.block is not None:
+            end, margin = self.block
+            self.block_deadline = started + (end - margin - time.time())
         try:
             return self._run()
         except OSError as err:
@@ -232,6 +316,9 @@ class TaskRun:
             else set()
         remaining, failures, reason, stopped_after = list(pending), {}, "", None
         while remaining and not self.stop_reason:
+            if self.time_is_up():  # before each Blender: the batch job may be ending
+                self.stop_reason = "TIMEOUT"
+                break
             run = self.run_blender(remaining, [f for f in remaining if f in scouts])
             failures.update(run.failed)
             remaining = [f for f in remaining if f not in run.rendered and f not in run.failed]
@@ -250,8 +337,7 @@ class TaskRun:
         if self.stop_reason == "CANCELED":
             return self.finish("CANCELED", unrendered, "the job was canceled")
         if self.stop_reason == "TIMEOUT":
-            return self.finish("TIMEOUT", unrendered,
-                               f"walltime of {self.task['walltime_seconds']} s exceeded")
+            return self.finish("TIMEOUT", unrendered, self.timeout_reason)
         if not unrendered:
             return self.finish("FINISHED", [], "")
         not_rendered = reason if stopped_after is None else \
