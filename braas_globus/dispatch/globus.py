@@ -45,7 +45,7 @@ def no_environment_warning():
     one's. The function travels by source and returns a plain dict, so the difference does
     not matter here, and the warning is no news to a user."""
     with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", "Environment differences", UserWarning)
+        warnings.filterwarnings("ignore", r"\s*Environment differences", UserWarning)
         yield
 
 
