@@ -262,8 +262,10 @@ def test_killing_the_block_mid_render_leaves_no_blender(how, slurm_cluster, heav
                  what="the block to end")
     assert slurm_job(job_id)["JobState"] == "CANCELLED"
     assert took < 15, f"Blender ran {took:.1f} s after the block was cancelled"
-    # The entry point took Slurm's SIGTERM as a cancel: the job's records say so.
-    assert progress(root)[-1]["state"] == "CANCELED", progress(root)[-1]
+    # Slurm's SIGTERM with no cancel marker is not a cancel: the records say what it was,
+    # and the missing frames are retried.
+    last = progress(root)[-1]
+    assert last["state"] == "FAILED" and "SIGTERM without a cancel" in last["reason"], last
     count = len(frames_in(root))
     time.sleep(1.5)
     assert len(frames_in(root)) == count

@@ -9,6 +9,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -120,6 +121,27 @@ def test_cancel_marker_stops_blender_within_seconds(job_root):
     count = len(frame_files(job_root))
     time.sleep(1.5)
     assert len(frame_files(job_root)) == count < 400
+
+
+@pytest.mark.parametrize("marker", [False, True], ids=["batch job ended", "local cancel"])
+def test_a_term_is_a_cancel_only_with_the_cancel_marker(job_root, marker):
+    """A TERM from the scheduler (the batch job ended or was killed) is not a cancel: the
+    task FAILED, its frames retried; a local cancel writes the marker first."""
+    task = write_task(job_root, "1-400")
+    process = subprocess.Popen([sys.executable, str(WORKER_DIR / "render_task.py"), str(task)],
+                               stdout=subprocess.PIPE, text=True)
+    wait_for(lambda: len(frame_files(job_root)) >= 2, what="two frames")
+    if marker:
+        (job_root / "job" / "CANCEL").touch()
+    process.send_signal(signal.SIGTERM)
+    stdout, _ = process.communicate(timeout=15)
+    end = [json.loads(line) for line in stdout.splitlines() if '"end"' in line][-1]
+    if marker:
+        assert (process.returncode, end["state"]) == (3, "CANCELED")
+    else:
+        assert (process.returncode, end["state"]) == (1, "FAILED")
+        assert "SIGTERM without a cancel" in end["reason"]
+    assert "400" in end["missing"]
 
 
 def test_walltime_exceeded_is_reported_as_timeout(job_root, copied_worker):

@@ -336,6 +336,10 @@ class TaskRun:
         unrendered = sorted(set(remaining) | set(failures))
         if self.stop_reason == "CANCELED":
             return self.finish("CANCELED", unrendered, "the job was canceled")
+        if self.stop_reason == "TERMINATED":  # a TERM, and no cancel marker: not a cancel
+            return self.finish("FAILED", unrendered, "stopped by SIGTERM without a cancel (the "
+                               "batch job reached its walltime, or was killed); the missing "
+                               "frames are retried")
         if self.stop_reason == "TIMEOUT":
             return self.finish("TIMEOUT", unrendered, self.timeout_reason)
         if not unrendered:
@@ -446,8 +450,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     job_root = (args.job_root or args.task_file.resolve().parent.parent.parent).resolve()
     run = TaskRun(task, job_root)
-    # A TERM to this process (a scheduler's scancel, a local cancel) stops Blender first.
-    signal.signal(signal.SIGTERM, lambda *_: run.stop("CANCELED"))
+    # A TERM to this process (a local cancel, which writes the cancel marker first; a
+    # scheduler ending or killing the batch job) stops Blender first.
+    signal.signal(signal.SIGTERM, lambda *_: run.stop("TERMINATED"))
     return EXIT_CODES[run.run()["state"]]
 
 
