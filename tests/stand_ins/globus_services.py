@@ -39,6 +39,7 @@ import responses
 from globus_compute_sdk import __version__ as _compute_sdk_version
 from globus_sdk.config import get_service_url
 from globus_sdk.testing.data.compute import _common as compute_data
+from globus_sdk.testing.data.compute.v2 import get_endpoint_status as endpoint_status
 from globus_sdk.testing.data.transfer import task_list
 
 TRANSFER = get_service_url("transfer").rstrip("/")
@@ -220,7 +221,7 @@ class ComputeStandIn(_Faults):
                               self._answer("submit", self._submit))
             mock.add_callback(responses.GET, f"{COMPUTE}/v2/endpoints/{endpoint_id}/status",
                               self._answer("status", lambda request: (
-                                  200, {}, json.dumps({"status": "online", "logs": []}))))
+                                  200, {}, json.dumps(endpoint_status.DEFAULT_RESPONSE_DOC))))
 
     def _register(self, request):
         body = json.loads(request.body)
