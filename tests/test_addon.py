@@ -20,8 +20,8 @@ from pathlib import Path
 
 import pytest
 
-from tests import test_auth as globus_fakes
 from braas_globus.blender_scripts import MAKE_DEMO_SCENE
+from tests import test_auth as globus_fakes
 from tests.conftest import TINY, build_scene, load_module
 
 REPO = Path(__file__).resolve().parents[1]

@@ -8,6 +8,7 @@ told in one line to run `braas-globus login`, and that login asks Globus for exa
 Offline as in test_auth.py: Globus's web APIs are `responses`, the error documents have the
 shapes Globus sends (tests/stand_ins/globus_documents.py), the token file is real.
 """
+# ruff: noqa: F811  (tests take the imported fixtures as arguments)
 
 from __future__ import annotations
 
@@ -27,41 +28,13 @@ from braas_globus import auth, preset_check
 from braas_globus.errors import RunError
 from tests import test_auth as fakes
 from tests.stand_ins import globus_documents as documents
+from tests.test_auth import globus, typed_code  # noqa: F401 (fixtures)
 
 COLLECTION = fakes.COLLECTION
 OTHER = "7d5e2b10-3a4c-4d6e-8f90-a1b2c3d4e5f6"
 LS_URL = f"https://transfer.api.globus.org/v0.10/operation/endpoint/{COLLECTION}/ls"
 AUTHORIZE = re.compile(r"https://auth\.globus\.org/v2/oauth2/authorize\?\S+")
 REAUTH = "Session reauthentication required (Globus Transfer)"
-
-
-@pytest.fixture
-def globus(home, monkeypatch):
-    """As in test_auth.py: a fresh BRAAS_HOME, our client id, no SSH session or display,
-    Globus's web APIs mocked."""
-    monkeypatch.setenv("BRAAS_GLOBUS_CLIENT_ID", fakes.CLIENT_ID)
-    for name in ("SSH_TTY", "SSH_CONNECTION", "GLOBUS_SDK_ENVIRONMENT", "DISPLAY",
-                 "WAYLAND_DISPLAY"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setattr(auth, "_apps", {})
-    monkeypatch.setattr(auth, "IDTokenDecoder", fakes.FakeDecoder)
-    responses.start()
-    yield home
-    responses.stop()
-    responses.reset()
-
-
-@pytest.fixture
-def typed_code(monkeypatch):
-    """The user pastes the authorization code at each prompt."""
-    prompts = []
-
-    def fake_input(prompt: str = "") -> str:
-        prompts.append(prompt)
-        return f"{fakes.AUTH_CODE}\n"
-
-    monkeypatch.setattr("builtins.input", fake_input)
-    return prompts
 
 
 def requirements_file(home):

@@ -4,6 +4,7 @@
 reporting on. Real SDK clients (with their real retry logic; only its sleeps are skipped),
 our code, real Blender on a real endpoint engine.
 """
+# ruff: noqa: F811  (tests take the imported `centre` fixture as an argument)
 
 from __future__ import annotations
 

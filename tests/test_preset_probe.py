@@ -26,7 +26,12 @@ from braas_globus.errors import UsageError
 from braas_globus.presets import ClusterPreset, load_cluster_presets
 
 from .conftest import load_module
-from .stand_ins.globus_services import TRANSFER, ComputeStandIn, TransferStandIn
+from .stand_ins.globus_services import (
+    TRANSFER,
+    ComputeStandIn,
+    TransferStandIn,
+    log_in_to_stand_ins,
+)
 
 EP, COLL, MINE = (str(uuid.UUID(int=n)) for n in (21, 22, 23))
 BASE = ["karolina-gpu", "--cluster", "karolina", "--partition", "qgpu", "--account", "DD-24-1",
@@ -99,19 +104,14 @@ class IdleEngine:
 def centre(home, tmp_path, monkeypatch):
     """Logged in; the centre's collection root is tmp/collection (its base path)."""
     from globus_compute_endpoint.engines import ThreadPoolEngine
-    from globus_compute_sdk import Client
 
-    from braas_globus import auth, preset_check
+    from braas_globus import preset_check
 
     root, centre_home = tmp_path / "collection", tmp_path / "centre-home"
     (root / "work").mkdir(parents=True)
     (centre_home / "braas").mkdir(parents=True)
     monkeypatch.setenv("HOME", str(centre_home))  # the worker's home (it runs here)
-    token = globus_sdk.AccessTokenAuthorizer("stand-in-token")
-    monkeypatch.setattr(auth, "transfer_client",
-                        lambda: globus_sdk.TransferClient(authorizer=token))
-    monkeypatch.setattr(auth, "compute_client",
-                        lambda: Client(do_version_check=False, authorizer=token))
+    log_in_to_stand_ins(monkeypatch)
     monkeypatch.setattr(preset_check, "PROBE_POLL_S", 0.05)
     engine = ThreadPoolEngine(max_workers=1)
     engine.start(endpoint_id=uuid.UUID(EP), run_dir=str(tmp_path / "engine"))

@@ -6,11 +6,16 @@ import json
 import re
 import uuid
 
-import globus_sdk
 import pytest
 import responses
 
-from .stand_ins.globus_services import COMPUTE, TRANSFER, ComputeStandIn, TransferStandIn
+from .stand_ins.globus_services import (
+    COMPUTE,
+    TRANSFER,
+    ComputeStandIn,
+    TransferStandIn,
+    log_in_to_stand_ins,
+)
 
 EP, COLL, MINE = (str(uuid.UUID(int=n)) for n in (11, 12, 13))
 GOOD = ["karolina-gpu", "--cluster", "karolina", "--partition", "qgpu", "--account", "DD-24-1",
@@ -57,17 +62,12 @@ def test_local_cannot_be_replaced_or_removed(cli, home):
 def stand_ins(cli, home, tmp_path, monkeypatch):
     """The centre's collection is tmp_path (its base path); the user's is the file system."""
     from globus_compute_endpoint.engines import ThreadPoolEngine
-    from globus_compute_sdk import Client
 
-    from braas_globus import auth, preset_check
+    from braas_globus import preset_check
 
     work = tmp_path / "scratch" / "project" / "dd-24-1" / "me"
     work.mkdir(parents=True)
-    token = globus_sdk.AccessTokenAuthorizer("stand-in-token")
-    monkeypatch.setattr(auth, "transfer_client",
-                        lambda: globus_sdk.TransferClient(authorizer=token))
-    monkeypatch.setattr(auth, "compute_client",
-                        lambda: Client(do_version_check=False, authorizer=token))
+    log_in_to_stand_ins(monkeypatch)
     monkeypatch.setattr(preset_check, "PROBE_POLL_S", 0.05)
     engine = ThreadPoolEngine(max_workers=1)
     engine.start(endpoint_id=uuid.UUID(EP), run_dir=str(tmp_path / "engine"))

@@ -287,3 +287,18 @@ class ComputeStandIn(_Faults):
         with self.lock:
             pending = list(self.futures.values())
         concurrent.futures.wait(pending, timeout=timeout)
+
+
+def log_in_to_stand_ins(monkeypatch) -> None:
+    """``auth``'s Transfer and Compute clients: real SDK clients with a stand-in token, as
+    after `braas-globus login` (their calls reach the stand-ins)."""
+    import globus_sdk
+    from globus_compute_sdk import Client
+
+    from braas_globus import auth
+
+    token = globus_sdk.AccessTokenAuthorizer("stand-in-token")
+    monkeypatch.setattr(auth, "transfer_client",
+                        lambda: globus_sdk.TransferClient(authorizer=token))
+    monkeypatch.setattr(auth, "compute_client",
+                        lambda: Client(do_version_check=False, authorizer=token))
