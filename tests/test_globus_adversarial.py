@@ -221,3 +221,31 @@ def test_a_centre_with_another_python_gives_no_sdk_warning(cli, scene, centre):
     assert shown.code == 0 and "Warning" not in shown.stderr
     assert centre.compute.played == ["batch_status"]
     assert [str(w.message) for w in caught if "Environment differences" in str(w.message)] == []
+
+
+def test_compute_requests_keep_within_the_services_rate():
+    """The service allows about 20 requests per 10 s: 60 asked at once go out at most 18 in
+    any 10 s (clock and sleep are the pacer's own, so no time passes here)."""
+    from braas_globus.dispatch.globus import RequestPacer
+
+    now = [0.0]
+    pacer = RequestPacer(clock=lambda: now[0],
+                         sleep=lambda seconds: now.__setitem__(0, now[0] + seconds))
+    sent = []
+    for _ in range(60):
+        pacer.wait()
+        sent.append(now[0])
+    assert max(sum(1 for t in sent if start <= t < start + 10) for start in sent) == 18
+    assert sent[-1] >= 30  # 60 requests take three windows, not none
+
+
+def test_every_compute_request_of_a_job_is_paced(cli, scene, centre, monkeypatch):
+    from braas_globus.dispatch import globus as globus_backend
+
+    asked = []
+    monkeypatch.setattr(globus_backend.COMPUTE_PACE, "wait", lambda: asked.append(1))
+    job = submit(cli, scene("anim6"), "--frames", "1")
+    assert len(asked) == 1  # batch_run
+    centre.compute.wait_all()
+    assert cli("info", job["id"], "--json").code == 0
+    assert len(asked) == 2  # get_batch_result

@@ -15,9 +15,11 @@ in all, about the time a small transfer takes (typically 5-30 s).
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import functools
 import logging
+import time
 import warnings
 
 import globus_sdk
@@ -37,6 +39,29 @@ from . import Unanswered, task_description
 from .functions import functions_record, render_function_id  # noqa: F401 (auth's logout)
 
 logger = logging.getLogger(__name__)
+
+
+class RequestPacer:
+    """At most ``limit`` requests in any ``window`` seconds from this process: the Compute
+    service allows about 20 per 10 s per user, and `list` refreshes every running job."""
+
+    def __init__(self, limit: int = 18, window: float = 10.0,
+                 clock=time.monotonic, sleep=time.sleep) -> None:
+        self.limit, self.window, self.clock, self.sleep = limit, window, clock, sleep
+        self.sent: collections.deque[float] = collections.deque()
+
+    def wait(self) -> None:
+        now = self.clock()
+        while self.sent and now - self.sent[0] >= self.window:
+            self.sent.popleft()
+        if len(self.sent) >= self.limit:
+            self.sleep(self.sent[0] + self.window - now)
+            self.sent.popleft()
+        self.sent.append(max(now, self.clock()))
+
+
+#: One pace for every Compute request this process makes (all presets share a login).
+COMPUTE_PACE = RequestPacer()
 
 
 @contextlib.contextmanager
@@ -144,6 +169,7 @@ class GlobusBackend:
         for task in queued:
             batch.add(function_id, args=(self.task_payload(job, task, task.attempts + 1), root))
         try:
+            COMPUTE_PACE.wait()
             answer = self.compute.batch_run(str(self.preset.endpoint_id), batch)
         except globus_sdk.GlobusAPIError as err:
             if err.http_status == 401 or login_needed_from(err):
@@ -172,6 +198,7 @@ class GlobusBackend:
         if not sent:
             return None
         try:
+            COMPUTE_PACE.wait()
             with no_environment_warning():
                 statuses = self.compute.get_batch_result(list(sent))
         except (globus_sdk.GlobusAPIError, globus_sdk.NetworkError) as err:
@@ -210,6 +237,7 @@ class GlobusBackend:
         from globus_compute_sdk.errors import SerializationError, TaskExecutionFailed
 
         try:
+            COMPUTE_PACE.wait()
             with no_environment_warning():
                 return self.compute.get_task(task_id)
         except TaskExecutionFailed as err:  # the function raised, or the endpoint refused
