@@ -42,7 +42,7 @@ def copied_worker(tmp_path):
     target = tmp_path / "worker-only"
     target.mkdir()
     for name in ("render_task.py", "blender_render.py", "frames.py", "image_check.py",
-                 "preflight.py", "scene_files.py"):
+                 "preflight.py", "scene_files.py", "job_layout.py"):
         shutil.copy(WORKER_DIR / name, target / name)
     return target
 

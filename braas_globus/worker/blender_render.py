@@ -26,12 +26,12 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # sibling stdlib modules
-from frames import parse_frames  # noqa: E402
-from image_check import is_valid_image  # noqa: E402
-
 import bpy  # noqa: E402
+import job_layout  # noqa: E402
 import preflight  # noqa: E402
 import scene_files  # noqa: E402
+from frames import parse_frames  # noqa: E402
+from image_check import is_valid_image  # noqa: E402
 
 GPU_DEVICE_TYPES = ("CUDA", "OPTIX", "HIP", "ONEAPI", "METAL")
 
@@ -142,7 +142,7 @@ def main() -> int:
 
     # Blender writes each frame here first, then it moves into out/ whole. One folder per
     # Blender (tasks of a job run side by side), gone when it ends.
-    partial_dir = os.path.join(args.out, f".partial-{os.getpid()}")
+    partial_dir = os.path.join(args.out, job_layout.partial_dir(os.getpid()))
     os.makedirs(partial_dir, exist_ok=True)
     try:
         return render_frames(scene, frames, args, partial_dir)
@@ -158,7 +158,7 @@ def render_frames(scene, frames: list[int], args, partial_dir: str) -> int:
         started = time.monotonic()
         try:
             scene.frame_set(frame)
-            name = f"{frame:06d}{scene.render.file_extension}"  # the original's ###### numbering
+            name = job_layout.frame_name(frame, scene.render.file_extension)
             scene.render.filepath = os.path.join(partial_dir, name)
             bpy.ops.render.render(write_still=True)
             written = scene.render.filepath

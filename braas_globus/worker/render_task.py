@@ -63,16 +63,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 try:
+    from . import job_layout
     from .frames import format_frames, parse_frames
     from .image_check import is_valid_image
 except ImportError:  # run by path on a worker (also under `python -I`, which adds no path)
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    import job_layout  # type: ignore[no-redef]
     from frames import format_frames, parse_frames  # type: ignore[no-redef]
     from image_check import is_valid_image  # type: ignore[no-redef]
 
 HERE = Path(__file__).resolve().parent
 BLENDER_SCRIPT = HERE / "blender_render.py"
-CANCEL_MARKER = "job/CANCEL"
+CANCEL_MARKER = job_layout.CANCEL
 IMAGE_BLENDER = Path("/opt/blender/blender.json")  # in the render image (fetch_blender.sh)
 EXIT_CODES = {"FINISHED": 0, "FAILED": 1, "CANCELED": 3, "TIMEOUT": 4}
 _ERROR_LINE = re.compile(r"(error|exception|traceback|out of memory|segmentation fault)", re.I)
@@ -135,7 +137,7 @@ def disk_full_reason(folder: Path, detail: str = "") -> str:
 
 def frame_file(out_dir: Path, frame: int) -> Path | None:
     """The valid image file of ``frame`` in ``out_dir``, if there is one."""
-    for candidate in out_dir.glob(f"{frame:06d}.*"):
+    for candidate in out_dir.glob(job_layout.frame_glob(frame)):
         if is_valid_image(candidate):
             return candidate
     return None
@@ -147,7 +149,7 @@ def link_inputs(job_root: Path, objects_dir: Path) -> int:
     At a centre, Transfer puts each file's content once in ``objects/`` (named by sha256)
     and the job's manifest beside the job; the first task of the job lays out ``in/``.
     """
-    manifest = json.loads((job_root / "job" / "manifest.json").read_text(encoding="utf-8"))
+    manifest = json.loads((job_root / job_layout.MANIFEST).read_text(encoding="utf-8"))
     made = 0
     for relative, entry in manifest.items():
         parts = Path(relative).parts
@@ -155,11 +157,11 @@ def link_inputs(job_root: Path, objects_dir: Path) -> int:
             raise ValueError(f"manifest path {relative!r} leaves the job folder")
         if not re.fullmatch(r"[0-9a-f]{64}", entry["sha256"]):
             raise ValueError(f"manifest entry {relative!r} has no sha256")
-        target = job_root / "in" / relative
+        target = job_root / job_layout.IN / relative
         if target.exists():
             continue
         target.parent.mkdir(parents=True, exist_ok=True)
-        source = objects_dir / entry["sha256"][:2] / entry["sha256"]  # stage.object_name
+        source = objects_dir / job_layout.object_name(entry["sha256"])
         try:
             os.link(source, target)
         except FileExistsError:  # another task of the job linked it first
@@ -201,9 +203,9 @@ class TaskRun:
         self.root = job_root
         self.emit_stdout = emit_stdout
         index = int(task["task"])
-        self.out_dir = job_root / "out"
-        self.log_path = job_root / "log" / f"task-{index:04d}.log"
-        self.progress_path = job_root / "job" / "progress" / f"task-{index:04d}.jsonl"
+        self.out_dir = job_root / job_layout.OUT
+        self.log_path = job_layout.log_file(job_root, index)
+        self.progress_path = job_layout.progress_file(job_root, index)
         self.cancel_marker = job_root / CANCEL_MARKER
         self.stop_reason: str | None = None
         self.process: subprocess.Popen | None = None
@@ -362,7 +364,7 @@ class TaskRun:
                        "--device", self.task.get("device", "CPU"),
                        "--threads", str(self.task.get("threads", 0)),
                        "--cancel-marker", str(self.cancel_marker),
-                       "--staged", str(self.root / "in")]
+                       "--staged", str(self.root / job_layout.IN)]
         if first:
             script_args += ["--first", format_frames(first)]
         for flag in ("allow_scripts", "allow_missing", "allow_older_blender"):
@@ -448,7 +450,7 @@ def main(argv: list[str] | None = None) -> int:
     except (OSError, ValueError, KeyError, TypeError) as err:
         print(f"render_task: bad task file {args.task_file}: {err}", file=sys.stderr)
         return 2
-    job_root = (args.job_root or args.task_file.resolve().parent.parent.parent).resolve()
+    job_root = (args.job_root or job_layout.root_of_task_file(args.task_file.resolve())).resolve()
     run = TaskRun(task, job_root)
     # A TERM to this process (a local cancel, which writes the cancel marker first; a
     # scheduler ending or killing the batch job) stops Blender first.

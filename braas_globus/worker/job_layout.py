@@ -1,0 +1,138 @@
+"""The job folder and the task file: every name in them, spelled here once. Stdlib only.
+
+A job folder (``BRAAS_HOME/jobs/<job>/`` here, ``jobs/<job>/`` under a preset's working
+directory at a centre) holds:
+
+    in/                           the staged scene, hard-linked from objects/
+    out/NNNNNN.ext                the frames (frame_name); out/.partial-<pid>/ while a
+                                  Blender writes one (partial_dir)
+    log/task-NNNN.log             each task's Blender output (log_file)
+    job/spec.json                 the job as submitted
+    job/presets.json              its presets as they were at submit
+    job/manifest.json             the staged tree: relative path -> sha256, size
+    job/tasks/task-NNNN.json      the task file the worker reads (task_file, TaskFile)
+    job/progress/task-NNNN.jsonl  the worker's records, one JSON line per event
+                                  (progress_file; their shapes: braas_globus/records.py)
+    job/CANCEL                    the cancel marker: every Blender of the job stops
+    job/runner.lock, runner.log   the local runner's lock and output
+    job/cache/                    GPU kernel caches of the tasks run in the image
+
+Content lives once beside the jobs: ``objects/<sha[:2]>/<sha>`` (object_name).
+
+The worker (render_task.py, blender_render.py) imports this by path, the client as
+``braas_globus.worker.job_layout``. ``dispatch/compute_task.py`` is sent to centres by
+source and keeps its own spelling of task_file (tests/test_job_layout.py keeps them equal).
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import TypedDict
+
+IN = "in"
+OUT = "out"
+LOG = "log"
+JOB = "job"
+SUBFOLDERS = (IN, OUT, LOG, JOB)
+#: What a job produces (a download copies these; in/ is the user's own scene).
+RESULT_FOLDERS = (OUT, LOG, JOB)
+
+SPEC = f"{JOB}/spec.json"
+PRESETS = f"{JOB}/presets.json"
+MANIFEST = f"{JOB}/manifest.json"
+TASKS = f"{JOB}/tasks"
+PROGRESS = f"{JOB}/progress"
+CANCEL = f"{JOB}/CANCEL"
+RUNNER_LOCK = f"{JOB}/runner.lock"
+RUNNER_LOG = f"{JOB}/runner.log"
+CACHE = f"{JOB}/cache"
+PARTIAL_PREFIX = ".partial"  # out/.partial-<pid>/: a frame being written, never a result
+
+JOBS = "jobs"  # beside objects/, in BRAAS_HOME and in a preset's working directory
+OBJECTS = "objects"
+
+TASK_FILE_GLOB = "task-*.json"
+LOG_FILE_GLOB = "task-*.log"
+
+# The names as read back (re.fullmatch: no newline). A job has at most 10,000 tasks
+# (spec.max_jobs), so a task's number is 4 digits; a frame's is 6, or 7 above 999,999.
+FRAME_NAME = re.compile(r"(?P<frame>[0-9]{6}|[1-9][0-9]{6})\.[a-z0-9]{2,4}")
+LOG_NAME = re.compile(r"task-(?P<task>[0-9]{4})\.log")
+PROGRESS_NAME = re.compile(r"task-(?P<task>[0-9]{4})\.jsonl")
+TASK_FILE_NAME = re.compile(r"task-(?P<task>[0-9]{4,})\.json")  # a rebuild reads 4 or more
+#: What a download accepts in each folder it brings back from a centre.
+RESULT_NAMES = {OUT: FRAME_NAME, LOG: LOG_NAME, PROGRESS: PROGRESS_NAME}
+
+
+def task_name(index: int) -> str:
+    """``task-NNNN``: a task's log, records and task file are named for it."""
+    return f"task-{index:04d}"
+
+
+def task_file(root: Path, index: int) -> Path:
+    return root / TASKS / f"{task_name(index)}.json"
+
+
+def progress_file(root: Path, index: int) -> Path:
+    return root / PROGRESS / f"{task_name(index)}.jsonl"
+
+
+def log_file(root: Path, index: int) -> Path:
+    return root / LOG / f"{task_name(index)}.log"
+
+
+def root_of_task_file(path: Path) -> Path:
+    """The job folder that holds ``job/tasks/<path>``."""
+    return path.parent.parent.parent
+
+
+def frame_name(frame: int, extension: str) -> str:
+    """A frame's file in out/: ``000012.png`` (the original's ###### numbering);
+    ``extension`` as Blender gives it, with its dot."""
+    return f"{frame:06d}{extension}"
+
+
+def frame_glob(frame: int) -> str:
+    return frame_name(frame, ".*")
+
+
+def partial_dir(pid: int) -> str:
+    """The folder in out/ where the Blender with process id ``pid`` writes a frame first."""
+    return f"{PARTIAL_PREFIX}-{pid}"
+
+
+def object_name(sha256: str) -> str:
+    """Where a content lives under objects/, here and at a centre."""
+    return f"{sha256[:2]}/{sha256}"
+
+
+class Blender(TypedDict, total=False):
+    kind: str  # "executable" | "python" (a Python with PyPI bpy) | "image" (the image's own)
+    command: list[str]  # absent for "image": render_task reads it in the image
+
+
+class TaskFile(TypedDict, total=False):
+    """The task file (``job/tasks/task-NNNN.json``): what one attempt at one task renders.
+
+    dispatch.task_description writes it, render_task.py reads it. Paths are relative to
+    the job folder. ``task``, ``scene``, ``frames`` and ``blender`` are required; the
+    worker takes the others as absent = off / default.
+    """
+
+    job_id: str
+    task: int  # the task's index: its task_name
+    attempt: int  # from 1
+    scene: str  # the staged .blend, "in/..."
+    frames: str  # a frame spec: "1-10,12"
+    first_frames: str  # the scout frames, rendered first ("" for none)
+    allow_scripts: bool
+    allow_missing: bool
+    allow_older_blender: bool
+    walltime_seconds: int
+    # What the backend adds:
+    blender: Blender  # at a centre, compute_task sets it from the endpoint's environment
+    device: str  # the Cycles device: CPU, CUDA, OPTIX, HIP, ONEAPI, METAL
+    threads: int  # 0: as many as there are cores
+    objects_dir: str  # at a centre: the objects/ that in/ is hard-linked from
+    runtime: str | None  # at a centre: "image" | "host" | None (either)
