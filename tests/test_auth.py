@@ -24,7 +24,8 @@ from globus_sdk.gare import GlobusAuthorizationParameters
 from globus_sdk.scopes import ComputeScopes, TransferScopes
 from globus_sdk.testing import RegisteredResponse, load_response
 
-from braas_globus import auth, auth_cli, cli
+from braas_globus import auth, cli
+from braas_globus.cli import auth as auth_cli
 from braas_globus.errors import RunError, UsageError
 
 CLIENT_ID = "6b1f8a4e-2c3d-4e5f-8a9b-0c1d2e3f4a5b"

@@ -36,3 +36,24 @@ def test_endpoints_render_refuses_injection_with_exit_2(cli):
 def test_endpoints_render_unknown_cluster(cli):
     result = cli("endpoints", "render", "summit", "--option", "account=x")
     assert result.code == 2 and "unknown cluster 'summit'" in result.stderr
+
+
+def test_commands_that_need_no_store_create_none(cli, home):
+    """`clusters`, `endpoints render`, `presets list` and `function` open no job store, so a
+    fresh BRAAS_HOME gets no jobs.sqlite, and they read no config.toml (none of them has a
+    setting there): one with a bad field does not stop them. `list` needs both."""
+    home.mkdir(parents=True)
+    (home / "config.toml").write_text("local_workers = 0\nno_such_setting = 1\n")
+    for args in (["clusters", "--json"], ["--help"],
+                 ["endpoints", "render", "karolina", "--option", "account=DD-24-1",
+                  "--option", "partition=qcpu", "--option", "walltime_minutes=30"],
+                 ["presets", "list", "--json"], ["presets", "--json"], ["function", "--json"]):
+        result = cli(*args)
+        assert result.code == 0, (args, result.stderr)
+    assert sorted(p.name for p in home.iterdir()) == ["config.toml"]
+    result = cli("list")  # the store's command still reads the settings, and says what is wrong
+    assert result.code == 2 and "unknown settings ['no_such_setting']" in result.stderr
+    assert not (home / "jobs.sqlite").exists()
+    (home / "config.toml").unlink()
+    assert cli("clusters").code == 0 and not (home / "jobs.sqlite").exists()
+    assert cli("list").code == 0 and (home / "jobs.sqlite").exists()

@@ -26,7 +26,7 @@ from spython.main.parse.parsers import SingularityParser
 from braas_globus import __version__
 from braas_globus import container as ct
 from braas_globus.catalog import load_catalog
-from braas_globus.container_cli import container_app
+from braas_globus.cli.container import container_app
 from braas_globus.dispatch import compute_task
 from braas_globus.errors import RunError, UsageError
 from braas_globus.worker.image_check import is_valid_image

@@ -243,7 +243,7 @@ def test_a_collection_id_that_is_no_collection_is_refused(cli, home, centre, doc
 
 def test_presets_add_finds_the_working_dir_in_the_catalogs_scratch(cli, home, centre,
                                                                    monkeypatch):
-    from braas_globus import presets_cli
+    from braas_globus.cli import presets as presets_cli
 
     (centre.root / "scratch" / "project" / "dd-24-1").mkdir(parents=True)  # IT4I: lowercase
     # No terminal, no --yes: it names what it found and how to take it; nothing is written.

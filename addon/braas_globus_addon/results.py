@@ -14,6 +14,8 @@ from types import SimpleNamespace
 import bpy
 import bpy.utils.previews
 
+from braas_globus.views import info_panel_lines
+
 from . import worker as worker_module
 from .worker import Failed, Finished, Progress, Started, Step, Stopped, Worker
 
@@ -167,8 +169,9 @@ def _jobs(current, result: dict) -> None:
             item = current.jobs.add()
             item.name = row["id"]
             for key in ("project", "preset", "cluster", "state", "frames_done",
-                        "frames_failed", "frame_count", "folder"):
+                        "frames_failed", "folder"):
                 setattr(item, key, row[key])
+            item.frame_count = row["frames_total"]
             item.downloaded_to = downloaded.get(row["id"], "")
             if row["id"] == selected:
                 index = len(current.jobs) - 1
@@ -182,7 +185,7 @@ def _jobs(current, result: dict) -> None:
 
 
 def _submitted(current, row: dict) -> None:
-    _say(current, f"submitted {row['id']}: {row['frame_count']} frame(s) on {row['preset']}")
+    _say(current, f"submitted {row['id']}: {row['frames_total']} frame(s) on {row['preset']}")
     _state.select = row["id"]
     refresh_jobs(quiet=True)
 
@@ -201,30 +204,9 @@ def _downloaded(current, result: dict) -> None:
             item.downloaded_to = result["folder"]
 
 
-def info_lines(info: dict) -> list[str]:
-    """A job's info as short lines, as `braas-globus info` shows it."""
-    resources, frames = info["resources"], info["frames"]
-    lines = [f"{info['id']}: {info['state']}",
-             f"submitted {info['submitted']}, started {info['started'] or '-'}, "
-             f"ended {info['ended'] or '-'}",
-             f"scene {info['scene']}",
-             f"preset {info['preset']}, device {resources['device']}, walltime "
-             f"{resources['walltime_minutes']} min, {resources['tasks']} task(s)",
-             f"frames {frames['done']}/{frames['total']} done, {frames['failed']} failed"]
-    lines += [f"  {state}: {spec}" for state, spec in frames["by_state"].items()]
-    lines += [f"frame {f['frame']} failed: {f['reason']}" for f in info["failed_frames"][:5]]
-    lines += [f"task {t['index']}: {t['state']}, frames {t['frames']}, tries "
-              f"{t['attempts']}/{t['max_attempts']}" + (f", {t['reason']}" if t["reason"] else "")
-              for t in info["tasks"][:10]]
-    lines.append(f"folder {info['folder']}")
-    if info.get("warning"):
-        lines.append(info["warning"])
-    return lines
-
-
 def _info(current, info: dict) -> None:
     _state.info_for = info["id"]
-    current.job_info = "\n".join(info_lines(info))
+    current.job_info = "\n".join(info_panel_lines(info))
     last = info.get("last_frame")
     if last and last.get("file"):
         _load_preview(last["file"])

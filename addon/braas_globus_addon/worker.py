@@ -247,11 +247,11 @@ def _plain(err: Exception) -> str:
 
 
 def job_summary(job, clusters: dict[str, str]) -> dict:
-    return {"id": job.id, "project": job.project, "preset": job.preset,
-            "cluster": ", ".join(clusters.get(p, p) for p in job.preset.split(",")),
-            "state": job.state.value, "frames_done": job.frames_done,
-            "frames_failed": job.frames_failed, "frame_count": job.frame_count,
-            "folder": str(job.folder)}
+    """The CLI's summary of a job, and where each of its presets renders."""
+    from braas_globus.views import job_summary as summary
+
+    return {**summary(job),
+            "cluster": ", ".join(clusters.get(p, p) for p in job.preset.split(","))}
 
 
 def _clusters(home: Path) -> dict[str, str]:
@@ -304,11 +304,10 @@ def op_download(ctx: Context, job_id: str, to: str | None = None) -> dict:
 
 
 def _preset_row(preset) -> dict:
-    row = {"name": preset.name, "backend": preset.backend, "description": preset.description,
-           "device": preset.default_device, "cluster": "", "partition": "", "account": ""}
-    if preset.backend == "globus":
-        row.update(cluster=preset.cluster, partition=preset.partition, account=preset.account)
-    return row
+    """The CLI's row of a preset; `local` has no cluster fields, so they are empty here."""
+    from braas_globus.views import preset_row
+
+    return {"cluster": "", "partition": "", "account": "", **preset_row(preset)}
 
 
 def op_presets(ctx: Context) -> dict:

@@ -1,9 +1,9 @@
 """`braas-globus store check|rebuild`: find out what is wrong with the job store, and
 rebuild it from the job folders.
 
-Mounted by cli.py as ``app.add_typer(store_app, name="store")``. These commands never
-open the store the way the others do (a damaged store is what they are for), so they
-turn errors into one line themselves, as ``cli.run`` does.
+Mounted by ``cli/__init__`` as ``app.add_typer(store_app, name="store")``. These commands
+never open the store the way the others do (a damaged store is what they are for), so they
+turn errors into one line themselves, as ``common.run`` does.
 """
 
 from __future__ import annotations
@@ -13,18 +13,17 @@ from typing import Annotated, Any
 
 import typer
 
+from .common import JsonOption, write_crash_report
+
 store_app = typer.Typer(help="The job store: check it, or rebuild it from the job folders.",
                         no_args_is_help=True)
 
-JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON on stdout, for scripts.")]
-
 
 def _run(as_json: bool, command: Callable[..., Any]) -> Any:
-    from .cli import write_crash_report
-    from .disk import disk_full_error, is_disk_full_error
-    from .errors import BraasError, UsageError
-    from .output import Output
-    from .settings import load_settings
+    from ..disk import disk_full_error, is_disk_full_error
+    from ..errors import BraasError, UsageError
+    from ..output import Output
+    from ..settings import load_settings
 
     out = Output(as_json)
     try:
@@ -47,14 +46,14 @@ def _run(as_json: bool, command: Callable[..., Any]) -> Any:
 
 
 @store_app.command("check")
-def check_command(as_json: JsonFlag = False) -> None:
+def check_command(as_json: JsonOption = False) -> None:
     """SQLite's integrity check, and a record for every job folder (and the reverse).
 
     Exit 0 when all is well, 1 when there are problems (each one listed). Reads only.
     """
 
     def command(out, settings) -> None:
-        from .store_repair import check_store
+        from ..store_repair import check_store
 
         report = check_store(settings)
         lines = [f"the job store {report.store}: {report.records} job records, "
@@ -72,7 +71,7 @@ def check_command(as_json: JsonFlag = False) -> None:
 @store_app.command("rebuild")
 def rebuild_command(
     force: Annotated[bool, typer.Option("--force", help="Rebuild even when `store check` finds nothing wrong.")] = False,
-    as_json: JsonFlag = False,
+    as_json: JsonOption = False,
 ) -> None:
     """Rebuild the store's jobs, tasks and frames from the job folders.
 
@@ -81,7 +80,7 @@ def rebuild_command(
     """
 
     def command(out, settings) -> None:
-        from .store_repair import check_store, rebuild_store
+        from ..store_repair import check_store, rebuild_store
 
         if not force and not check_store(settings).problems:
             out.data({"store": str(settings.store_path), "moved_aside": [], "jobs": [],

@@ -1,7 +1,8 @@
 """`braas-globus container build|inspect|verify`: the Apptainer render image.
 
-Mounted by cli.py as ``app.add_typer(container_app, name="container")``. Errors are
-UsageError (exit 2) or RunError (exit 1), turned into one line by ``cli.run``.
+Mounted by ``cli/__init__`` as ``app.add_typer(container_app, name="container")``. Errors
+are UsageError (exit 2) or RunError (exit 1), turned into one line by ``common.run``. None
+of them opens the job store.
 """
 
 from __future__ import annotations
@@ -11,14 +12,14 @@ from typing import Annotated, Optional
 
 import typer
 
+from .common import JsonOption, run
+
 container_app = typer.Typer(help="The Apptainer render image: Blender and the worker code.",
                             no_args_is_help=True)
 
-JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON on stdout, for scripts.")]
-
 
 def _build_args(pairs: list[str]) -> dict[str, str]:
-    from .errors import UsageError
+    from ..errors import UsageError
 
     args: dict[str, str] = {}
     for pair in pairs:
@@ -38,11 +39,10 @@ def build_command(
     fakeroot: Annotated[bool, typer.Option("--fakeroot", help="Build in a user namespace (apptainer build --fakeroot): no root needed, and %post gets every capability.")] = False,
     compression: Annotated[str, typer.Option(help="The image's squashfs compression: gzip (mounts everywhere), zstd or lz4 (each task starts faster where the kernel has them; see container/README.md).")] = "gzip",
     bind: Annotated[Optional[list[str]], typer.Option(help="SRC:DEST bound into %post and %test, e.g. a site CA bundle folder to /mnt (with APPTAINERENV_PIP_CERT=/mnt/...); may repeat.")] = None,
-    as_json: JsonFlag = False,
+    as_json: JsonOption = False,
 ) -> None:
     """Build the image with apptainer (checks the recipe and the Blender pin first)."""
-    from .cli import run
-    from .container import build, check_labels, inspect_labels
+    from ..container import build, check_labels, inspect_labels
 
     def command(out, service) -> None:
         args = _build_args(build_arg or [])
@@ -54,7 +54,7 @@ def build_command(
         out.data({"image": str(built), "labels": labels, "problems": problems},
                  f"built {built}" + "".join(f"\n  problem: {p}" for p in problems))
         if problems:
-            from .errors import RunError
+            from ..errors import RunError
 
             raise RunError(f"{built} was built but does not verify: {problems[0]}")
 
@@ -64,11 +64,10 @@ def build_command(
 @container_app.command("inspect")
 def inspect_command(
     image: Annotated[Path, typer.Argument(help="A built image (.sif).")],
-    as_json: JsonFlag = False,
+    as_json: JsonOption = False,
 ) -> None:
     """Print an image's labels: Blender version, architecture and sha256, braas-globus version."""
-    from .cli import run
-    from .container import inspect_labels
+    from ..container import inspect_labels
 
     def command(out, service) -> None:
         labels = inspect_labels(image)
@@ -82,12 +81,11 @@ def inspect_command(
 def verify_command(
     image: Annotated[Optional[Path], typer.Argument(help="A built image to check as well (needs apptainer).")] = None,
     recipe: Annotated[Optional[Path], typer.Option(help="The recipe (default: container/Apptainer.def of this checkout).")] = None,
-    as_json: JsonFlag = False,
+    as_json: JsonOption = False,
 ) -> None:
     """Check the recipe (anywhere) and, where apptainer exists, the image's labels."""
-    from .cli import run
-    from .container import DEFAULT_RECIPE, NO_RUNTIME, check_recipe, find_runtime, verify
-    from .errors import RunError, UsageError
+    from ..container import DEFAULT_RECIPE, NO_RUNTIME, check_recipe, find_runtime, verify
+    from ..errors import RunError, UsageError
 
     def command(out, service) -> None:
         path = recipe or DEFAULT_RECIPE

@@ -6,11 +6,11 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-if TYPE_CHECKING:
-    from .output import Output
-    from .service import Service
+from .common import JsonOption, LazyService, run
 
-JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON on stdout, for scripts.")]
+if TYPE_CHECKING:
+    from ..output import Output
+
 RegisterOption = Annotated[bool, typer.Option(
     "--register", help="Register it now (needs `braas-globus login`) instead of at the "
                        "first submit.")]
@@ -22,18 +22,17 @@ def function(register: RegisterOption = False, public: PublicOption = False,
              as_json: JsonOption = False) -> None:
     """Print the id of the Globus Compute function every job sends (give it to a centre
     that lists `allowed_functions`)."""
-    from .cli import run
-    from .dispatch.functions import known_function, register_function
-    from .errors import UsageError
+    from ..dispatch.functions import known_function, register_function
+    from ..errors import UsageError
 
-    def command(out: Output, service: Service) -> None:
-        home = service.settings.home
+    def command(out: Output, service: LazyService) -> None:
+        home = service.home
         known = known_function(home)
         if public and not register:
             raise UsageError("--public goes with --register")
         if register and (known.function_id is None or public):
-            from .auth import translate_auth_errors
-            from .dispatch.globus import GlobusBackend
+            from ..auth import translate_auth_errors
+            from ..dispatch.globus import GlobusBackend
 
             with translate_auth_errors():
                 known = register_function(GlobusBackend.make_compute_client(), home,

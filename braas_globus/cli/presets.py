@@ -1,4 +1,6 @@
-"""`braas-globus presets list|add|remove|test`."""
+"""`braas-globus presets list|add|remove|test`. Mounted by ``cli/__init__`` as ``presets``.
+
+They need BRAAS_HOME (where presets.json lives), not the job store or config.toml."""
 
 from __future__ import annotations
 
@@ -8,18 +10,17 @@ from uuid import UUID
 import typer
 from rich.table import Table
 
+from ..views import preset_row
+from .common import run
+
 presets_app = typer.Typer(help="Where jobs render: `local` and your cluster presets.",
                           invoke_without_command=True)
 
 
 def _rows(home) -> list[dict]:
-    from .presets import list_presets
+    from ..presets import list_presets
 
-    return [{"name": p.name, "backend": p.backend, "description": p.description,
-             "device": p.default_device, **({"cluster": p.cluster, "partition": p.partition,
-                                             "account": p.account}
-                                            if p.backend == "globus" else {})}
-            for p in list_presets(home)]
+    return [preset_row(p) for p in list_presets(home)]
 
 
 @presets_app.callback()
@@ -33,10 +34,9 @@ def presets_default(ctx: typer.Context,
 @presets_app.command("list")
 def list_command(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False) -> None:
     """List the presets a job can render on."""
-    from .cli import run
 
     def command(out, service) -> None:
-        rows = _rows(service.settings.home)
+        rows = _rows(service.home)
         table = Table("preset", "backend", "device", "where")
         for row in rows:
             table.add_row(row["name"], row["backend"], row["device"], row["description"])
@@ -75,13 +75,12 @@ def add_command(
 ) -> None:
     """Add a cluster preset: checked against the catalog, then (when you are logged in)
     against Globus: the collection's kind, and the working directory when none is given."""
-    from .cli import run
-    from .errors import UsageError
-    from .preset_check import prepare_preset
-    from .presets import add_preset
+    from ..errors import UsageError
+    from ..preset_check import prepare_preset
+    from ..presets import add_preset
 
     def command(out, service) -> None:
-        home = service.settings.home
+        home = service.home
         prepared = prepare_preset(home, dict(
             name=name, cluster=cluster, partition=partition, account=account,
             endpoint_id=endpoint, collection_id=collection, remote_dir=remote_dir,
@@ -117,11 +116,10 @@ def add_command(
 def remove_command(name: str,
                    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False) -> None:
     """Remove a cluster preset."""
-    from .cli import run
-    from .presets import remove_preset
+    from ..presets import remove_preset
 
     def command(out, service) -> None:
-        remove_preset(service.settings.home, name)
+        remove_preset(service.home, name)
         out.data({"removed": name}, f"removed preset {name}")
 
     run(as_json, command)
@@ -133,26 +131,25 @@ def test_command(name: str,
     """Check the endpoint, the collections and their kind, the working directory, and with
     a probe file that the centre's nodes see it where the preset says (one small Compute
     task, waited for up to 2 minutes)."""
-    from . import auth
-    from .cli import run
-    from .errors import RunError, UsageError
-    from .preset_check import check_preset
-    from .presets import get_preset
+    from .. import auth
+    from ..errors import RunError, UsageError
+    from ..preset_check import check_preset
+    from ..presets import get_preset
 
     def command(out, service) -> None:
-        from .dispatch.functions import render_function_id
+        from ..dispatch.functions import render_function_id
 
-        preset = get_preset(name, service.settings.home)
+        preset = get_preset(name, service.home)
         if preset.backend != "globus":
             raise UsageError(f"'{name}' renders on this machine: nothing to test")
         transfer, compute = auth.transfer_client(), auth.compute_client()
 
         def function_id() -> str:  # the render function: the same id as every job's
             with auth.translate_auth_errors():
-                return render_function_id(compute, service.settings.home)
+                return render_function_id(compute, service.home)
 
         with out.reporter(f"testing {name}") as reporter:
-            checks = check_preset(preset, transfer, compute, home=service.settings.home,
+            checks = check_preset(preset, transfer, compute, home=service.home,
                                   function_id=function_id, reporter=reporter)
         out.data([vars(c) for c in checks],
                  "\n".join(f"{'ok  ' if c.ok else 'FAIL'} {c.name}: {c.detail}" for c in checks))

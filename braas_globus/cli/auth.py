@@ -1,8 +1,8 @@
 """`braas-globus login`, `logout` and `whoami`: the program's one Globus login.
 
-cli.py registers these functions with ``app.command()(login)`` and so on. They import cli's
-``run`` inside their bodies, since cli imports this module. Exit codes as everywhere: 0
-success, 1 a failed run (not logged in, login expired, Globus unreachable), 2 bad input.
+``cli/__init__`` registers these functions with ``app.command()(login)`` and so on. Exit
+codes as everywhere: 0 success, 1 a failed run (not logged in, login expired, Globus
+unreachable), 2 bad input. None of them opens the job store.
 """
 
 from __future__ import annotations
@@ -12,15 +12,12 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from .errors import RunError
+from ..errors import RunError
+from .common import JsonOption, LazyService, run
 
 if TYPE_CHECKING:
-    from .output import Output
-    from .service import Service
+    from ..output import Output
 
-# Same as cli.JsonOption; typer reads annotations from this module's globals, so it can't be
-# imported lazily.
-JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON on stdout, for scripts.")]
 NoBrowserOption = Annotated[bool, typer.Option(
     "--no-browser", help="Open the login address anywhere and paste the code here, instead of "
                          "opening a browser on this machine.")]
@@ -30,7 +27,7 @@ ForceOption = Annotated[bool, typer.Option(
 
 def _auth() -> ModuleType:
     try:
-        from . import auth
+        from .. import auth
     except ImportError as err:
         raise RunError(f"Globus support is not installed ({err.name} is missing): "
                        "pip install braas-globus") from None
@@ -51,15 +48,14 @@ def _lacks(out: Output, result: dict[str, Any]) -> None:
 def login(no_browser: NoBrowserOption = False, force: ForceOption = False,
           as_json: JsonOption = False) -> None:
     """Log in to Globus once, for Transfer, Compute and the centres' collections."""
-    from .cli import run
 
-    def command(out: Output, service: Service) -> None:
+    def command(out: Output, service: LazyService) -> None:
         auth = _auth()
         try:
-            from .presets import load_cluster_presets
+            from ..presets import load_cluster_presets
 
             mapped = [str(p.collection_id) for p in
-                      load_cluster_presets(service.settings.home).values() if p.mapped_collection]
+                      load_cluster_presets(service.home).values() if p.mapped_collection]
             result = auth.login(no_browser=no_browser, force=force, notify=out.note,
                                 collection_ids=mapped)
         except KeyboardInterrupt:
@@ -79,9 +75,8 @@ def login(no_browser: NoBrowserOption = False, force: ForceOption = False,
 def logout(as_json: JsonOption = False) -> None:
     """Revoke your Globus tokens at Globus and delete them (and what Globus asked of the
     login) from this machine."""
-    from .cli import run
 
-    def command(out: Output, service: Service) -> None:
+    def command(out: Output, service: LazyService) -> None:
         result = _auth().logout()
         if result["file_was_exposed"]:
             out.note(f"{result['token_file']} could be read by other users; its tokens are "
@@ -102,9 +97,8 @@ def logout(as_json: JsonOption = False) -> None:
 
 def whoami(as_json: JsonOption = False) -> None:
     """Who is logged in to Globus, and which services the login covers (never the tokens)."""
-    from .cli import run
 
-    def command(out: Output, service: Service) -> None:
+    def command(out: Output, service: LazyService) -> None:
         result = _auth().whoami()
         identity = result["identity"]
         lines = [_who(identity) + (f" <{identity['email']}>" if identity.get("email") else ""),

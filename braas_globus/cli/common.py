@@ -1,0 +1,117 @@
+"""What every `braas-globus` command shares: the ``run`` wrapper that turns errors into one
+line and an exit code, the crash report, the service opened on first use, and the options
+many commands take.
+
+Exit codes: 0 success, 1 a failed run, 2 invalid input (nothing was written), 130
+interrupted. The command modules import this one, never the package (``cli/__init__``
+imports them).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from ..errors import BraasError, UsageError
+from ..output import Output
+from ..service import Service
+from ..settings import Settings, braas_home, load_settings
+
+JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON on stdout, for scripts.")]
+JobArg = Annotated[str, typer.Argument(help="A job id, or a unique start of one.")]
+WaitOption = Annotated[bool, typer.Option("--wait", help="Wait for the job to end, showing progress.")]
+
+
+class LazyService:
+    """The service, opened on first use: a command that never touches the job store creates
+    no ``jobs.sqlite``, and one that needs only BRAAS_HOME (``home``: from the environment)
+    is not stopped by config.toml. ``settings`` reads config.toml (its errors as today);
+    any other attribute opens the store and is the :class:`Service`'s own."""
+
+    def __init__(self) -> None:
+        self._settings: Settings | None = None
+        self._service: Service | None = None
+
+    @property
+    def home(self) -> Path:
+        return braas_home()
+
+    @property
+    def settings(self) -> Settings:
+        if self._settings is None:
+            self._settings = load_settings()
+        return self._settings
+
+    def opened(self) -> Service:
+        if self._service is None:
+            self._service = Service.open(self.settings)
+        return self._service
+
+    def __getattr__(self, name: str) -> Any:  # only for names not defined above
+        if name.startswith("_"):
+            raise AttributeError(name)
+        return getattr(self.opened(), name)
+
+
+def run(as_json: bool, command: Callable[[Output, LazyService], Any]) -> Any:
+    """Run a command; turn our errors into one line on stderr and the right exit code."""
+    # CRITICAL: BAT logs a failed copy (a full disk) with its traceback, then raises.
+    logging.getLogger("blender_asset_tracer").setLevel(logging.CRITICAL)
+    out = Output(as_json)
+    try:
+        return command(out, LazyService())
+    except UsageError as err:
+        out.error(str(err))
+        raise typer.Exit(2) from None
+    except BraasError as err:
+        from ..disk import DiskFullError, disk_full_in, home_disk_full
+        from ..store import StoreError
+
+        full = None if isinstance(err, (DiskFullError, StoreError)) else \
+            disk_full_in(err) or home_disk_full()  # Blender could not write, say
+        out.error(f"{err} ({full})" if full else str(err))
+        raise typer.Exit(1) from None
+    except KeyboardInterrupt:
+        out.error("interrupted; the job goes on: `braas-globus list` shows it")
+        raise typer.Exit(130) from None
+    except Exception as err:  # a bug of ours: one line for the user, the trace in a file
+        from ..disk import disk_full_in, home_disk_full
+
+        full = disk_full_in(err)
+        if full:  # not a bug: which disk, and what to do
+            out.error(str(full))
+        else:
+            said = f"{type(err).__name__}: {err}"
+            report = write_crash_report()
+            full = home_disk_full()  # likely the cause, though a library said it in words
+            out.error(f"{full}; it stopped this with {said} (the full report is in {report})"
+                      if full else f"unexpected error ({said}); the full report is in {report}")
+        raise typer.Exit(1) from None
+
+
+def write_crash_report() -> Path:
+    """The current exception's traceback, in BRAAS_HOME/crash/ (else the temp folder)."""
+    import tempfile
+    import time
+    import traceback
+
+    report = traceback.format_exc()
+    for folder in (braas_home() / "crash", Path(tempfile.gettempdir())):
+        path = folder / f"braas-globus-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}.txt"
+        try:
+            folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+            path.write_text(f"braas-globus {' '.join(sys.argv[1:])}\n{report}")
+            return path
+        except OSError:  # a full disk, say: leave no cut-short report there
+            try:
+                path.unlink(missing_ok=True)
+            except OSError:
+                pass
+            continue
+    return Path("(nowhere: no folder was writable)")

@@ -1,0 +1,174 @@
+"""`braas-globus submit`, `demo`, `list`, `info`, `logs`, `cancel`, `download`, `resume`:
+a job's life. Registered on the app by ``cli/__init__``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.table import Table
+
+from ..collect import when
+from ..output import Output
+from ..spec import Device, Mode, build_spec, default_project
+from ..states import JobState
+from ..store import JobRecord
+from ..views import info_lines, job_summary
+from .common import JobArg, JsonOption, LazyService, WaitOption, run
+
+
+def follow(out: Output, service: LazyService, job: JobRecord, wait: bool) -> None:
+    """Print the job; with --wait, show progress until it ends; exit 1 unless it FINISHED."""
+    if not wait:
+        out.data(job_summary(job), f"{job.id}  {job.state.value}  {job.frame_count} frames  "
+                                   f"{job.folder}")
+        return
+    out.note(f"job {job.id}: {job.frame_count} frames")
+    with out.reporter("rendering") as reporter:
+        job = service.wait(job.id, reporter)
+    out.data(job_summary(job), f"{job.id}  {job.state.value}  {job.frames_done}/"
+                               f"{job.frame_count} frames in {job.folder / 'out'}")
+    if job.state is not JobState.FINISHED:
+        info = service.info(job.id)
+        for failed in info["failed_frames"][:5]:
+            out.note(f"frame {failed['frame']}: {failed['reason']}")
+        raise typer.Exit(1)
+
+
+def submit(
+    scene: Annotated[Path, typer.Argument(help="The .blend file to render.")],
+    frames: Annotated[Optional[str], typer.Option(help="Frames, e.g. 1-250, 1-100:10, 1,5,9 (default: the scene's range).")] = None,
+    image: Annotated[bool, typer.Option("--image", help="Render the scene's current frame only.")] = False,
+    preset: Annotated[str, typer.Option(help="Where to render (`braas-globus presets`).")] = "local",
+    mode: Annotated[Mode, typer.Option(help="packed: one .blend with assets inside; directory: the .blend and its files.")] = Mode.PACKED,
+    walltime: Annotated[int, typer.Option(help="Minutes each task may run (1-2880).")] = 30,
+    max_jobs: Annotated[int, typer.Option(help="At most this many render tasks (1-10000).")] = 100,
+    project: Annotated[Optional[str], typer.Option(help="Project name, up to 25 characters (default: the file name).")] = None,
+    email: Annotated[Optional[str], typer.Option(help="Mail the scheduler's job notices here.")] = None,
+    device: Annotated[Optional[Device], typer.Option(case_sensitive=False, help="Cycles device (default: the preset's: CPU here, the partition's GPUs on a cluster).")] = None,
+    retries: Annotated[int, typer.Option(help="Tries again for a failed task (0-10).")] = 2,
+    scout: Annotated[bool, typer.Option("--scout", help="Render the first, middle and last frames first.")] = False,
+    allow_missing: Annotated[bool, typer.Option("--allow-missing", help="Submit even if assets are missing.")] = False,
+    allow_scripts: Annotated[bool, typer.Option("--allow-scripts", help="Let Python scripts inside the .blend run.")] = False,
+    allow_older_blender: Annotated[bool, typer.Option("--allow-older-blender", help="Render with a Blender older than the one that saved the scene.")] = False,
+    project_root: Annotated[Optional[Path], typer.Option(help="Stage only files inside this folder (default: the nearest folder above the scene with .blender_project or .git, else the scene's folder).")] = None,
+    allow_outside: Annotated[bool, typer.Option("--allow-outside", help="Also stage files outside the project root (never BRAAS_HOME, hidden or system folders).")] = False,
+    wait: WaitOption = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Submit a scene for rendering; prints the job id."""
+
+    def command(out: Output, service: LazyService) -> None:
+        spec = build_spec(scene=scene, frames=frames, image=image, preset=preset, mode=mode,
+                          walltime_minutes=walltime, max_jobs=max_jobs,
+                          project=project if project is not None else default_project(scene),
+                          email=email, device=device, retries=retries, scout=scout,
+                          allow_missing=allow_missing, allow_scripts=allow_scripts,
+                          allow_older_blender=allow_older_blender,
+                          project_root=project_root, allow_outside=allow_outside)
+        with out.reporter("submitting") as reporter:
+            job = service.submit(spec, reporter)
+        follow(out, service, job, wait)
+
+    run(as_json, command)
+
+
+def demo(
+    rebuild: Annotated[bool, typer.Option("--rebuild", help="Build the demo scene again.")] = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Build a small animated Cycles scene, render it here, and say where the frames are."""
+
+    def command(out: Output, service: LazyService) -> None:
+        out.note("building the demo scene" if rebuild else "preparing the demo scene")
+        scene = service.demo_scene(rebuild)
+        spec = build_spec(scene=scene, project="demo", mode=Mode.DIRECTORY)
+        with out.reporter("submitting") as reporter:
+            job = service.submit(spec, reporter)
+        follow(out, service, job, wait=True)
+        out.note(f"the demo's frames are in {job.folder / 'out'}")
+
+    run(as_json, command)
+
+
+def list_jobs(as_json: JsonOption = False) -> None:
+    """List jobs with their states."""
+
+    def command(out: Output, service: LazyService) -> None:
+        jobs = service.list_jobs()
+        table = Table("job", "preset", "state", "frames", "submitted")
+        for job in jobs:
+            table.add_row(job.id, job.preset, job.state.value,
+                          f"{job.frames_done}/{job.frame_count}",
+                          when(job.created))
+        out.data([job_summary(job) for job in jobs])
+        out.table(table) if jobs else out.note("no jobs yet: `braas-globus demo` makes one")
+
+    run(as_json, command)
+
+
+def info(job: JobArg, as_json: JsonOption = False) -> None:
+    """Everything about a job: times, resources, parameters, frame states, last frame."""
+
+    def command(out: Output, service: LazyService) -> None:
+        details = service.info(job)
+        out.data(details, "\n".join(info_lines(details)))
+        if details["warning"]:
+            out.note(details["warning"])
+
+    run(as_json, command)
+
+
+def logs(
+    job: JobArg,
+    task: Annotated[Optional[int], typer.Option(help="Only this task's log.")] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Print a job's render logs."""
+
+    def command(out: Output, service: LazyService) -> None:
+        texts = service.logs(job, task)
+        out.data(texts, "\n".join(f"--- {name}\n{text}" for name, text in texts.items())
+                 or "no logs yet")
+
+    run(as_json, command)
+
+
+def cancel(job: JobArg, as_json: JsonOption = False) -> None:
+    """Stop a job: no frame of it renders afterwards."""
+
+    def command(out: Output, service: LazyService) -> None:
+        record = service.cancel(job)
+        out.data(job_summary(record), f"{record.id}  {record.state.value}")
+
+    run(as_json, command)
+
+
+def download(
+    job: JobArg,
+    to: Annotated[Optional[Path], typer.Option(help="Copy out/, log/ and job/ into DIR/<job>.")] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Bring a job's frames and logs into its storage folder (or --to DIR), verified."""
+
+    def command(out: Output, service: LazyService) -> None:
+        with out.reporter("downloading") as reporter:
+            result = service.download(job, to, reporter)
+        missing = f"; missing {result['missing']}" if result["missing"] else ""
+        out.data(result, f"{result['frames_valid']}/{result['frames_expected']} frames in "
+                         f"{result['frames_dir']}{missing}")
+
+    run(as_json, command)
+
+
+def resume(job: JobArg, wait: WaitOption = False, as_json: JsonOption = False) -> None:
+    """Render only the frames of a job that are missing or failed."""
+
+    def command(out: Output, service: LazyService) -> None:
+        with out.reporter("resuming") as reporter:
+            record = service.resume(job, reporter)
+        follow(out, service, record, wait)
+
+    run(as_json, command)
+

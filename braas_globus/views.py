@@ -1,0 +1,78 @@
+"""How a job, a job's info and a preset are shown: written once, for the CLI and the add-on.
+
+Plain functions over the service's records and its ``info`` dict; no imports beyond the
+standard library, so the add-on can use them inside Blender without the CLI's packages.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .presets import Preset
+    from .store import JobRecord
+
+
+def job_summary(job: JobRecord) -> dict[str, Any]:
+    """A job in a list: `--json` of list, submit, cancel and resume; a row of the add-on's
+    jobs list (which adds where it renders)."""
+    return {"id": job.id, "project": job.project, "preset": job.preset, "state": job.state.value,
+            "frames": job.frames, "frames_total": job.frame_count, "frames_done": job.frames_done,
+            "frames_failed": job.frames_failed, "folder": str(job.folder)}
+
+
+def info_lines(details: dict[str, Any]) -> list[str]:
+    """`braas-globus info`: a job's service ``info`` in aligned lines, everything in it."""
+    lines = [f"job        {details['id']}  ({details['state']})",
+             f"scene      {details['scene']}",
+             f"preset     {details['preset']}  device {details['resources']['device']}  "
+             f"walltime {details['resources']['walltime_minutes']} min  "
+             f"tasks {details['resources']['tasks']}",
+             f"submitted  {details['submitted']}   started {details['started'] or '-'}"
+             f"   ended {details['ended'] or '-'}",
+             f"folder     {details['folder']}",
+             f"frames     {details['frames']['done']}/{details['frames']['total']} done, "
+             f"{details['frames']['failed']} failed"]
+    lines += [f"  {state:<10} {spec}" for state, spec in details["frames"]["by_state"].items()]
+    lines += [f"  frame {f['frame']} failed: {f['reason']}" for f in details["failed_frames"]]
+    lines += [f"  rendered without (missing): {name}" for name in details["missing_files"]]
+    lines += [f"task {t['index']}{' (scout)' if t['scout'] else ''}  {t['state']}  frames "
+              f"{t['frames']}  tries {t['attempts']}/{t['max_attempts']}"
+              + (f"  {t['reason']}" if t["reason"] else "") for t in details["tasks"]]
+    if details["last_frame"]:
+        lines.append(f"last frame {details['last_frame']['frame']}: "
+                     f"{details['last_frame']['file']}")
+    lines.append("parameters " + ", ".join(f"{k}={v}" for k, v in
+                                            details["parameters"].items()))
+    return lines
+
+
+def info_panel_lines(info: dict[str, Any]) -> list[str]:
+    """The same info, shorter, for the add-on's narrow panel: the first 5 failed frames and
+    10 tasks, the warning last (the CLI prints that on stderr)."""
+    resources, frames = info["resources"], info["frames"]
+    lines = [f"{info['id']}: {info['state']}",
+             f"submitted {info['submitted']}, started {info['started'] or '-'}, "
+             f"ended {info['ended'] or '-'}",
+             f"scene {info['scene']}",
+             f"preset {info['preset']}, device {resources['device']}, walltime "
+             f"{resources['walltime_minutes']} min, {resources['tasks']} task(s)",
+             f"frames {frames['done']}/{frames['total']} done, {frames['failed']} failed"]
+    lines += [f"  {state}: {spec}" for state, spec in frames["by_state"].items()]
+    lines += [f"frame {f['frame']} failed: {f['reason']}" for f in info["failed_frames"][:5]]
+    lines += [f"task {t['index']}: {t['state']}, frames {t['frames']}, tries "
+              f"{t['attempts']}/{t['max_attempts']}" + (f", {t['reason']}" if t["reason"] else "")
+              for t in info["tasks"][:10]]
+    lines.append(f"folder {info['folder']}")
+    if info.get("warning"):
+        lines.append(info["warning"])
+    return lines
+
+
+def preset_row(preset: Preset) -> dict[str, Any]:
+    """A preset in a list: `presets list --json`; the add-on fills the cluster fields of
+    `local` with ""."""
+    return {"name": preset.name, "backend": preset.backend, "description": preset.description,
+            "device": preset.default_device,
+            **({"cluster": preset.cluster, "partition": preset.partition,
+                "account": preset.account} if preset.backend == "globus" else {})}
