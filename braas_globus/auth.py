@@ -885,7 +885,7 @@ def logout() -> dict[str, Any]:
     # what Globus asked of this identity's login is no business of the next one's
     requirements_path(load_settings().home, globus_sdk.config.get_environment_name()
                       ).unlink(missing_ok=True)
-    from .dispatch.globus import functions_record
+    from .dispatch.functions import functions_record
 
     # Registered by this identity, private to it: the next login registers its own.
     functions_record(load_settings().home).unlink(missing_ok=True)
