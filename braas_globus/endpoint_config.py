@@ -5,8 +5,9 @@ that its multi-user Globus Compute endpoint uses. Rendering here goes through
 globus-compute-endpoint's own renderer and config loader, so what passes here is what the
 centre's endpoint would build. The client calls ``validate_user_config`` before it submits.
 
-The templates live at the repository root (``endpoints/``); a wheel ships them as the
-``braas_globus.endpoints`` package data.
+The templates live at the repository root (``endpoints/``), generated from the cluster
+catalog by ``braas_globus.endpoint_gen`` (``braas-globus endpoints generate``); a wheel ships
+them as the ``braas_globus.endpoints`` package data.
 """
 
 from __future__ import annotations

@@ -1,6 +1,7 @@
 """A real GlobusComputeEngine built from OUR endpoint templates, driven without the Globus cloud.
 
-What is real: the centre template (endpoints/<cluster>/user_config_template.yaml.j2) rendered
+What is real: the centre template (endpoints/<cluster>/user_config_template.yaml.j2, or one
+that braas_globus.endpoint_gen made from a catalog in a test) rendered
 by globus-compute-endpoint's own renderer after the strict schema check, the config loaded by
 its own loader, the engine it builds (Parsl's HighThroughputExecutor with the interchange
 started by `globus-compute-endpoint python-exec`), the provider's real `sbatch` / `qsub`,
@@ -85,12 +86,15 @@ def adaptations_for(cluster: str) -> list[tuple[str, Any, str]]:
 
 
 def admin_edited_endpoints(cluster: str, folder: Path,
-                           settings: dict[str, str] = ADMIN_SETTINGS) -> Path:
+                           settings: dict[str, str] = ADMIN_SETTINGS,
+                           endpoints: Path | None = None) -> Path:
     """A copy of endpoints/<cluster>/ under folder/endpoints with the admin's settings applied.
 
-    Fails loudly if the template's centre settings lines are not there exactly once.
+    ``endpoints`` is the folder to copy from (default: the repository's endpoints/; a test
+    passes one that braas_globus.endpoint_gen made). Fails loudly if the template's centre
+    settings lines are not there exactly once.
     """
-    source = REPO / "endpoints" / cluster
+    source = (endpoints or REPO / "endpoints") / cluster
     target = folder / "endpoints" / cluster
     shutil.copytree(source, target)
     template = target / "user_config_template.yaml.j2"
@@ -106,7 +110,8 @@ def admin_edited_endpoints(cluster: str, folder: Path,
 
 
 def render_as_centre(cluster: str, user_config: dict[str, Any], folder: Path,
-                     settings: dict[str, str] = ADMIN_SETTINGS) -> str:
+                     settings: dict[str, str] = ADMIN_SETTINGS,
+                     endpoints: Path | None = None) -> str:
     """The endpoint config the centre's endpoint would build for this user, after the admin edit.
 
     Goes through braas_globus.endpoint_config.render_user_config (schema check, then
@@ -114,10 +119,10 @@ def render_as_centre(cluster: str, user_config: dict[str, Any], folder: Path,
     """
     from braas_globus import endpoint_config
 
-    endpoints = admin_edited_endpoints(cluster, folder, settings)
+    edited = admin_edited_endpoints(cluster, folder, settings, endpoints)
     endpoint_config.load_schema.cache_clear()
     try:
-        with mock.patch.object(endpoint_config, "ENDPOINTS_DIR", endpoints):
+        with mock.patch.object(endpoint_config, "ENDPOINTS_DIR", edited):
             return endpoint_config.render_user_config(cluster, user_config)
     finally:
         endpoint_config.load_schema.cache_clear()
@@ -136,11 +141,14 @@ def adapt(cluster: str, rendered: str) -> str:
 
 
 def build_engine(cluster: str, user_config: dict[str, Any], folder: Path,
-                 settings: dict[str, str] = ADMIN_SETTINGS) -> Any:
-    """Render (as the centre), adapt for this machine, load with globus-compute-endpoint."""
+                 settings: dict[str, str] = ADMIN_SETTINGS,
+                 endpoints: Path | None = None) -> Any:
+    """Render (as the centre), adapt for this machine, load with globus-compute-endpoint.
+
+    ``endpoints``: the endpoint folders to take the template from (default: endpoints/)."""
     from braas_globus.endpoint_config import load_rendered_config
 
-    text = adapt(cluster, render_as_centre(cluster, user_config, folder, settings))
+    text = adapt(cluster, render_as_centre(cluster, user_config, folder, settings, endpoints))
     (folder / f"{cluster}-config.yaml").write_text(text, encoding="utf-8")  # post-mortems
     return load_rendered_config(text).engine
 

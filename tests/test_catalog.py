@@ -162,6 +162,7 @@ gpu_vendor = "nvidia"
 cycles_device = "CUDA"
 gpu_request = "gres"
 account_pattern = '^[a-z]+(?!\\n)$'
+example_account = "abc"
 scratch = ["/scratch"]
 docs = "https://example.org"
 [clusters.x.container]
@@ -187,6 +188,14 @@ def test_minimal_catalog_parses():
     ("(?!\\n)$'", "$'", "must start with ^ and end"),
     ("cpu = {", '"cpu;ls" = {', "not a plain name"),
     ('arch = "x86_64"', 'arch = "ppc64le"', "arch"),
+    ('example_account = "abc"', 'example_account = "ABC-1"', "does not match account_pattern"),
+    ('example_account = "abc"\n', "", "example_account"),
+    ("cores_per_node = 32 }", "cores_per_node = 32, min_nodes = 9 }",
+     "needs 9 nodes, more than max_nodes_per_block 8"),
+    ("cores_per_node = 32 }", "cores_per_node = 32, max_walltime_minutes = 60, "
+     "block_max_walltime_minutes = 61 }", "block_max_walltime_minutes > max_walltime_minutes"),
+    ('queue_option = "partition"', 'queue_option = "partition"\nmax_nodes_per_block = 0',
+     "max_nodes_per_block"),
 ])
 def test_bad_catalog_data_is_refused(old, new, error):
     assert old in MINIMAL
@@ -201,3 +210,57 @@ def test_catalog_file_is_valid_toml_with_no_unknown_keys():
     text = (files("braas_globus.catalog") / "clusters.toml").read_text()
     assert set(tomllib.loads(text)) == {"clusters"}
     assert parse_catalog(text) == CATALOG
+
+
+def test_endpoint_block_limits():
+    catalog = parse_catalog(MINIMAL.replace(
+        "cpu = { kind = \"cpu\", cores_per_node = 32 }",
+        "cpu = { kind = \"cpu\", cores_per_node = 32, max_nodes = 3 }"))
+    x = catalog.get("x")
+    assert x.block_nodes("cpu") == (1, 3)  # the partition's max_nodes, under the cap
+    assert x.block_nodes("gpu") == (1, 8)  # the default cap
+    assert x.get("gpu").block_walltime_minutes == 1440  # no known limit: a day
+    assert (x.max_nodes_per_block, x.request_cores) == (8, False)
+
+
+@pytest.mark.parametrize(("cluster", "partition", "nodes", "minutes"), [
+    ("karolina", "qcpu_long", (1, 8), 8640),
+    ("karolina", "qfat", (1, 1), 2880),
+    ("frontera", "normal", (3, 8), 2880),
+    ("polaris", "prod", (10, 24), 180),  # the routing queue: 10-24 nodes up to 3 h
+    ("polaris", "demand", (1, 24), 60),
+    ("marenostrum5-gpp", "gp_bsccase", (1, 8), 1440),  # no published limit
+    ("lumi", "debug", (1, 4), 30),
+])
+def test_known_block_limits(cluster, partition, nodes, minutes):
+    c = CATALOG.get(cluster)
+    assert c.block_nodes(partition) == nodes
+    assert c.get(partition).block_walltime_minutes == minutes
+
+
+def test_only_bsc_asks_for_the_cores():
+    assert [c.name for c in CATALOG.clusters.values() if c.request_cores] == [
+        "marenostrum5-gpp", "marenostrum5-acc"]
+
+
+def test_request_cores_is_for_slurm_only():
+    text = MINIMAL.replace('scheduler = "slurm"', 'scheduler = "pbspro"').replace(
+        'queue_option = "partition"', 'queue_option = "queue"\nrequest_cores = true')
+    with pytest.raises(ValidationError, match="request_cores is for Slurm"):
+        parse_catalog(text)
+
+
+@pytest.mark.parametrize("cluster", list(CATALOG.clusters))
+def test_example_accounts_fit_their_patterns(cluster):
+    c = CATALOG.get(cluster)
+    assert re.search(c.account_pattern, c.example_account)
+
+
+def test_braas_catalog_names_another_catalog(tmp_path, monkeypatch):
+    other = tmp_path / "clusters.toml"
+    other.write_text(MINIMAL)
+    monkeypatch.setenv("BRAAS_CATALOG", str(other))
+    assert list(load_catalog().clusters) == ["x"]
+    assert load_catalog() is load_catalog()
+    monkeypatch.delenv("BRAAS_CATALOG")
+    assert load_catalog() is CATALOG

@@ -1,17 +1,23 @@
 """Centre endpoint templates and schemas, rendered and loaded by globus-compute-endpoint itself.
 
-Each template is rendered with the endpoint's own renderer, loaded with its own config
-loader, and the Parsl provider it builds writes a real batch script; the scheduler commands
-are recorded instead of run. Every string field of every schema is attacked with a corpus
-of shell, directive, YAML and Jinja injections.
+The files in endpoints/ are generated from the catalog (braas_globus.endpoint_gen); the first
+tests regenerate them and fail on any drift. Each template is rendered with the endpoint's
+own renderer, loaded with its own config loader, and the Parsl provider it builds writes a
+real batch script; the scheduler commands are recorded instead of run. Every string field
+of every schema is attacked with a corpus of shell, directive, YAML and Jinja injections,
+also for a made-up eleventh cluster generated from a copy of the catalog, which then runs a
+render task through the real engine on the local Slurm.
 """
 
 import json
 import os
 import pwd
 import re
+import shutil
 import subprocess
 import time
+from collections.abc import Iterator
+from pathlib import Path
 
 import jsonschema
 import pytest
@@ -26,6 +32,7 @@ from globus_compute_endpoint.endpoint.config.utils import (  # noqa: E402
 from globus_compute_endpoint.endpoint.identity_mapper import MappedPosixIdentity  # noqa: E402
 from parsl.providers.cluster_provider import ClusterProvider  # noqa: E402
 
+from braas_globus import endpoint_gen  # noqa: E402
 from braas_globus.catalog import load_catalog  # noqa: E402
 from braas_globus.endpoint_config import (  # noqa: E402
     ENDPOINTS_DIR,
@@ -86,9 +93,12 @@ def hhmmss(minutes: int) -> str:
 
 
 @pytest.fixture(autouse=True)
-def scheduler_commands(monkeypatch):
-    """Record every command a Parsl provider would run, and run none."""
+def scheduler_commands(monkeypatch, request):
+    """Record every command a Parsl provider would run, and run none (except in a test
+    that asks for the real local Slurm)."""
     commands: list[str] = []
+    if "slurm_cluster" in request.fixturenames:
+        return commands
 
     def execute_wait(self, cmd, timeout=None):
         commands.append(cmd)
@@ -114,6 +124,105 @@ def endpoint_render(cluster: str, opts: dict, schema: dict | None) -> str:
         user_opts=opts,
     )
 
+
+# ---- the committed files are what the catalog generates ----
+
+GENERATE = "braas-globus endpoints generate"
+
+
+def test_generating_from_the_catalog_gives_the_committed_files(tmp_path):
+    target = tmp_path / "endpoints"
+    target.mkdir()
+    # The overview's prose is hand-written around its generated cluster table.
+    shutil.copy(ENDPOINTS_DIR / "README.md", target / "README.md")
+    endpoint_gen.write(target, CATALOG)
+    generated = sorted(p.relative_to(target) for p in target.rglob("*") if p.is_file())
+    committed = sorted(p.relative_to(ENDPOINTS_DIR) for p in ENDPOINTS_DIR.rglob("*")
+                       if p.is_file() and "__pycache__" not in p.parts)
+    assert committed == generated, f"endpoints/ has other files than `{GENERATE}` makes"
+    for relative in generated:
+        new, old = (target / relative).read_bytes(), (ENDPOINTS_DIR / relative).read_bytes()
+        assert new == old, (f"endpoints/{relative} differs from what the catalog generates: "
+                            f"run `{GENERATE}` and commit the result (never edit it by hand)")
+
+
+def test_check_lists_what_differs_and_writes_nothing(tmp_path):
+    target = tmp_path / "endpoints"
+    shutil.copytree(ENDPOINTS_DIR, target)
+    assert endpoint_gen.write(target, CATALOG, check=True) == []
+    (target / "lumi" / "README.md").write_text("edited by hand\n")
+    (target / "aurora" / SCHEMA_NAME).unlink()
+    (target / "gone-cluster").mkdir()
+    differ = endpoint_gen.write(target, CATALOG, check=True)
+    assert differ == ["lumi/README.md", f"aurora/{SCHEMA_NAME}",
+                      "gone-cluster/ (not in the catalog)"]
+    assert (target / "lumi" / "README.md").read_text() == "edited by hand\n"
+    assert endpoint_gen.write(target, CATALOG)[:2] == differ[:2]
+    assert endpoint_gen.write(target, CATALOG, check=True) == ["gone-cluster/ (not in the catalog)"]
+
+
+def test_the_generate_command_checks_and_exits_1_on_drift(tmp_path):
+    import typer
+    from typer.testing import CliRunner
+
+    from braas_globus.endpoints_cli import endpoints_generate
+
+    app = typer.Typer()
+    app.command()(endpoints_generate)
+    target = tmp_path / "endpoints"
+    shutil.copytree(ENDPOINTS_DIR, target)
+    runner = CliRunner()
+    ok = runner.invoke(app, ["--check", "--target", str(target)])
+    assert ok.exit_code == 0, ok.output
+    (target / "karolina" / TEMPLATE_NAME).write_text("{# edited #}\n")
+    drift = runner.invoke(app, ["--check", "--target", str(target)])
+    assert drift.exit_code == 1
+    assert f"karolina/{TEMPLATE_NAME}" in drift.output and GENERATE in drift.output
+    fixed = runner.invoke(app, ["--target", str(target)])
+    assert fixed.exit_code == 0 and f"karolina/{TEMPLATE_NAME}" in fixed.output
+    assert (target / "karolina" / TEMPLATE_NAME).read_bytes() == (
+        ENDPOINTS_DIR / "karolina" / TEMPLATE_NAME).read_bytes()
+
+
+@pytest.mark.parametrize("cluster", CLUSTERS)
+def test_the_schema_checked_is_the_generated_one(cluster):
+    # So the injection corpus below, run on the committed files, runs on the generated schemas.
+    assert load_schema(cluster) == endpoint_gen.make_schema_value(CATALOG.get(cluster))
+
+
+def test_catalog_text_that_could_break_a_template_is_refused():
+    c = CATALOG.get("karolina")
+    bad_setup = c.model_copy(update={"container": c.container.model_copy(
+        update={"setup": ("module load {{ x }}",)})})
+    with pytest.raises(ValueError, match="brace or a control character"):
+        endpoint_gen.make_template(bad_setup)
+    bad_flag = c.model_copy(update={"container": c.container.model_copy(
+        update={"gpu_flags": ('--nv"; id; "',)})})
+    with pytest.raises(ValueError, match="not a plain word"):
+        endpoint_gen.make_template(bad_flag)
+
+
+def test_cores_that_differ_by_partition_are_looked_up(tmp_path, monkeypatch):
+    # Karolina's partitions have 128 or 768 cores; asked for as BSC asks (sbatch -c).
+    from braas_globus import endpoint_config
+
+    c = CATALOG.get("karolina").model_copy(update={"request_cores": True})
+    folder = tmp_path / "karolina"
+    folder.mkdir()
+    (folder / TEMPLATE_NAME).write_text(endpoint_gen.make_template(c))
+    (folder / SCHEMA_NAME).write_text(endpoint_gen.make_schema(c))
+    monkeypatch.setattr(endpoint_config, "ENDPOINTS_DIR", tmp_path)
+    load_schema.cache_clear()
+    try:
+        for partition, cores in (("qcpu", 128), ("qfat", 768), ("qviz", 64)):
+            config = load_rendered_config(render_user_config("karolina", base("karolina",
+                                                                               partition)))
+            try:
+                assert config.engine.executor.provider.cores_per_node == cores
+            finally:
+                config.engine.shutdown()
+    finally:
+        load_schema.cache_clear()
 
 # ---- files and schemas agree with the catalog ----
 
@@ -283,7 +392,7 @@ def check_sbatch(c, p, opts, script, submit):
         expected.add(f"#SBATCH --gpus-per-node={p.gpus_per_node}")
     if p.kind == "gpu" and c.gpu_request == "gres":
         expected.add(f"#SBATCH --gres=gpu:{p.gpus_per_node}")
-    if c.name.startswith("marenostrum5"):
+    if c.request_cores:  # MareNostrum 5
         expected.add(f"#SBATCH --cpus-per-task={p.cores_per_node}")
     if "email" in opts:
         expected |= {f"#SBATCH --mail-user={opts['email']}", "#SBATCH --mail-type=END,FAIL"}
@@ -513,3 +622,151 @@ def test_overview_readme_lists_every_cluster():
 def test_schema_files_are_plain_json():
     for cluster in CLUSTERS:
         json.loads((ENDPOINTS_DIR / cluster / SCHEMA_NAME).read_text())
+
+
+# ---- an eleventh cluster: one catalog entry, generated, rendered, run ----
+
+ELEVENTH = """
+[clusters.eleventh]
+title = "Eleventh (Test Centre)"
+site = "Test Centre, Nowhere"
+scheduler = "slurm"
+arch = "x86_64"
+queue_option = "partition"
+gpu_vendor = "nvidia"
+cycles_device = "CUDA"
+gpu_request = "gres"
+account_pattern = '^[a-z]{2,8}[0-9]{1,6}(?!\\n)$'
+example_account = "tc123"
+scratch = ["/scratch/{project}"]
+docs = "https://example.org/eleventh"
+
+[clusters.eleventh.container]
+runtime = "apptainer"
+setup = ["module load apptainer"]
+gpu_flags = ["--nv"]
+
+[clusters.eleventh.partitions]
+debug = { kind = "cpu", cores_per_node = 32, max_walltime_minutes = 30, max_nodes = 2 }
+standard-g = { kind = "gpu", cores_per_node = 64, gpus_per_node = 4, gpu_model = "NVIDIA A100", max_walltime_minutes = 120 }
+"""
+ELEVENTH_USER = {"account": "tc123", "partition": "debug", "walltime_minutes": 10}
+
+
+@pytest.fixture
+def eleventh(tmp_path, monkeypatch) -> Iterator[Path]:
+    """A copy of the catalog with an eleventh cluster (BRAAS_CATALOG points at it), and its
+    endpoint folder generated into tmp_path/endpoints, which endpoint_config reads."""
+    from braas_globus import endpoint_config
+
+    shipped = (Path(endpoint_gen.__file__).parent / "catalog" / "clusters.toml").read_text()
+    catalog_file = tmp_path / "clusters.toml"
+    catalog_file.write_text(shipped + ELEVENTH, encoding="utf-8")
+    monkeypatch.setenv("BRAAS_CATALOG", str(catalog_file))
+    catalog = load_catalog()
+    assert list(catalog.clusters) == [*CLUSTERS, "eleventh"]
+    target = tmp_path / "endpoints"
+    written = endpoint_gen.write(target, catalog)
+    assert f"eleventh/{TEMPLATE_NAME}" in written
+    monkeypatch.setattr(endpoint_config, "ENDPOINTS_DIR", target)
+    monkeypatch.setitem(ACCOUNTS, "eleventh", ELEVENTH_USER["account"])
+    load_schema.cache_clear()
+    yield target
+    load_schema.cache_clear()
+
+
+def test_the_catalog_can_come_from_braas_catalog(tmp_path, monkeypatch):
+    monkeypatch.setenv("BRAAS_CATALOG", str(tmp_path / "missing.toml"))
+    with pytest.raises(FileNotFoundError):
+        load_catalog()
+    monkeypatch.delenv("BRAAS_CATALOG")
+    assert load_catalog() is CATALOG
+
+
+def test_an_eleventh_cluster_is_one_catalog_entry(eleventh, scheduler_commands, tmp_path):
+    folder = eleventh / "eleventh"
+    assert sorted(p.name for p in folder.iterdir()) == sorted(
+        [TEMPLATE_NAME, SCHEMA_NAME, "README.md"])
+    test_schema_is_strict("eleventh")
+    c = load_catalog().get("eleventh")
+    props = load_schema("eleventh")["properties"]
+    assert props["partition"]["enum"] == ["debug", "standard-g"]
+    assert props["account"]["pattern"] == c.account_pattern
+    assert limits("eleventh", "debug")["walltime"] == 30
+    assert limits("eleventh", "debug")["nodes_max"] == 2
+    readme = (folder / "README.md").read_text()
+    assert "`debug`" in readme and "`standard-g`" in readme and "Eleventh (Test Centre)" in readme
+    # Every partition renders with the real renderer and submits through Parsl.
+    for partition in c.partitions:
+        for variant in ("min", "max"):
+            opts = options("eleventh", partition, variant)
+            config = load_rendered_config(render_user_config("eleventh", opts))
+            try:
+                provider = config.engine.executor.provider
+                p = c.get(partition)
+                assert provider.partition == partition
+                assert f"export BRAAS_CYCLES_DEVICE={c.cycles_device_for(partition)}" in (
+                    provider.worker_init)
+                provider.script_dir = str(tmp_path)
+                provider.submit("worker-command", tasks_per_node=1)
+                submit = scheduler_commands[-1]
+                check_sbatch(c, p, opts, open(submit.split()[-1]).read(), submit)
+            finally:
+                config.engine.shutdown()
+
+
+def test_an_eleventh_cluster_refuses_the_injection_corpus(eleventh):
+    for field in STRING_FIELDS:
+        good = EMAIL if field == "email" else options("eleventh", "debug")[field]
+        for name, value in attacks(good):
+            opts = {**options("eleventh", "debug"), field: value}
+            with pytest.raises(UsageError):
+                validate_user_config("eleventh", opts)
+            if name == "newline-sbatch":
+                with pytest.raises(jsonschema.ValidationError):
+                    endpoint_render_from(eleventh, "eleventh", opts, load_schema("eleventh"))
+
+
+def endpoint_render_from(endpoints: Path, cluster: str, opts: dict, schema: dict) -> str:
+    path = endpoints / cluster / TEMPLATE_NAME
+    return render_config_user_template(
+        parent_config=CoreEndpointConfig(),
+        user_config_template=load_user_config_template(path),
+        user_config_template_path=path,
+        mapped_identity=MappedPosixIdentity(pwd.getpwuid(os.getuid()), [], None),
+        user_config_schema=schema,
+        user_opts=opts,
+    )
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(240)
+def test_an_eleventh_cluster_renders_through_the_real_engine_on_slurm(
+        eleventh, slurm_cluster, scene, tmp_path, monkeypatch):
+    """The generated template of a cluster that is only a catalog entry: rendered as the
+    centre's endpoint renders it, loaded into a real GlobusComputeEngine, one render task in
+    a real sbatch job on the local Slurm. Only the Globus cloud relay is bypassed."""
+    from braas_globus.dispatch.compute_task import render_on_worker
+    from braas_globus.worker.image_check import is_valid_image
+    from tests.engines import VENV_BIN, OfflineEndpoint, build_engine, make_job_root, render_task
+    from tests.schedulers import slurm_job
+
+    monkeypatch.setenv("PATH", f"{VENV_BIN}{os.pathsep}{os.environ.get('PATH', '')}")
+    work = tmp_path / "endpoint"
+    work.mkdir()
+    engine = build_engine("eleventh", ELEVENTH_USER, work, endpoints=eleventh)
+    config = (work / "eleventh-config.yaml").read_text()
+    assert "export BRAAS_CLUSTER=eleventh" in config
+    source = scene("anim6")
+    root = make_job_root(tmp_path / "job", source)
+    with OfflineEndpoint(engine, work / "run") as ep:
+        future = ep.submit(render_on_worker, render_task(root, source, "1-2"), str(root))
+        record, _packed = ep.result(future, timeout=180)
+        assert record["state"] == "FINISHED", record
+        assert (record["missing"], record["exit_code"]) == ("", 0), record
+        for frame in (1, 2):
+            assert is_valid_image(root / "out" / f"{frame:06d}.png")
+        [job_id] = ep.job_ids()
+        job = slurm_job(job_id)
+        assert (job["Partition"], job["Account"], job["TimeLimit"]) == (
+            "debug", "tc123", "00:10:00")

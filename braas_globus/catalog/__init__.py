@@ -1,15 +1,21 @@
 """The cluster catalog: facts about each supported centre, read from ``clusters.toml``.
 
-The CLI and the add-on read clusters from here; the endpoint templates and schemas in
-``endpoints/<cluster>/`` are checked against it by the tests. Change facts in the TOML file.
+The CLI and the add-on read clusters from here, and ``braas_globus.endpoint_gen`` makes
+``endpoints/<cluster>/`` (template, schema, admin README) from it. Change facts in the TOML
+file, then run ``braas-globus endpoints generate``.
+
+``BRAAS_CATALOG=/path/to/clusters.toml`` reads another catalog instead of the shipped one
+(to try a new centre's entry, and for the tests).
 """
 
 from __future__ import annotations
 
+import os
 import re
 import tomllib
 from functools import cache
 from importlib.resources import files
+from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt, model_validator
@@ -22,6 +28,10 @@ CYCLES_DEVICES: dict[str, tuple[str, ...]] = {
     "amd": ("HIP",),
     "intel": ("ONEAPI",),
 }
+# What one endpoint block may ask where the catalog says nothing more specific.
+DEFAULT_MAX_NODES_PER_BLOCK = 8
+DEFAULT_BLOCK_WALLTIME_MINUTES = 1440  # a partition whose limit the centre does not publish
+MAX_BLOCKS = 4  # batch jobs one user endpoint may have at once
 # Partition names reach batch scripts: the catalog itself only holds safe ones.
 _SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
 
@@ -42,6 +52,9 @@ class Partition(_Frozen):
     max_walltime_minutes: PositiveInt | None = None
     min_nodes: PositiveInt = 1
     max_nodes: PositiveInt | None = None
+    # The most one endpoint block asks for, where lower than the queue's own limit
+    # (Polaris prod: blocks of 10-24 nodes run up to 3 h).
+    block_max_walltime_minutes: PositiveInt | None = None
 
     @model_validator(mode="after")
     def _check(self) -> Partition:
@@ -54,7 +67,16 @@ class Partition(_Frozen):
             raise ValueError(f"{self.name}: a gpu partition needs gpu_model")
         if self.max_nodes is not None and self.max_nodes < self.min_nodes:
             raise ValueError(f"{self.name}: max_nodes < min_nodes")
+        if (self.block_max_walltime_minutes and self.max_walltime_minutes
+                and self.block_max_walltime_minutes > self.max_walltime_minutes):
+            raise ValueError(f"{self.name}: block_max_walltime_minutes > max_walltime_minutes")
         return self
+
+    @property
+    def block_walltime_minutes(self) -> int:
+        """The longest walltime one endpoint block on this partition may ask for."""
+        return (self.block_max_walltime_minutes or self.max_walltime_minutes
+                or DEFAULT_BLOCK_WALLTIME_MINUTES)
 
     @property
     def devices_per_node(self) -> int:
@@ -83,6 +105,11 @@ class Cluster(_Frozen):
     # How {project} is spelled in the scratch paths: as the account is given, or lowercased.
     scratch_project: Literal["as_given", "lower"] = "as_given"
     directives: tuple[str, ...] = ()
+    # Endpoint blocks: the most nodes one block asks for (under each partition's max_nodes),
+    # and whether the provider asks for the node's cores too (BSC: sbatch -c).
+    max_nodes_per_block: PositiveInt = DEFAULT_MAX_NODES_PER_BLOCK
+    request_cores: bool = False
+    example_account: str  # an account name for the admin README's example; fits the pattern
     docs: str
     notes: str = ""
     container: Container
@@ -114,8 +141,22 @@ class Cluster(_Frozen):
                 and self.account_pattern.endswith(r"(?!\n)$")):
             raise ValueError(f"{self.name}: account_pattern must start with ^ and end "
                              r"with (?!\n)$")
-        re.compile(self.account_pattern)
+        if not re.search(self.account_pattern, self.example_account):
+            raise ValueError(f"{self.name}: example_account {self.example_account!r} does not "
+                             "match account_pattern")
+        for p in self.partitions.values():
+            if self.block_nodes(p.name)[0] > self.block_nodes(p.name)[1]:
+                raise ValueError(f"{self.name}: {p.name} needs {p.min_nodes} nodes, more than "
+                                 f"max_nodes_per_block {self.max_nodes_per_block}")
+        if self.request_cores and self.scheduler != "slurm":
+            raise ValueError(f"{self.name}: request_cores is for Slurm (PBS always asks)")
         return self
+
+    def block_nodes(self, partition: str) -> tuple[int, int]:
+        """(fewest, most) nodes one endpoint block on ``partition`` may ask for."""
+        p = self.get(partition)
+        return p.min_nodes, min(p.max_nodes or self.max_nodes_per_block,
+                                self.max_nodes_per_block)
 
     def get(self, partition: str) -> Partition:
         try:
@@ -173,7 +214,15 @@ def parse_catalog(text: str) -> Catalog:
     return Catalog.model_validate(tomllib.loads(text))
 
 
-@cache
 def load_catalog() -> Catalog:
-    """The catalog shipped with the package (read once)."""
-    return parse_catalog((files(__package__) / "clusters.toml").read_text(encoding="utf-8"))
+    """The catalog shipped with the package, or the file $BRAAS_CATALOG names (read once)."""
+    return _load_catalog(os.environ.get("BRAAS_CATALOG") or None)
+
+
+@cache
+def _load_catalog(path: str | None) -> Catalog:
+    if path is None:
+        text = (files(__package__) / "clusters.toml").read_text(encoding="utf-8")
+    else:
+        text = Path(path).read_text(encoding="utf-8")
+    return parse_catalog(text)

@@ -9,6 +9,7 @@ from typing import Annotated, Optional
 
 import typer
 
+from ..endpoints_cli import endpoints_generate
 from ..errors import UsageError
 from ..output import Output
 from .common import JsonOption, LazyService, run
@@ -62,3 +63,6 @@ def endpoints_render(
         out.data({"cluster": cluster, "user_config": config, "endpoint_config": text}, text)
 
     run(as_json, command)
+
+
+endpoints_app.command("generate")(endpoints_generate)
