@@ -7,6 +7,7 @@ from pathlib import Path
 
 from .records import JobScope, MissingRecord, frame_of_name, frame_path, read_progress
 from .store import JobRecord, Store
+from .worker import job_layout
 from .worker.frames import format_frames, parse_frames
 from .worker.image_check import is_valid_image
 
@@ -25,7 +26,7 @@ def valid_frames_on_disk(out_dir: Path) -> dict[int, Path]:
 
 
 def missing_frames(job: JobRecord, store: Store) -> set[int]:
-    return set(parse_frames(job.frames)) - set(valid_frames_on_disk(job.folder / "out"))
+    return set(parse_frames(job.frames)) - set(valid_frames_on_disk(job.folder / job_layout.OUT))
 
 
 def frame_states(job: JobRecord, store: Store) -> dict[int, str]:
@@ -109,13 +110,13 @@ def last_frame(store: Store, job: JobRecord, states: dict[int, str]) -> dict | N
 
 def verify_download(job: JobRecord, destination: Path) -> dict:
     expected = set(parse_frames(job.frames))
-    valid = valid_frames_on_disk(destination / "out")
+    valid = valid_frames_on_disk(destination / job_layout.OUT)
     missing = sorted(expected - set(valid))
     return {
         "id": job.id,
         "state": job.state.value,
         "folder": str(destination),
-        "frames_dir": str(destination / "out"),
+        "frames_dir": str(destination / job_layout.OUT),
         "frames_expected": len(expected),
         "frames_valid": len(expected & set(valid)),
         "missing": format_frames(missing),

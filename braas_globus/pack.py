@@ -38,7 +38,6 @@ from .project import ProjectRules
 from .spec import Mode
 
 log = logging.getLogger(__name__)
-MANIFEST_NAME = "manifest.json"
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,9 @@ A record counts only if it speaks of its own job: a task of the job (the task it
 file is named for), a frame of that task, a file ``out/NNNNNN.ext`` that names that frame
 (frame_path resolves it, links and all, where it is opened). Reads are bounded: MAX_FILE_BYTES per records file, MAX_LINE_BYTES per line,
 MAX_TEXT_CHARS per string. A bad record is left out and counted with a one-line reason;
-nothing here raises on what a centre sends.
+nothing here raises on what a centre sends. The names of the files a task writes, and
+those a download accepts in each folder it brings back (``RESULT_NAMES``), are the job
+layout's (``worker/job_layout.py``).
 """
 
 from __future__ import annotations
@@ -40,7 +42,14 @@ from pydantic import (
 )
 
 from .states import TaskState
+from .worker import job_layout
 from .worker.frames import MAX_FRAME, FrameSpecError, format_frames, parse_frames
+from .worker.job_layout import (  # noqa: F401  (re-exported: what a download accepts)
+    FRAME_NAME,
+    LOG_NAME,
+    PROGRESS_NAME,
+    RESULT_NAMES,
+)
 
 MAX_FILE_BYTES = 8 << 20  # a task's records file: 8 MiB is about 60,000 frame records
 MAX_LINE_BYTES = 64 << 10  # a record is a few hundred bytes
@@ -48,14 +57,6 @@ MAX_TEXT_CHARS = 2000  # reasons, hosts, file names: longer ones are cut
 MAX_REASONS = 10  # reasons kept per read; further bad records are only counted
 MALFORMED = "the centre returned a malformed result"
 
-# The names a task writes (render_task.py, blender_render.py): frames f"{frame:06d}{ext}"
-# in out/ (Blender's extensions: .png, .exr, .jpg, .tif, .jp2, .webp ...), and per task
-# f"task-{index:04d}" logs and records (a job has at most 10,000 tasks: spec.max_jobs).
-FRAME_NAME = re.compile(r"(?P<frame>[0-9]{6}|[1-9][0-9]{6})\.[a-z0-9]{2,4}")
-LOG_NAME = re.compile(r"task-(?P<task>[0-9]{4})\.log")
-PROGRESS_NAME = re.compile(r"task-(?P<task>[0-9]{4})\.jsonl")
-#: What a download accepts in each folder it brings back (with re.fullmatch: no newline).
-RESULT_NAMES = {"out": FRAME_NAME, "log": LOG_NAME, "job/progress": PROGRESS_NAME}
 
 
 class RecordError(ValueError):
@@ -74,7 +75,7 @@ def frame_of_name(name: str) -> int | None:
 def frame_of_file(file: str) -> int | None:
     """The frame a record's ``file`` (``out/000012.png``, relative, posix) is for, or None."""
     folder, _, name = file.partition("/")
-    return frame_of_name(name) if folder == "out" else None
+    return frame_of_name(name) if folder == job_layout.OUT else None
 
 
 def frame_path(job_folder: Path, file: str | None, frame: int) -> Path | None:
@@ -84,7 +85,7 @@ def frame_path(job_folder: Path, file: str | None, frame: int) -> Path | None:
         return None
     path = job_folder / file
     try:
-        inside = path.resolve().parent == job_folder.resolve() / "out"  # out/ is no link
+        inside = path.resolve().parent == job_folder.resolve() / job_layout.OUT  # no link
     except (OSError, RuntimeError):  # a link loop
         return None
     return path if inside else None
@@ -282,7 +283,7 @@ def read_progress(scope: JobScope) -> Progress:
     """The job's records (job/progress/task-NNNN.jsonl), checked, bounded, oldest first."""
     records: list[Record] = []
     rejected = Rejected()
-    folder = scope.folder / "job" / "progress"
+    folder = scope.folder / job_layout.PROGRESS
     names = sorted(p.name for p in folder.iterdir()) if folder.is_dir() else []
     for name in names:
         match = PROGRESS_NAME.fullmatch(name)

@@ -26,7 +26,6 @@ from .dispatch import Backend, Unanswered, backend_for
 from .endpoint_config import user_config_for
 from .errors import RunError, StagingError, UsageError
 from .pack import (
-    MANIFEST_NAME,
     MissingAssetsError,
     PackPlan,
     StageReport,
@@ -42,10 +41,9 @@ from .spec import JobSpec
 from .stage import LocalStager
 from .states import JobState, TaskState
 from .store import JobIdTaken, JobRecord, Store
+from .worker import job_layout
 from .worker.frames import FrameSpecError, format_frames, parse_frames
 from .worker.preflight import file_is_newer, version_text
-
-JOB_SUBFOLDERS = ("in", "out", "log", "job")
 
 
 class Reporter(Protocol):
@@ -168,12 +166,12 @@ class Service:
                                        frames=format_frames(frames), frame_count=len(frames))
             folder = self.settings.jobs_dir / job_id
             try:
-                for sub in JOB_SUBFOLDERS:
+                for sub in job_layout.SUBFOLDERS:
                     (folder / sub).mkdir(parents=True, exist_ok=True)
-                (folder / "job" / "spec.json").write_text(
+                (folder / job_layout.SPEC).write_text(
                     json.dumps(spec.model_dump(mode="json"), indent=1))
                 # The presets as they were: where and how (image or host) the job renders.
-                (folder / "job" / "presets.json").write_text(
+                (folder / job_layout.PRESETS).write_text(
                     json.dumps({p.name: p.model_dump(mode="json") for p in presets}, indent=1))
                 self._configure(self.store.job(job_id), plan, frames, blender, reporter)
             except StagingError:
@@ -213,7 +211,7 @@ class Service:
         manifest = build_manifest(plan.target)
         reporter.step("staging")
         LocalStager(self.settings.objects_dir).stage(plan.target, manifest, job.folder)
-        (job.folder / "job" / MANIFEST_NAME).write_text(
+        (job.folder / job_layout.MANIFEST).write_text(
             json.dumps(manifest_to_json(manifest), indent=1))
         slots = {}
         for name in spec.presets:  # every centre of the job gets the scene
@@ -226,7 +224,7 @@ class Service:
         max_tasks = min(spec.max_jobs, total + (1 if spec.scout and total > 1 else 0))
         tasks = plan_tasks(frames, max_tasks, scout=spec.scout)
         self.store.add_tasks(job.id, tasks, max_attempts=spec.retries + 1, blender=blender,
-                             entry=(Path("in") / entry).as_posix(),
+                             entry=(Path(job_layout.IN) / entry).as_posix(),
                              presets=assign_presets(tasks, slots))
 
     # --- follow -----------------------------------------------------------------------
@@ -265,9 +263,9 @@ class Service:
         job = self.job(job_id)
         for backend in self.backends(job):  # a centre's logs come back with the results
             backend.collect(job)
-        logs = sorted((job.folder / "log").glob("task-*.log"))
+        logs = sorted((job.folder / job_layout.LOG).glob(job_layout.LOG_FILE_GLOB))
         if task is not None:
-            logs = [p for p in logs if p.name == f"task-{task:04d}.log"]
+            logs = [p for p in logs if p == job_layout.log_file(job.folder, task)]
             if not logs:
                 raise UsageError(f"job {job.id} has no log for task {task} (yet)")
         return {p.name: p.read_text(errors="replace") for p in logs}
@@ -308,7 +306,7 @@ class Service:
         spec = JobSpec(**job.spec)  # re-validates: the scene must still exist
         blender = find_blender(self.settings)
         with self._traced(spec, blender, reporter) as plan:
-            for sub in JOB_SUBFOLDERS:
+            for sub in job_layout.SUBFOLDERS:
                 (job.folder / sub).mkdir(parents=True, exist_ok=True)
             self._configure(job, plan, parse_frames(job.frames), blender, reporter)
 
@@ -349,9 +347,10 @@ class Service:
             backend.collect(job, reporter)
         destination = (to / job.id) if to else job.folder
         if destination != job.folder:
-            for sub in ("out", "log", "job"):
+            for sub in job_layout.RESULT_FOLDERS:
                 shutil.copytree(job.folder / sub, destination / sub, dirs_exist_ok=True,
-                                ignore=shutil.ignore_patterns(".partial*", "runner.lock"))
+                                ignore=shutil.ignore_patterns(job_layout.PARTIAL_PREFIX + "*",
+                                                              Path(job_layout.RUNNER_LOCK).name))
         return collect.verify_download(job, destination)
 
     # --- demo -------------------------------------------------------------------------

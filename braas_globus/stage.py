@@ -20,14 +20,7 @@ from typing import Protocol
 
 from .disk import DiskFullError, disk_full_message, is_disk_full_error, write_atomically
 from .pack import Manifest
-
-
-def object_name(sha256: str) -> str:
-    """Where a content lives under objects/, here and at a centre.
-
-    The worker's ``render_task.link_inputs`` reads the same layout (it cannot import this).
-    """
-    return f"{sha256[:2]}/{sha256}"
+from .worker import job_layout
 
 
 class Stager(Protocol):
@@ -43,11 +36,11 @@ class LocalStager:
         self.objects_dir = objects_dir
 
     def object_path(self, sha256: str) -> Path:
-        return self.objects_dir / object_name(sha256)
+        return self.objects_dir / job_layout.object_name(sha256)
 
     def stage(self, stage: Path, manifest: Manifest, job_folder: Path) -> int:
         copied = 0
-        target = job_folder / "in"
+        target = job_folder / job_layout.IN
         if target.exists():
             shutil.rmtree(target)  # a resumed configuration starts from a clean in/
         for relative, entry in manifest.items():

@@ -24,18 +24,16 @@ from .blender import find_blender
 from .collect import progress_records, valid_frames_on_disk
 from .disk import DiskFullError, is_disk_full_error
 from .errors import BraasError, RunError
-from .pack import MANIFEST_NAME
 from .plan import assign_presets, plan_tasks
 from .presets import get_preset
 from .scene_info import read_scene_info
 from .settings import Settings
 from .states import TaskState
 from .store import SCHEMA_VERSION, Store, StoreError, connect_read_only, job_folders
+from .worker import job_layout
 from .worker.frames import FrameSpecError, format_frames, parse_frames
-from .worker.render_task import CANCEL_MARKER
 
 _JOB_TIME = re.compile(r"^(\d{4}-\d{2}-\d{2}-\d{6})(\d{2})-")
-_TASK_FILE = re.compile(r"^task-(\d{4,})\.json$")
 NOT_FINISHED = ("not known to have finished when the job store was rebuilt: `braas-globus "
                 "resume` renders its missing frames")
 MAX_REASON = 2000  # a reason from a progress record is kept this long at most
@@ -165,7 +163,7 @@ def rebuild_store(settings: Settings) -> RebuildReport:
 
 def _runner_holds(folder: Path) -> bool:
     """Does a local runner hold this job's lock (it renders, and writes the store)?"""
-    lock = folder / "job" / "runner.lock"
+    lock = folder / job_layout.RUNNER_LOCK
     try:
         fd = os.open(lock, os.O_RDONLY)
     except OSError:
@@ -207,7 +205,7 @@ def _move_aside(store_path: Path) -> list[Path]:
 
 def rebuild_job(folder: Path, settings: Settings) -> tuple[dict, list[dict], list[dict]]:
     """The job's record, tasks and frames, as ``Store.restore_job`` takes them."""
-    spec = _read_json(folder / "job" / "spec.json")
+    spec = _read_json(folder / job_layout.SPEC)
     for key, kind in (("preset", str), ("project", str), ("scene", str), ("retries", int)):
         if not isinstance(spec.get(key), kind):
             raise FolderError(f"{folder}: job/spec.json has no valid {key!r}")
@@ -216,14 +214,14 @@ def rebuild_job(folder: Path, settings: Settings) -> tuple[dict, list[dict], lis
     task_files = _task_files(folder)
     # Configured: staged (the manifest is written after in/) and, for a centre, sent
     # (only a task that ran there leaves a task file).
-    configured = (folder / "job" / MANIFEST_NAME).is_file() and \
+    configured = (folder / job_layout.MANIFEST).is_file() and \
         (set(backends.values()) == {"local"} or bool(task_files))
     entry = _entry(folder, spec, task_files) if configured else None
     frames = _job_frames(folder, spec, entry, task_files)
     job = {"id": folder.name, "project": spec["project"], "preset": spec["preset"],
            "backend": ",".join(sorted(set(backends.values()))), "spec": spec,
            "frames": format_frames(frames), "frame_count": len(frames), "folder": folder,
-           "created": _created(folder), "canceled": int((folder / CANCEL_MARKER).exists()),
+           "created": _created(folder), "canceled": int((folder / job_layout.CANCEL).exists()),
            "runner_pid": None, "blender": None, "entry": entry}
     if not configured:  # interrupted while configuring: `resume` configures it again
         return job, [], []
@@ -231,7 +229,8 @@ def rebuild_job(folder: Path, settings: Settings) -> tuple[dict, list[dict], lis
     tasks = _tasks(frames, task_files, names, spec)
     records = [r for r in progress_records(folder) if isinstance(r.get("task"), int)]
     wanted = set(frames)
-    done = {n: path for n, path in valid_frames_on_disk(folder / "out").items() if n in wanted}
+    done = {n: path for n, path in valid_frames_on_disk(folder / job_layout.OUT).items()
+            if n in wanted}
     frame_rows = _frame_rows(folder, tasks, done, records)
     for task in tasks:
         _settle(task, done, records, canceled=bool(job["canceled"]))
@@ -251,8 +250,8 @@ def _read_json(path: Path) -> dict:
 def _backends(folder: Path, names: list[str], settings: Settings) -> dict[str, str]:
     """Each preset's backend, as the job recorded it (job/presets.json), else as now."""
     recorded = {}
-    if (folder / "job" / "presets.json").is_file():
-        recorded = _read_json(folder / "job" / "presets.json")
+    if (folder / job_layout.PRESETS).is_file():
+        recorded = _read_json(folder / job_layout.PRESETS)
     backends = {}
     for name in names:
         preset = recorded.get(name)
@@ -265,8 +264,8 @@ def _backends(folder: Path, names: list[str], settings: Settings) -> dict[str, s
 def _task_files(folder: Path) -> dict[int, dict]:
     """The task descriptions the runner wrote (one per task that started), by index."""
     found = {}
-    for path in sorted((folder / "job" / "tasks").glob("task-*.json")):
-        match = _TASK_FILE.match(path.name)
+    for path in sorted((folder / job_layout.TASKS).glob(job_layout.TASK_FILE_GLOB)):
+        match = job_layout.TASK_FILE_NAME.fullmatch(path.name)
         if not match or path.stat().st_size > 1 << 20:
             continue
         try:
@@ -287,12 +286,12 @@ def _entry(folder: Path, spec: dict, task_files: dict[int, dict]) -> str:
         if isinstance(scene, str) and _inside(folder, folder / scene) and \
                 (folder / scene).is_file():
             return Path(scene).as_posix()
-    manifest = _read_json(folder / "job" / MANIFEST_NAME)
+    manifest = _read_json(folder / job_layout.MANIFEST)
     name = Path(spec["scene"]).name
     staged = sorted((p for p in manifest if Path(p).name == name), key=lambda p: p.count("/"))
     if not staged:
         raise FolderError(f"{folder}: the manifest holds no {name}")
-    return (Path("in") / staged[0]).as_posix()
+    return (Path(job_layout.IN) / staged[0]).as_posix()
 
 
 def _inside(folder: Path, path: Path) -> bool:
@@ -334,7 +333,7 @@ def _created(folder: Path) -> float:
             return moment.timestamp() + int(match.group(2)) / 100
         except ValueError:
             pass
-    return (folder / "job" / "spec.json").stat().st_mtime
+    return (folder / job_layout.SPEC).stat().st_mtime
 
 
 def _blender(task_files: dict[int, dict], settings: Settings) -> dict | None:

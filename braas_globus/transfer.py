@@ -1,6 +1,6 @@
 """Move a job's files with Globus Transfer between the user's collection and a centre's.
 
-At the centre, under the preset's working directory:
+At the centre, under the preset's working directory (the names: worker/job_layout.py):
 
     objects/<sha[:2]>/<sha>      staged files by content, shared by all the user's jobs
     jobs/<job>/job/manifest.json the job's tree: relative path -> sha256, size
@@ -10,7 +10,7 @@ At the centre, under the preset's working directory:
 Uploads use checksum sync and checksum verification, so an object already at the centre
 is skipped (an unchanged scene sends no asset bytes; a changed texture sends that file
 only). Downloads list the remote folders first and accept only plain files with exactly
-the names the tasks write (records.RESULT_NAMES), so nothing the remote side returns can
+the names the tasks write (job_layout.RESULT_NAMES), so nothing the remote side returns can
 land outside the job folder.
 """
 
@@ -27,10 +27,9 @@ from .auth import login_needed_from
 from .errors import RunError, StagingError
 from .pack import Manifest
 from .presets import ClusterPreset
-from .records import RESULT_NAMES
-from .stage import object_name
+from .worker import job_layout
 
-DOWNLOADED_FOLDERS = tuple(RESULT_NAMES)  # out, log, job/progress
+DOWNLOADED_FOLDERS = tuple(job_layout.RESULT_NAMES)  # out, log, job/progress
 
 
 @dataclass(frozen=True)
@@ -73,7 +72,7 @@ class JobTransfers:
         return self.preset.remote_path(*parts)
 
     def remote_job(self, job_id: str, *parts: str) -> str:
-        return self.remote_path("jobs", job_id, *parts)
+        return self.remote_path(job_layout.JOBS, job_id, *parts)
 
     # --- upload -----------------------------------------------------------------------
     def send_stage(self, job_id: str, manifest: Manifest, objects_dir: Path, job_folder: Path,
@@ -84,19 +83,19 @@ class JobTransfers:
             label=f"braas {job_id} scene", sync_level="checksum", verify_checksum=True)
         sizes = {entry.sha256: entry.size for entry in manifest.values()}  # each content once
         for sha in sorted(sizes):
-            data.add_item(self.local_path(objects_dir / object_name(sha)),
-                          self.remote_path("objects", object_name(sha)))
-        data.add_item(self.local_path(job_folder / "job" / "manifest.json"),
-                      self.remote_job(job_id, "job", "manifest.json"))
+            data.add_item(self.local_path(objects_dir / job_layout.object_name(sha)),
+                          self.remote_path(job_layout.OBJECTS, job_layout.object_name(sha)))
+        data.add_item(self.local_path(job_folder / job_layout.MANIFEST),
+                      self.remote_job(job_id, job_layout.MANIFEST))
         return self._run(data, "upload the scene", reporter, sum(sizes.values()))
 
     def send_cancel_marker(self, job_id: str, job_folder: Path) -> str:
         """Put the job's cancel marker at the centre; returns the transfer task id."""
-        marker = job_folder / "job" / "CANCEL"
+        marker = job_folder / job_layout.CANCEL
         marker.touch()
         data = globus_sdk.TransferData(self.preset.local_collection_id, self.preset.collection_id,
                                        label=f"braas {job_id} cancel")
-        data.add_item(self.local_path(marker), self.remote_job(job_id, "job", "CANCEL"))
+        data.add_item(self.local_path(marker), self.remote_job(job_id, job_layout.CANCEL))
         return str(self.client.submit_transfer(data)["task_id"])
 
     # --- download ---------------------------------------------------------------------
@@ -109,7 +108,7 @@ class JobTransfers:
         count = total = 0
         for folder in DOWNLOADED_FOLDERS:
             for name, size in self._remote_files(self.remote_job(job_id, folder),
-                                                 RESULT_NAMES[folder]):
+                                                 job_layout.RESULT_NAMES[folder]):
                 local = job_folder / folder / name
                 local.parent.mkdir(parents=True, exist_ok=True)
                 data.add_item(self.remote_job(job_id, folder, name), self.local_path(local))

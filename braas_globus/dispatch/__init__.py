@@ -14,6 +14,7 @@ from ..plan import scout_frames
 from ..settings import Settings
 from ..store import JobRecord, Store, TaskRecord
 from ..worker.frames import format_frames, parse_frames
+from ..worker.job_layout import TaskFile
 
 
 class Unanswered(str):
@@ -21,24 +22,28 @@ class Unanswered(str):
     state shown is the last one known, and asking again later is all there is to do."""
 
 
-def task_description(job: JobRecord, task: TaskRecord, attempt: int, **backend: object) -> dict:
-    """What the worker entry point reads for one attempt (render_task.py's TASK.json).
+def task_description(job: JobRecord, task: TaskRecord, attempt: int,
+                     **backend: object) -> TaskFile:
+    """What the worker entry point reads for one attempt: the task file (its keys:
+    ``job_layout.TaskFile``).
 
     Every backend sends this; ``backend`` adds what only it knows (Blender, device,
-    threads, where the objects are). A scout task renders its scout frames first.
+    threads, where the objects are: TaskFile's last keys). A scout task renders its scout
+    frames first.
     """
     spec = job.spec
-    return {
-        "job_id": job.id, "task": task.index, "attempt": attempt,
-        "scene": job.entry, "frames": task.frames,
-        "first_frames": format_frames(scout_frames(parse_frames(task.frames)))
+    description = TaskFile(
+        job_id=job.id, task=task.index, attempt=attempt,
+        scene=job.entry, frames=task.frames,
+        first_frames=format_frames(scout_frames(parse_frames(task.frames)))
         if task.scout else "",
-        "allow_scripts": spec["allow_scripts"],
-        "allow_missing": spec["allow_missing"],
-        "allow_older_blender": spec.get("allow_older_blender", False),
-        "walltime_seconds": spec["walltime_minutes"] * 60,
-        **backend,
-    }
+        allow_scripts=spec["allow_scripts"],
+        allow_missing=spec["allow_missing"],
+        allow_older_blender=spec.get("allow_older_blender", False),
+        walltime_seconds=spec["walltime_minutes"] * 60,
+    )
+    description.update(backend)  # type: ignore[typeddict-item]
+    return description
 
 
 class Backend(Protocol):

@@ -34,6 +34,7 @@ from ..settings import Settings
 from ..states import TaskState
 from ..store import JobRecord, Store, TaskRecord
 from ..transfer import TRANSIENT_STATUSES, JobTransfers
+from ..worker import job_layout
 from ..worker.frames import parse_frames
 from . import Unanswered, task_description
 from .functions import functions_record, render_function_id  # noqa: F401 (auth's logout)
@@ -139,12 +140,12 @@ class GlobusBackend:
     def worker_root(self, job: JobRecord) -> str:
         """The job's folder as the centre's nodes see it (Transfer names it by the
         collection's path, which may differ: a base path, /~/)."""
-        return self.preset.worker_path("jobs", job.id)
+        return self.preset.worker_path(job_layout.JOBS, job.id)
 
     def task_payload(self, job: JobRecord, task: TaskRecord, attempt: int) -> dict:
         return task_description(job, task, attempt,
                                 device=job.spec["device"] or self.preset.default_device,
-                                threads=0, objects_dir=self.preset.worker_path("objects"),
+                                threads=0, objects_dir=self.preset.worker_path(job_layout.OBJECTS),
                                 runtime=self.preset.runtime)  # the centre names its Blender
 
     @_globus_errors

@@ -21,7 +21,7 @@ import psutil
 from ..settings import Settings
 from ..states import TaskState
 from ..store import JobRecord, Store, StoreError
-from ..worker.render_task import CANCEL_MARKER
+from ..worker import job_layout
 
 RUNNER_MODULE = "braas_globus.dispatch.local_runner"
 
@@ -62,8 +62,8 @@ class LocalBackend:
     def start(self, job: JobRecord) -> None:
         if runner_alive(job):
             return  # the running runner picks up newly queued tasks
-        (job.folder / CANCEL_MARKER).unlink(missing_ok=True)
-        log = (job.folder / "job" / "runner.log").open("a")
+        (job.folder / job_layout.CANCEL).unlink(missing_ok=True)
+        log = (job.folder / job_layout.RUNNER_LOG).open("a")
         # The runner imports this package: where it was loaded from (an add-on's bundled
         # wheels are on Blender's sys.path only) must be on the child's path too.
         package_root = str(Path(__file__).resolve().parents[2])
@@ -98,7 +98,7 @@ class LocalBackend:
         return warning
 
     def cancel(self, job: JobRecord) -> None:
-        marker = job.folder / CANCEL_MARKER
+        marker = job.folder / job_layout.CANCEL
         marker.parent.mkdir(parents=True, exist_ok=True)
         marker.touch()
         self.store.mark_canceled(job.id)

@@ -33,7 +33,7 @@ from ..records import EndRecord, FrameRecord, JobScope, RecordError, bounded_lin
 from ..settings import load_settings
 from ..states import TaskState
 from ..store import JobRecord, Store, TaskRecord
-from ..worker import render_task
+from ..worker import job_layout, render_task
 from ..worker.frames import parse_frames
 from . import task_description
 
@@ -42,7 +42,7 @@ RENDER_TASK = Path(render_task.__file__).resolve()
 
 def task_file(job: JobRecord, task: TaskRecord, attempt: int, threads: int) -> Path:
     """Write the task description the worker entry point reads."""
-    path = job.folder / "job" / "tasks" / f"task-{task.index:04d}.json"
+    path = job_layout.task_file(job.folder, task.index)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(task_description(job, task, attempt,
                                                 device=job.spec["device"] or "CPU",
@@ -200,7 +200,7 @@ def run_job(job_id: str) -> int:
     settings = load_settings()
     store = Store(settings.store_path)
     job = store.job(job_id)
-    lock = (job.folder / "job" / "runner.lock").open("w")
+    lock = (job.folder / job_layout.RUNNER_LOCK).open("w")
     try:
         fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
