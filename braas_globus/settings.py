@@ -25,6 +25,7 @@ from pathlib import Path
 import platformdirs
 
 from .errors import UsageError
+from .worker import job_layout
 
 
 def braas_home() -> Path:
@@ -43,11 +44,11 @@ class Settings:
 
     @property
     def jobs_dir(self) -> Path:
-        return self.home / "jobs"
+        return self.home / job_layout.JOBS
 
     @property
     def objects_dir(self) -> Path:
-        return self.home / "objects"
+        return self.home / job_layout.OBJECTS
 
     @property
     def store_path(self) -> Path:

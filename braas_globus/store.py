@@ -27,6 +27,7 @@ from .disk import disk_full_error, disk_is_full, is_disk_full_error
 from .errors import NotFoundError, RunError, UsageError
 from .plan import PlannedTask
 from .states import JobState, TaskState, job_state
+from .worker import job_layout
 
 #: The layout below; stored in the file's PRAGMA user_version. Bump it with any change to
 #: the tables, and teach ``Store._check_version`` to read or refuse the older layouts.
@@ -263,7 +264,7 @@ def job_folders(jobs_dir: Path) -> list[Path]:
     """The job folders under ``jobs_dir``: those a submit got as far as describing."""
     if not jobs_dir.is_dir():
         return []
-    return sorted(p for p in jobs_dir.iterdir() if (p / "job" / "spec.json").is_file())
+    return sorted(p for p in jobs_dir.iterdir() if (p / job_layout.SPEC).is_file())
 
 
 class Store:
@@ -281,7 +282,7 @@ class Store:
         self._writing = threading.RLock()
         new = not path.exists() or path.stat().st_size == 0
         if new and refuse_empty_beside_jobs:
-            self._refuse_empty_beside_jobs(path.with_name("jobs"))
+            self._refuse_empty_beside_jobs(path.with_name(job_layout.JOBS))
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as err:

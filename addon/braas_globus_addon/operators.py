@@ -142,9 +142,11 @@ class BRAAS_GLOBUS_OT_download_job(_JobOperator, bpy.types.Operator):
 
 def output_folder(job) -> Path:
     """Where the job's frames are: its downloaded copy if there is one, else its folder."""
+    from braas_globus.worker.job_layout import OUT
+
     for base in (job.downloaded_to, job.folder):
-        if base and (Path(base) / "out").is_dir():
-            return Path(base) / "out"
+        if base and (Path(base) / OUT).is_dir():
+            return Path(base) / OUT
     return Path(job.folder)
 
 

@@ -2,48 +2,20 @@
 
 A backend is small (as Parsl's providers are): how many tasks it runs at once
 (which shapes the plan), ``stage`` the scene where its workers read it, ``start`` the
-job's queued tasks, ``refresh`` the store from what it knows, ``cancel``, ``collect``. The local backend is the embedded default; the
-Globus Compute backend sends the same tasks to a centre's endpoint.
+job's queued tasks, ``refresh`` the store from what it knows, ``cancel``, ``collect``. The local
+backend is the embedded default; the Globus Compute backend sends the same tasks to a
+centre's endpoint. What every backend sends (the task file) is in ``tasks.py``.
 """
 
 from __future__ import annotations
 
 from typing import Protocol
 
-from ..plan import scout_frames
 from ..settings import Settings
-from ..store import JobRecord, Store, TaskRecord
-from ..worker.frames import format_frames, parse_frames
-from ..worker.job_layout import TaskFile
+from ..store import JobRecord, Store
+from .tasks import Unanswered, task_description
 
-
-class Unanswered(str):
-    """A refresh warning that a service did not answer (after the SDK's own retries): the
-    state shown is the last one known, and asking again later is all there is to do."""
-
-
-def task_description(job: JobRecord, task: TaskRecord, attempt: int,
-                     **backend: object) -> TaskFile:
-    """What the worker entry point reads for one attempt: the task file (its keys:
-    ``job_layout.TaskFile``).
-
-    Every backend sends this; ``backend`` adds what only it knows (Blender, device,
-    threads, where the objects are: TaskFile's last keys). A scout task renders its scout
-    frames first.
-    """
-    spec = job.spec
-    description = TaskFile(
-        job_id=job.id, task=task.index, attempt=attempt,
-        scene=job.entry, frames=task.frames,
-        first_frames=format_frames(scout_frames(parse_frames(task.frames)))
-        if task.scout else "",
-        allow_scripts=spec["allow_scripts"],
-        allow_missing=spec["allow_missing"],
-        allow_older_blender=spec.get("allow_older_blender", False),
-        walltime_seconds=spec["walltime_minutes"] * 60,
-    )
-    description.update(backend)  # type: ignore[typeddict-item]
-    return description
+__all__ = ["Backend", "Unanswered", "backend_for", "task_description"]
 
 
 class Backend(Protocol):

@@ -36,8 +36,8 @@ from ..store import JobRecord, Store, TaskRecord
 from ..transfer import TRANSIENT_STATUSES, JobTransfers
 from ..worker import job_layout
 from ..worker.frames import parse_frames
-from . import Unanswered, task_description
-from .functions import functions_record, render_function_id  # noqa: F401 (auth's logout)
+from .functions import render_function_id
+from .tasks import Unanswered, task_description
 
 logger = logging.getLogger(__name__)
 

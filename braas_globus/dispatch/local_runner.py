@@ -35,7 +35,7 @@ from ..states import TaskState
 from ..store import JobRecord, Store, TaskRecord
 from ..worker import job_layout, render_task
 from ..worker.frames import parse_frames
-from . import task_description
+from .tasks import task_description
 
 RENDER_TASK = Path(render_task.__file__).resolve()
 
