@@ -22,15 +22,13 @@ from importlib.resources import files
 from pathlib import Path
 
 from braas_globus.catalog import MAX_BLOCKS, Catalog, Cluster, Partition, load_catalog
+from braas_globus.spec import EMAIL_PATTERN
 
 TEMPLATE_NAME = "user_config_template.yaml.j2"
 SCHEMA_NAME = "user_config_schema.json"
 README_NAME = "README.md"
 FILE_NAMES = (TEMPLATE_NAME, SCHEMA_NAME, README_NAME)
 
-# Email reaches a batch directive: one plain ASCII address, nothing a shell reads.
-EMAIL_PATTERN = (r"^[A-Za-z0-9_+][A-Za-z0-9._+-]{0,63}@[A-Za-z0-9-]{1,63}"
-                 r"(\.[A-Za-z0-9-]{1,63}){1,8}(?!\n)$")
 SCHEMA_COMMENT = (
     "What a user may send to this endpoint. Every value ends up in a batch script that runs "
     "through a shell, so every field is an enum, an anchored ASCII pattern or a bounded "

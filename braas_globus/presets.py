@@ -27,8 +27,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from .catalog import load_catalog
 from .disk import write_atomically
 from .errors import NotFoundError, UsageError
+from .spec import PRESET_NAME
 
-_NAME = r"^[a-z0-9][a-z0-9_-]{0,47}$"
+_NAME = PRESET_NAME  # spec.py holds the rule
 
 #: What the centre's collection is, as Globus's Transfer service calls it (entity_type and
 #: high_assurance; preset_check.collection_kind reads them). Only a non-high-assurance

@@ -43,7 +43,7 @@ from .states import JobState, TaskState
 from .store import JobIdTaken, JobRecord, Store
 from .worker import job_layout
 from .worker.frames import FrameSpecError, format_frames, parse_frames
-from .worker.preflight import file_is_newer, version_text
+from .worker.preflight import RENDER_ENGINE, file_is_newer, version_text
 
 
 class Reporter(Protocol):
@@ -151,7 +151,7 @@ class Service:
                 check_device(preset, spec.device)
                 preset.worker_path()  # the nodes' view of the working directory is known
         scene = read_scene_info(spec.scene)
-        if scene.engine != "CYCLES":
+        if scene.engine != RENDER_ENGINE:
             raise UsageError(f"{spec.scene.name} renders with {scene.engine}; braas-globus "
                              "renders Cycles scenes: set Render Engine to Cycles and save")
         return presets, resolve_frames(spec, scene)

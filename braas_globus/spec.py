@@ -19,7 +19,13 @@ from .worker.frames import FrameSpecError, normalise
 
 PROJECT_MAX = 25  # the original product's limit, kept for job names on clusters
 _PROJECT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
-_EMAIL = re.compile(r"^[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+$")
+#: The one rule for a job's email, also every centre's schema's (endpoint_gen): it reaches a
+#: batch directive, so one plain ASCII address, nothing a shell reads.
+EMAIL_PATTERN = (r"^[A-Za-z0-9_+][A-Za-z0-9._+-]{0,63}@[A-Za-z0-9-]{1,63}"
+                 r"(\.[A-Za-z0-9-]{1,63}){1,8}(?!\n)$")
+_EMAIL = re.compile(EMAIL_PATTERN)
+#: The one rule for a preset's name (presets.ClusterPreset, --preset's comma list).
+PRESET_NAME = r"^[a-z0-9][a-z0-9_-]{0,47}$"
 
 
 class Mode(StrEnum):
@@ -124,7 +130,7 @@ class JobSpec(BaseModel):
     def _preset(cls, value: str) -> str:
         names = [name.strip() for name in value.split(",")]
         for name in names:
-            if not re.match(r"^[a-z0-9][a-z0-9_-]{0,47}$", name):
+            if not re.fullmatch(PRESET_NAME, name):
                 raise ValueError("a preset name uses lower-case letters, digits, '-' and '_' "
                                  "(several presets: a comma list)")
         if len(set(names)) != len(names):

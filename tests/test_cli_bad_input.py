@@ -54,6 +54,9 @@ SUBMIT_CASES = [
     ("project with shell", "ok", ["--project", "a;rm -rf"], "project"),
     ("bad email", "ok", ["--email", "someone@"], "not an email"),
     ("email with newline", "ok", ["--email", "a@b.cz\n#SBATCH --uid=0"], "not an email"),
+    # The centres' schemas refuse these: refused at submit by the same rule (spec.py).
+    ("email the centres refuse", "ok", ["--email", "%x@example.org"], "not an email"),
+    ("email local part too long", "ok", ["--email", "a" * 65 + "@example.org"], "not an email"),
     ("unknown preset", "ok", ["--preset", "karolina-gpu"], "unknown preset"),
     ("bad preset name", "ok", ["--preset", "../etc"], "preset"),
     ("unknown mode", "ok", ["--mode", "zip"], "--mode"),

@@ -34,12 +34,16 @@ def _compositor_denoises(scene) -> bool:
                                     for node in tree.nodes)
 
 
+#: The one render engine braas-globus renders with (its worker and the submit's check).
+RENDER_ENGINE = "CYCLES"
+
+
 def problems(scene) -> list[str]:
     """What keeps this Blender from rendering ``scene`` right, one sentence each."""
     import bpy
 
     found = []
-    if scene.render.engine != "CYCLES":
+    if scene.render.engine != RENDER_ENGINE:
         found.append(f"the scene renders with {scene.render.engine}; braas-globus renders "
                      "Cycles scenes only")
         return found
