@@ -32,7 +32,7 @@ Requirements Globus states
     identity from a domain, MFA, a policy; Transfer sends one in a 502
     ``ExternalError.DirListingFailed.LoginFailed``). :func:`login_needed_from` turns such an
     answer into a one-line :class:`LoginNeeded` and records the requirement in
-    ``BRAAS_HOME/globus/requirements.json`` (private like the token file); the next
+    ``BRAAS_HOME/globus/requirements.json`` (auth_requirements.py; private like the token file); the next
     :func:`login` asks Globus for exactly that, and removes the file once it is satisfied.
 
 Tokens are never printed or logged: globus-sdk logs nothing at INFO, the one DEBUG line that
@@ -48,9 +48,7 @@ import contextlib
 import json
 import logging
 import os
-import re
 import socket
-import stat
 import sys
 import threading
 import uuid
@@ -86,8 +84,6 @@ from globus_sdk.scopes import (
     AuthScopes,
     ComputeScopes,
     GCSCollectionScopes,
-    Scope,
-    ScopeParser,
     TransferScopes,
 )
 from globus_sdk.token_storage import TokenStorageData, TokenValidationError
@@ -96,9 +92,20 @@ from globus_sdk.token_storage.validating_token_storage import (
     UnmetScopeRequirementsError,
 )
 
-from .auth_tokens import PrivateTokenFile, _private_folder, make_private
-from .disk import write_atomically
-from .errors import RunError, UsageError
+from .auth_requirements import (
+    LOGIN,
+    current_requirements_path,
+    describe_requirement,
+    login_parameters,
+    one_login,
+    read_requirements,
+    requirement_needed,
+    requirements_path,
+    same_requirement,
+    write_requirements,
+)
+from .auth_tokens import PrivateTokenFile, make_private
+from .errors import LoginNeeded, RunError, UsageError
 from .settings import load_settings
 
 #: The project's registered native-app client id (https://app.globus.org/settings/developers).
@@ -109,15 +116,10 @@ DEFAULT_CLIENT_ID: str = ""
 APP_NAME = "braas-globus"
 CLIENT_ID_VARIABLE = "BRAAS_GLOBUS_CLIENT_ID"
 
-LOGIN = "run `braas-globus login`"
 EXPIRED = f"your Globus login has expired or was revoked: {LOGIN}"
 NOT_LOGGED_IN = f"you are not logged in to Globus: {LOGIN}"
 
 Notify = Callable[[str], None]
-
-
-class LoginNeeded(RunError):
-    """The Globus login is missing, expired, revoked or too narrow: the user must log in."""
 
 
 def _stderr(text: str) -> None:
@@ -264,7 +266,7 @@ class BraasApp(UserApp):
         # globus-compute-sdk answers a GARE with app.login(auth_params=...): outside
         # `braas-globus login`, record what it asks for and say what to run instead.
         if auth_params is not None and not self.flows.allowed:
-            raise _requirement_needed("AuthorizationRequired", auth_params)
+            raise requirement_needed("AuthorizationRequired", auth_params)
         super()._run_login_flow(auth_params)
 
     def client(self, kind: str, make: Callable[[], Any]) -> Any:
@@ -402,9 +404,9 @@ def _api_login_needed(err: GlobusAPIError) -> LoginNeeded | None:
         return LoginNeeded(EXPIRED)
     gare = _gare_in(err)
     if gare is not None:
-        return _requirement_needed(gare.code, gare.authorization_parameters)
+        return requirement_needed(gare.code, gare.authorization_parameters)
     if err.http_status == 403 and err.code == "ConsentRequired":  # no scopes named
-        return _requirement_needed("ConsentRequired", GlobusAuthorizationParameters())
+        return requirement_needed("ConsentRequired", GlobusAuthorizationParameters())
     return None
 
 
@@ -455,284 +457,6 @@ def translate_auth_errors() -> Iterator[None]:
     except globus_sdk.NetworkError as err:
         raise RunError(f"cannot reach Globus ({type(err).__name__}): check the network "
                        "connection and try again") from None
-
-
-# --- requirements Globus stated, kept for the next login --------------------------------------
-
-_LISTS = ("required_scopes", "session_required_identities", "session_required_single_domain",
-          "session_required_policies")
-#: Bounds on what a remote answer can make us keep (and print).
-_MAX_KEPT, _MAX_ITEMS, _MAX_ITEM, _MAX_MESSAGE = 16, 32, 1024, 300
-_DATA_ACCESS = re.compile(r"https://auth\.globus\.org/scopes/([0-9a-fA-F-]{36})/data_access")
-
-
-def requirements_path(home: Path, environment: str) -> Path:
-    name = "requirements.json" if environment == "production" else \
-        f"requirements-{environment}.json"
-    return home / "globus" / name
-
-
-def _current_requirements_path() -> Path:
-    return requirements_path(load_settings().home, globus_sdk.config.get_environment_name())
-
-
-def _text(value: Any, limit: int) -> str | None:
-    """One line of printable text, at most ``limit`` characters, or None."""
-    if not isinstance(value, str):
-        return None
-    text = " ".join("".join(c if c.isprintable() else " " for c in value[:4 * limit]).split())
-    if len(text) > limit:
-        text = text[:limit - 1] + "…"
-    return text or None
-
-
-def _requirement(code: Any, params: Any) -> dict[str, Any]:
-    """A requirement as kept: its code and its authorization parameters, bounded and clean
-    (Globus's answer is remote input); empty lists and false flags left out."""
-    if isinstance(params, GlobusAuthorizationParameters):
-        params = params.to_dict()
-    params = params if isinstance(params, dict) else {}
-    kept: dict[str, Any] = {}
-    for name in _LISTS:
-        values = params.get(name)
-        if isinstance(values, str):  # the legacy comma-separated form
-            values = values.split(",")
-        items: list[str] = []
-        for value in values[:_MAX_ITEMS] if isinstance(values, list) else ():
-            item = _text(value, _MAX_ITEM)
-            if item and item not in items:
-                items.append(item)
-        if items:
-            kept[name] = items
-    if params.get("session_required_mfa") is True:
-        kept["session_required_mfa"] = True
-    if params.get("prompt") == "login":
-        kept["prompt"] = "login"
-    message = _text(params.get("session_message"), _MAX_MESSAGE)
-    if message:
-        kept["session_message"] = message
-    return {"code": _text(code, 100) or "AuthorizationRequired", "authorization_parameters": kept}
-
-
-def _same(requirement: dict[str, Any]) -> str:
-    """What makes two requirements the same one: the parameters, not the words."""
-    params = dict(requirement["authorization_parameters"])
-    params.pop("session_message", None)
-    return json.dumps(params, sort_keys=True)
-
-
-def _collections_in(scopes: Iterable[str]) -> list[str]:
-    found: list[str] = []
-    for scope in scopes:
-        for cid in _DATA_ACCESS.findall(scope):
-            if cid.lower() not in found:
-                found.append(cid.lower())
-    return found
-
-
-def _wants(requirement: dict[str, Any]) -> tuple[list[str], list[str]]:
-    """What a requirement asks, in words: (how to log in, what to consent to)."""
-    params = requirement["authorization_parameters"]
-    session: list[str] = []
-    if params.get("session_required_single_domain"):
-        session.append("with an identity from "
-                       + " or ".join(params["session_required_single_domain"][:3]))
-    if params.get("session_required_identities"):
-        ids = params["session_required_identities"]
-        session.append(f"with the identit{'y' if len(ids) == 1 else 'ies'} "
-                       + ", ".join(ids[:3]))
-    if params.get("session_required_mfa"):
-        session.append("with multi-factor authentication")
-    if params.get("session_required_policies"):
-        session.append("as the collection's authentication policy requires")
-    consent: list[str] = []
-    scopes = params.get("required_scopes", [])
-    collections = _collections_in(scopes)
-    if collections:
-        consent.append(f"to access collection{'s' if len(collections) > 1 else ''} "
-                       + ", ".join(collections[:3]))
-    elif scopes or requirement["code"] == "ConsentRequired":
-        consent.append("for more access")
-    return session, consent
-
-
-def _describe(requirement: dict[str, Any]) -> str:
-    """A requirement in a few words, with Globus's own message where it gave one."""
-    session, consent = _wants(requirement)
-    parts = [", ".join(session)] if session else []
-    parts += [f"for your consent {c}" if c.startswith("to ") else "for more consent"
-              for c in consent]
-    text = " and ".join(parts) or "again"
-    message = requirement["authorization_parameters"].get("session_message")
-    return f"{text} ({message})" if message else text
-
-
-def _needed_message(requirement: dict[str, Any]) -> str:
-    session, consent = _wants(requirement)
-    if session:
-        head = "Globus needs you to log in again " + ", ".join(session)
-        if consent:
-            head += f", and your consent {', '.join(consent)}"
-    elif consent:
-        head = f"Globus needs your consent {', '.join(consent)}"
-    else:
-        head = "Globus needs you to log in again"
-    message = requirement["authorization_parameters"].get("session_message")
-    return f"{head}{f' ({message})' if message else ''}: {LOGIN}"
-
-
-def _requirement_needed(code: Any, params: Any) -> LoginNeeded:
-    """The LoginNeeded for a requirement, recorded for the next login where that can be."""
-    requirement = _requirement(code, params)
-    with contextlib.suppress(Exception):  # unrecorded, `login` still logs in afresh
-        _record_requirement(requirement)
-    return LoginNeeded(_needed_message(requirement))
-
-
-def _record_requirement(requirement: dict[str, Any]) -> None:
-    path = _current_requirements_path()
-    try:
-        kept = _read_requirements(path)
-    except RunError:
-        kept = []  # not ours, or others could change it: replaced by a private one
-    key = _same(requirement)
-    kept = [old for old in kept if _same(old) != key] + [requirement]
-    _write_requirements(path, kept[-_MAX_KEPT:])
-
-
-def _not_private(path: Path, info: os.stat_result) -> str | None:
-    if os.name == "nt":
-        return None
-    if info.st_uid != os.getuid():
-        return f"belongs to another user (uid {info.st_uid})"
-    mode = stat.S_IMODE(info.st_mode)
-    return f"can be read or changed by other users (mode {mode:04o})" if mode & 0o077 else None
-
-
-def _read_requirements(path: Path) -> list[dict[str, Any]]:
-    """The recorded requirements (cleaned again on reading); [] when there are none."""
-    try:
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
-    except FileNotFoundError:
-        return []
-    except OSError as err:  # ELOOP: a symbolic link
-        raise RunError(f"{path}: cannot open it ({err.strerror}): remove it, then "
-                       f"{LOGIN}") from None
-    with os.fdopen(fd, "rb") as file:
-        why = _not_private(path, os.fstat(file.fileno()))
-        if why:
-            raise RunError(f"{path} {why}, so braas-globus will not use it: remove it, then "
-                           f"{LOGIN}")
-        raw = file.read(1 << 20)
-    try:
-        content = json.loads(raw)
-    except ValueError:
-        content = None
-    entries = content.get("requirements") if isinstance(content, dict) else None
-    if not isinstance(entries, list):
-        raise RunError(f"{path} is not a file braas-globus wrote: remove it, then {LOGIN}")
-    kept = [_requirement(entry.get("code"), entry.get("authorization_parameters"))
-            for entry in entries[-_MAX_KEPT:] if isinstance(entry, dict)]
-    return kept
-
-
-def _write_requirements(path: Path, requirements: list[dict[str, Any]]) -> None:
-    """Mode 0600 in the 0700 folder, written whole or not at all; none left: no file."""
-    if not requirements:
-        path.unlink(missing_ok=True)
-        return
-    _private_folder(path.parent)
-    text = json.dumps({"format_version": 1, "requirements": requirements}, indent=1)
-
-    def write(partial: Path) -> None:
-        fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC |
-                     getattr(os, "O_NOFOLLOW", 0), 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8") as file:
-            if os.name != "nt":
-                os.fchmod(file.fileno(), 0o600)
-            file.write(text + "\n")
-            file.flush()
-            os.fsync(file.fileno())
-
-    write_atomically(path, write)
-
-
-def pending_requirements() -> list[dict[str, Any]]:
-    """The requirements recorded for the next login (``code`` and
-    ``authorization_parameters`` each), oldest first."""
-    return _read_requirements(_current_requirements_path())
-
-
-def _one_login(requirements: list[dict[str, Any]]) -> tuple[list[dict[str, Any]],
-                                                            list[dict[str, Any]]]:
-    """The requirements one login can satisfy together, and the rest (for another login).
-
-    Scopes and policies add up ("and"); a domain or identity list means "one of these", so
-    two different ones cannot go in one login (globus-sdk's guide on coalescing GAREs).
-    """
-    now: list[dict[str, Any]] = []
-    later: list[dict[str, Any]] = []
-    chosen: dict[str, list[str]] = {}
-    for requirement in requirements:
-        params = requirement["authorization_parameters"]
-        fits = all(params.get(name) is None or chosen.get(name, params[name]) == params[name]
-                   for name in ("session_required_single_domain", "session_required_identities"))
-        if not fits:
-            later.append(requirement)
-            continue
-        for name in ("session_required_single_domain", "session_required_identities"):
-            if params.get(name):
-                chosen[name] = params[name]
-        now.append(requirement)
-    return now, later
-
-
-def _login_parameters(app: BraasApp, requirements: list[dict[str, Any]]
-                      ) -> GlobusAuthorizationParameters | None:
-    """Add the requirements' scopes to the app's scope requirements (a collection's
-    data_access as a dependency of Transfer's scope, like :func:`add_collection_scopes`),
-    and gather their session parameters for the login flow."""
-    known = {str(TransferScopes.all): TransferScopes.resource_server,
-             str(ComputeScopes.all): ComputeScopes.resource_server,
-             **{str(scope): AuthScopes.resource_server
-                for scope in (AuthScopes.openid, AuthScopes.profile, AuthScopes.email)}}
-    by_server: dict[str, list[Scope]] = {}
-    others: list[str] = []
-    session: dict[str, Any] = {}
-    messages: list[str] = []
-    for requirement in requirements:
-        params = requirement["authorization_parameters"]
-        for text in params.get("required_scopes", []):
-            try:
-                scopes = ScopeParser.parse(text)
-            except ValueError:
-                continue  # not a scope string: nothing Globus Auth could grant
-            for scope in scopes:
-                if scope.scope_string in known:
-                    by_server.setdefault(known[scope.scope_string], []).append(scope)
-                elif _DATA_ACCESS.fullmatch(scope.scope_string):
-                    by_server.setdefault(TransferScopes.resource_server, []).append(
-                        TransferScopes.all.with_dependency(scope.with_optional(True)))
-                else:
-                    others.append(str(scope))
-        for name in ("session_required_single_domain", "session_required_identities"):
-            if params.get(name):
-                session[name] = params[name]
-        if params.get("session_required_policies"):
-            policies = session.setdefault("session_required_policies", [])
-            policies += [p for p in params["session_required_policies"] if p not in policies]
-        for name in ("session_required_mfa", "prompt"):
-            if params.get(name):
-                session[name] = params[name]
-        if params.get("session_message") and params["session_message"] not in messages:
-            messages.append(params["session_message"])
-    if by_server:
-        app.add_scope_requirements(by_server)
-    if messages:
-        session["session_message"] = _text("; ".join(messages), 2 * _MAX_MESSAGE)
-    if not (session or others):
-        return None
-    return GlobusAuthorizationParameters(required_scopes=others or None, **session)
 
 
 # --- what the commands do --------------------------------------------------------------------
@@ -793,9 +517,9 @@ def login(no_browser: bool = False, force: bool = False, *,
     app = get_app()
     notify = notify or _stderr
     add_collection_scopes(collection_ids)
-    path = _current_requirements_path()
-    pending = _read_requirements(path)
-    now, later = _one_login(pending)
+    path = current_requirements_path()
+    pending = read_requirements(path)
+    now, later = one_login(pending)
     if not force and not now:
         with translate_auth_errors():
             required = app.login_required()
@@ -805,10 +529,10 @@ def login(no_browser: bool = False, force: bool = False, *,
                         "requirements_left": 0}
             except LoginNeeded:
                 pass  # revoked at Globus, or expired: log in again
-    auth_params = _login_parameters(app, now)
+    auth_params = login_parameters(app, now)
     if now:
         notify("as Globus asked, logging in "
-               + "; and ".join(_describe(requirement) for requirement in now))
+               + "; and ".join(describe_requirement(requirement) for requirement in now))
     flows = app.flows
     flows.allowed, flows.no_browser, flows.notify = True, no_browser, notify
     try:
@@ -831,12 +555,12 @@ def login(no_browser: bool = False, force: bool = False, *,
         flows.allowed, flows.no_browser, flows.notify = False, False, _stderr
     claims, flows.identity = flows.identity, {}
     # what this login satisfied goes; what a service recorded meanwhile stays
-    done = {_same(requirement) for requirement in now}
+    done = {same_requirement(requirement) for requirement in now}
     try:
-        left = [r for r in _read_requirements(path) if _same(r) not in done]
+        left = [r for r in read_requirements(path) if same_requirement(r) not in done]
     except RunError:  # made public meanwhile: not to be trusted, and replaced by nothing
         left = []
-    _write_requirements(path, left)
+    write_requirements(path, left)
     return {"logged_in": "now",
             "identity": {"id": claims.get("sub"), "username": claims.get("preferred_username"),
                          "name": claims.get("name"), "email": claims.get("email")},

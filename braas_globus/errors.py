@@ -19,3 +19,7 @@ class RunError(BraasError):
 
 class StagingError(RunError):
     """A transfer failed, expired or was paused: the job stays resumable."""
+
+
+class LoginNeeded(RunError):
+    """The Globus login is missing, expired, revoked or too narrow: the user must log in."""
