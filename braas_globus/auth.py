@@ -32,8 +32,9 @@ Requirements Globus states
     identity from a domain, MFA, a policy; Transfer sends one in a 502
     ``ExternalError.DirListingFailed.LoginFailed``). :func:`login_needed_from` turns such an
     answer into a one-line :class:`LoginNeeded` and records the requirement in
-    ``BRAAS_HOME/globus/requirements.json`` (auth_requirements.py; private like the token file); the next
-    :func:`login` asks Globus for exactly that, and removes the file once it is satisfied.
+    ``BRAAS_HOME/globus/requirements.json`` (``auth_requirements.py``; private like the
+    token file); the next :func:`login` asks Globus for exactly that, and removes the file
+    once it is satisfied.
 
 Tokens are never printed or logged: globus-sdk logs nothing at INFO, the one DEBUG line that
 would show an id_token is switched off, and the local redirect server does not write its
