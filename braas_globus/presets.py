@@ -11,7 +11,7 @@ Paths as each side sees them: ``remote_dir`` is the working directory as the cen
 *nodes* see it (the Compute worker's paths). They differ where the collection has a base
 path (a GCSv5 mapped collection's ``collection_base_path``, a guest collection's root on
 its host) or where ``remote_dir`` is home-relative (``/~/...``). ``presets test`` proves the
-mapping with a probe file (preset_check.py).
+mapping with a probe file (preset_probe.py).
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ from .spec import PRESET_NAME
 _NAME = PRESET_NAME  # spec.py holds the rule
 
 #: What the centre's collection is, as Globus's Transfer service calls it (entity_type and
-#: high_assurance; preset_check.collection_kind reads them). Only a non-high-assurance
+#: high_assurance; preset_check.collection_facts reads them). Only a non-high-assurance
 #: GCSv5 mapped collection ("mapped") needs a data_access consent at login.
 CollectionKind = Literal["mapped", "high_assurance_mapped", "guest", "personal"]
 

@@ -105,14 +105,14 @@ def centre(home, tmp_path, monkeypatch):
     """Logged in; the centre's collection root is tmp/collection (its base path)."""
     from globus_compute_endpoint.engines import ThreadPoolEngine
 
-    from braas_globus import preset_check
+    from braas_globus import preset_probe
 
     root, centre_home = tmp_path / "collection", tmp_path / "centre-home"
     (root / "work").mkdir(parents=True)
     (centre_home / "braas").mkdir(parents=True)
     monkeypatch.setenv("HOME", str(centre_home))  # the worker's home (it runs here)
     log_in_to_stand_ins(monkeypatch)
-    monkeypatch.setattr(preset_check, "PROBE_POLL_S", 0.05)
+    monkeypatch.setattr(preset_probe, "PROBE_POLL_S", 0.05)
     engine = ThreadPoolEngine(max_workers=1)
     engine.start(endpoint_id=uuid.UUID(EP), run_dir=str(tmp_path / "engine"))
     documents = {COLL: collection_document(COLL, "GCSv5_mapped_collection"),
@@ -421,9 +421,9 @@ def test_a_kind_that_disagrees_with_globus_fails_with_the_fix(cli, centre, monke
 
 
 def test_a_block_still_queued_is_said_plainly(cli, centre, monkeypatch):
-    from braas_globus import preset_check
+    from braas_globus import preset_probe
 
-    monkeypatch.setattr(preset_check, "PROBE_WAIT_S", 0.5)
+    monkeypatch.setattr(preset_probe, "PROBE_WAIT_S", 0.5)
     centre.compute.engines[EP] = IdleEngine()
     add(cli, "--remote-dir", "/work", "--worker-dir", str(centre.root / "work"))
     result = cli("presets", "test", "karolina-gpu", "--json")
@@ -435,7 +435,7 @@ def test_a_block_still_queued_is_said_plainly(cli, centre, monkeypatch):
 
 
 def test_the_workers_answer_is_read_strictly():
-    from braas_globus.preset_check import _parse_answer
+    from braas_globus.preset_probe import _parse_answer
 
     good = {"event": "probe", "ok": True, "node": "cn1", "read": "/w/p", "write": "/w/a",
             "sha256": "a" * 64, "wrote": True}
@@ -449,7 +449,7 @@ def test_the_workers_answer_is_read_strictly():
 def test_the_probe_task_on_the_worker(tmp_path, monkeypatch):
     """render_on_worker's probe kind, called as the endpoint calls it: stdlib only."""
     from braas_globus.dispatch.compute_task import render_on_worker
-    from braas_globus.preset_check import answer_text
+    from braas_globus.preset_probe import answer_text
 
     monkeypatch.setenv("HOME", str(tmp_path))
     name = f"probe-{'0' * 32}"

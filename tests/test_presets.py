@@ -63,12 +63,12 @@ def stand_ins(cli, home, tmp_path, monkeypatch):
     """The centre's collection is tmp_path (its base path); the user's is the file system."""
     from globus_compute_endpoint.engines import ThreadPoolEngine
 
-    from braas_globus import preset_check
+    from braas_globus import preset_probe
 
     work = tmp_path / "scratch" / "project" / "dd-24-1" / "me"
     work.mkdir(parents=True)
     log_in_to_stand_ins(monkeypatch)
-    monkeypatch.setattr(preset_check, "PROBE_POLL_S", 0.05)
+    monkeypatch.setattr(preset_probe, "PROBE_POLL_S", 0.05)
     engine = ThreadPoolEngine(max_workers=1)
     engine.start(endpoint_id=uuid.UUID(EP), run_dir=str(tmp_path / "engine"))
     with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:

@@ -360,7 +360,7 @@ def op_test_preset(ctx: Context, name: str) -> dict:
              "detail": f"renders on this machine with {' '.join(blender['command'])}"}]}
     from braas_globus import auth
     from braas_globus.dispatch.functions import render_function_id
-    from braas_globus.preset_check import check_preset
+    from braas_globus.preset_probe import check_preset
 
     transfer, compute = auth.transfer_client(), auth.compute_client()
 

@@ -133,7 +133,7 @@ def test_command(name: str,
     task, waited for up to 2 minutes)."""
     from .. import auth
     from ..errors import RunError, UsageError
-    from ..preset_check import check_preset
+    from ..preset_probe import check_preset
     from ..presets import get_preset
 
     def command(out, service) -> None:

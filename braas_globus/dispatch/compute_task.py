@@ -19,7 +19,7 @@ The same function answers ``presets test``'s probe (``task["kind"] == "probe"``)
 centre's ``allowed_functions`` holds one id: it reads the probe file at the worker's path
 (``task["read"]``; a leading ``~`` is this worker's home), writes the answer file
 ``task["write"]`` beside it (the content's sha256 and the node's name, as
-``preset_check.answer_text``) and returns a small record; no Blender, stdlib only.
+``preset_probe.answer_text``) and returns a small record; no Blender, stdlib only.
 """
 
 from __future__ import annotations
