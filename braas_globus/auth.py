@@ -209,7 +209,8 @@ class LoginFlows(LoginFlowManager):
 
     def __init__(self, login_client: NativeAppAuthClient, *, id_token_decoder: IDTokenDecoder):
         prefill = f"{APP_NAME} on {socket.gethostname()}"
-        options = {"request_refresh_tokens": True, "native_prefill_named_grant": prefill}
+        options: dict[str, Any] = {"request_refresh_tokens": True,
+                                   "native_prefill_named_grant": prefill}
         super().__init__(login_client, **options)
         self.id_token_decoder = id_token_decoder
         self.browser = BrowserLogin(login_client, notify=self._notify, **options)
@@ -593,7 +594,7 @@ def logout() -> dict[str, Any]:
                                       globus_sdk.config.get_environment_name()))
     app = get_app()
     stored = app.storage.get_token_data_by_resource_server()
-    revoked, not_revoked = 0, set()
+    revoked, not_revoked = 0, set[str]()
     for data in stored.values():
         for token in (data.access_token, data.refresh_token):
             if token is None:

@@ -102,7 +102,7 @@ def read_checksums(path: Path) -> tuple[list[ChecksumRow], list[str]]:
         return [], [f"checksum table {path}: cannot read it ({err})"]
     rows: list[ChecksumRow] = []
     problems: list[str] = []
-    seen: dict[tuple[str, str], int] = {}
+    seen: dict[tuple[str, str, str], int] = {}
     for number, raw in enumerate(text.splitlines(), 1):
         line = raw.strip()
         if not line or line.startswith("#"):
@@ -112,7 +112,8 @@ def read_checksums(path: Path) -> tuple[list[ChecksumRow], list[str]]:
         if len(fields) not in (4, 5):
             problems.append(f"{where}: write VERSION ARCH SOURCE SHA256 [URL], not {line!r}")
             continue
-        row = ChecksumRow(*fields[:4], url=fields[4] if len(fields) == 5 else None, line=number)
+        row = ChecksumRow(fields[0], fields[1], fields[2], fields[3],
+                          url=fields[4] if len(fields) == 5 else None, line=number)
         if not _VERSION.fullmatch(row.version):
             problems.append(f"{where}: {row.version!r} is not a Blender release X.Y.Z")
         if row.arch not in ARCHES:
@@ -581,7 +582,7 @@ def check_labels(labels: dict[str, str], recipe: str | Path = DEFAULT_RECIPE) ->
     arch = labels.get(LABEL_BLENDER_ARCH)
     source = labels.get(LABEL_BLENDER_SOURCE)
     sha256 = labels.get(LABEL_BLENDER_SHA256)
-    if None not in (version, arch, source, sha256):
+    if version is not None and arch is not None and source is not None and sha256 is not None:
         rows, _ = read_checksums(Path(recipe).parent / CHECKSUMS_NAME)
         row = pinned_row(rows, version, arch, source)
         if row is None:

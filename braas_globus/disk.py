@@ -11,6 +11,7 @@ import shutil
 import threading
 from collections.abc import Callable
 from pathlib import Path
+from typing import TypeGuard
 
 from .errors import RunError
 from .settings import braas_home
@@ -53,7 +54,7 @@ def disk_is_full(path: Path) -> bool:
     return free is not None and free < FULL_BELOW_BYTES
 
 
-def is_disk_full_error(err: BaseException) -> bool:
+def is_disk_full_error(err: BaseException) -> TypeGuard[OSError]:
     return isinstance(err, OSError) and err.errno in (errno.ENOSPC, errno.EDQUOT)
 
 

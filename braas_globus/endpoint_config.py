@@ -31,7 +31,10 @@ def _endpoints_dir() -> Path:
     from importlib.util import find_spec
 
     spec = find_spec("braas_globus.endpoints")  # a namespace package: templates, no code
-    return Path(list(spec.submodule_search_locations)[0]) if spec else checkout
+    if spec is None:
+        return checkout
+    assert spec.submodule_search_locations is not None  # a package's spec has them
+    return Path(list(spec.submodule_search_locations)[0])
 
 
 ENDPOINTS_DIR = _endpoints_dir()

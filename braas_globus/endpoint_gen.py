@@ -298,7 +298,7 @@ OVERVIEW_END = "<!-- end generated: clusters -->"
 
 def _gpu_summary(cluster: Cluster) -> str:
     models = list(dict.fromkeys(p.gpu_model for p in cluster.partitions.values()
-                                if p.kind == "gpu"))
+                                if p.kind == "gpu" and p.gpu_model is not None))  # _check
     if not models:
         return "none"
     return f"{'; '.join(models)} ({cluster.cycles_device})"

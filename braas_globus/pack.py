@@ -151,6 +151,7 @@ class PackPlan:
     def _keep_modes(self) -> None:
         """BAT's copies get the default mode: give each its source's, so a private file
         stays private in the stage, the objects and the cache."""
+        assert self._packer is not None and self._staged_blend is not None  # strategise() calls
         pairs = [(self.scene, self._staged_blend)]
         pairs += [(Path(source), Path(action.new_path))
                   for source, action in self._packer._actions.items()  # noqa: SLF001
@@ -161,6 +162,7 @@ class PackPlan:
 
     def _folders(self) -> dict[str, str]:
         """Each staged folder -> the user's folder its files came from (BAT's layout)."""
+        assert self._packer is not None  # strategise() calls this
         folders = {str(self.target): str(self._packer.project)}
         for source, action in self._packer._actions.items():  # noqa: SLF001 - BAT's plan
             if action.new_path is not None:
@@ -174,40 +176,47 @@ class PackPlan:
         cache every submit of an unchanged scene would make (and send) a new packed .blend;
         and an unchanged scene need not start Blender again to be checked.
         """
+        staged_blend = self._staged_blend
+        assert staged_blend is not None  # strategise() calls this
         packed = self.mode is Mode.PACKED
-        inputs = json.dumps([self.mode.value, self._staged_blend.relative_to(self.target)
+        inputs = json.dumps([self.mode.value, staged_blend.relative_to(self.target)
                              .as_posix(), manifest_to_json(build_manifest(self.target)),
                              blender], sort_keys=True)
         key = hashlib.sha256(inputs.encode()).hexdigest()
-        record = self.cache_dir / f"{key}.json" if self.cache_dir else None
-        blend = record.with_suffix(".blend") if record else None
-        if record and record.exists() and (blend.exists() or not packed):
+        cache_dir = self.cache_dir
+        record = cache_dir / f"{key}.json" if cache_dir else None
+        blend = record.with_suffix(".blend") if record else None  # set exactly when record is
+        if record and blend and record.exists() and (blend.exists() or not packed):
             report = json.loads(record.read_text(encoding="utf-8"))
             if _still_true(report):
                 for copy in report["copied"]:
                     _copy_private(Path(copy["file"]), self.target / copy["staged"])
                 if packed:
-                    shutil.copy(blend, self._staged_blend)
+                    shutil.copy(blend, staged_blend)
                 return StageReport.from_json(report)
         folders_file = self.target.parent / f"{self.target.name}.folders.json"
         folders_file.write_text(json.dumps(self._folders()))
         try:
             report = _run_stage_scene(blender, [
-                "--blend", str(self._staged_blend), "--stage", str(self.target),
+                "--blend", str(staged_blend), "--stage", str(self.target),
                 "--folders", str(folders_file), *(["--pack"] if packed else [])])
         finally:
             folders_file.unlink(missing_ok=True)
         if packed:  # Blender saved it anew, with the default mode
-            os.chmod(self._staged_blend, stat.S_IMODE(self.scene.stat().st_mode))
-        if record:
+            os.chmod(staged_blend, stat.S_IMODE(self.scene.stat().st_mode))
+        if cache_dir and record and blend:  # all three or none
             for copy in report.copied:
                 path = Path(copy["file"])
                 copy["sha256"] = sha256_file(path) if path.is_file() else None
-            self.cache_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+            cache_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
             if packed:  # with the mode of the user's .blend, as the staged copy has it
-                write_atomically(blend, lambda p: shutil.copy(self._staged_blend, p))
-            write_atomically(record, lambda p: (p.write_text(json.dumps(report.__dict__)),
-                                                 p.chmod(0o600)))  # names the user's files
+                write_atomically(blend, lambda p: shutil.copy(staged_blend, p))
+
+            def write_record(p: Path) -> None:
+                p.write_text(json.dumps(report.__dict__))
+                p.chmod(0o600)  # names the user's files
+
+            write_atomically(record, write_record)
         return report
 
     def close(self) -> None:

@@ -7,6 +7,7 @@ frames share most of their scene data, which is what persistent data reuses.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from .worker.frames import format_frames
@@ -58,7 +59,7 @@ def plan_tasks(frames: list[int], max_tasks: int, scout: bool = False) -> list[P
     return tasks
 
 
-def assign_presets(tasks: list[PlannedTask], slots: dict[str, int]) -> list[str]:
+def assign_presets(tasks: Sequence[object], slots: dict[str, int]) -> list[str]:
     """Which preset runs each task: in proportion to each preset's slots, scout first.
 
     Interleaved (weighted round robin), so every centre starts at the front of the

@@ -31,6 +31,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from uuid import UUID
 
 import globus_sdk
 
@@ -146,7 +147,7 @@ class Prepared:
 _USER = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}")
 
 
-def _logged_in_transfer(collection_id: object) -> tuple[Any, Mapping | None, str | None]:
+def _logged_in_transfer(collection_id: UUID | str) -> tuple[Any, Mapping | None, str | None]:
     """(client, collection document, None) when logged in; else (None, None, why not)."""
     from . import auth
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path, PurePosixPath
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -208,7 +208,7 @@ def get_preset(name: str, home: Path) -> Preset:
 _NOT_CHOSEN = "/"
 
 
-def check_new_preset(home: Path, *, name_needed: bool = True, **fields: object
+def check_new_preset(home: Path, *, name_needed: bool = True, **fields: Any
                      ) -> ClusterPreset:
     """Check a preset before anything is contacted or written: UsageError naming the field.
     A missing or empty ``remote_dir`` is allowed here (it is looked for next); the preset
@@ -229,7 +229,7 @@ def check_new_preset(home: Path, *, name_needed: bool = True, **fields: object
     return preset
 
 
-def add_preset(home: Path, **fields: object) -> ClusterPreset:
+def add_preset(home: Path, **fields: Any) -> ClusterPreset:
     """Validate and store a cluster preset; UsageError naming the field when it is wrong."""
     if not fields.get("remote_dir"):
         raise UsageError("remote_dir: a working directory on the centre's collection is "

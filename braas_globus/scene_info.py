@@ -21,7 +21,7 @@ class SceneInfo:
     frame_current: int
 
 
-def _text(value: bytes | str) -> str:
+def _text(value: object) -> str:
     return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
 
 

@@ -333,6 +333,7 @@ class Service:
             missing = plan.strategise(blender, on_bytes=reporter.progress)
             if missing and not spec.allow_missing:
                 raise MissingAssetsError(spec.scene, missing)
+            assert plan.report is not None  # set by strategise()
             check_blenders(spec, plan.report,
                            [get_preset(name, self.settings.home) for name in spec.presets])
             yield plan

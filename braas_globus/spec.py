@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -147,7 +147,7 @@ _FIELD_NAMES = {"walltime_minutes": "walltime", "max_jobs": "max-jobs",
                 "project_root": "--project-root"}
 
 
-def build_spec(**fields: object) -> JobSpec:
+def build_spec(**fields: Any) -> JobSpec:
     """A JobSpec, or a UsageError whose one line names the field and the rule."""
     if fields.get("image") and fields.get("frames"):
         raise UsageError("give either --image or --frames, not both")

@@ -53,8 +53,11 @@ class LocalStager:
                 if not stored.exists():
                     for folder in (self.objects_dir, stored.parent):
                         folder.mkdir(mode=0o700, parents=True, exist_ok=True)
-                    write_atomically(stored, lambda partial: (
-                        shutil.copyfile(source, partial), os.chmod(partial, mode)))
+                    def copy_private(partial: Path) -> None:
+                        shutil.copyfile(source, partial)
+                        os.chmod(partial, mode)
+
+                    write_atomically(stored, copy_private)
                     copied += entry.size
                 elif stat.S_IMODE(stored.stat().st_mode) & ~mode:
                     os.chmod(stored, stat.S_IMODE(stored.stat().st_mode) & mode)

@@ -360,8 +360,10 @@ class Store:
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
         if self.read_only:  # opened on a full disk: say so before trying
-            raise store_error(sqlite3.OperationalError("attempt to write a readonly database"),
+            err = store_error(sqlite3.OperationalError("attempt to write a readonly database"),
                               self.path, read_only=True)
+            assert err is not None  # "readonly" in the text: always a StoreError
+            raise err
         with self._writing:
             self.db.execute("BEGIN IMMEDIATE")
             try:

@@ -405,9 +405,10 @@ def _settle(task: dict, done: dict[int, Path], records: list[dict], canceled: bo
     """A task's state from its frames and its worker's records: FINISHED when every frame
     is done, else as its last attempt ended, else FAILED (resumable)."""
     mine = [r for r in records if r["task"] == task["idx"]]
-    starts = [_time(r) for r in mine if r.get("event") == "start"]
+    # Every record has its time (records.py; 0.0 when the worker gave none).
+    starts = [t for r in mine if r.get("event") == "start" and (t := _time(r)) is not None]
     ends = [r for r in mine if r.get("event") == "end"]
-    attempts = [r.get("attempt") for r in mine if isinstance(r.get("attempt"), int)]
+    attempts = [a for r in mine if isinstance(a := r.get("attempt"), int)]
     task["attempts"] = max(attempts, default=0)
     task["started"] = min(starts) if starts else None
     last_end = ends[-1] if ends else {}

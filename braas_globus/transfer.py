@@ -159,7 +159,8 @@ class JobTransfers:
              total_bytes: int = 0) -> TransferOutcome:
         """Follow a transfer to its end, showing files and bytes as they move, and what
         Globus is retrying; a fault that lasts ``stuck_after_s`` cancels it."""
-        fault_since = None
+        fault_since: float | None = None
+        fault: str | None
         while True:
             task = self._task(task_id, what)
             if task is None:  # Globus did not answer: a fault like any other, bounded
@@ -177,9 +178,11 @@ class JobTransfers:
                                   max(total_bytes, task["bytes_transferred"]))
             status = task["status"] if task is not None else "UNKNOWN"
             if status == "SUCCEEDED":
+                assert task is not None  # "UNKNOWN" without a document
                 return TransferOutcome(task_id, task["files"], task["files_skipped"],
                                        task["bytes_transferred"])
             if status in ("FAILED", "INACTIVE"):
+                assert task is not None  # "UNKNOWN" without a document
                 fatal = task.get("fatal_error") or {}  # null while none, not absent
                 reason = task.get("nice_status") or fatal.get("description") \
                     or fatal.get("code") or status
@@ -189,14 +192,14 @@ class JobTransfers:
                 raise StagingError(f"the transfer to {what} is paused by a collection "
                                    f"administrator (Globus task {task_id})")
             fault_since = (fault_since or time.monotonic()) if fault else None
-            if fault and time.monotonic() - fault_since >= self.stuck_after_s:
+            if fault_since is not None and time.monotonic() - fault_since >= self.stuck_after_s:
                 self._cancel(task_id)  # nothing keeps moving behind a resume
                 raise StagingError(f"the transfer to {what} is stuck: {fault} (Globus task "
                                    f"{task_id}, cancelled after {self.stuck_after_s:.0f} s); "
                                    "fix it, then `braas-globus resume`")
             time.sleep(self.poll_seconds)
 
-    def _task(self, task_id: str, what: str) -> dict | None:
+    def _task(self, task_id: str, what: str) -> globus_sdk.GlobusHTTPResponse | None:
         """The transfer's document; None while Globus does not answer (the SDK has already
         retried a 429 or 5xx). Any other refusal ends the wait with the job kept: the
         transfer may still run at Globus, and `resume` finds it done or sends it again."""

@@ -168,12 +168,16 @@ class Cluster(_Frozen):
 
     def cycles_device_for(self, partition: str) -> str:
         """The Cycles device a render on ``partition`` uses: CPU unless it has GPUs."""
-        return self.cycles_device if self.get(partition).kind == "gpu" else "CPU"
+        if self.get(partition).kind != "gpu":
+            return "CPU"
+        assert self.cycles_device is not None  # _check: set when a partition has GPUs
+        return self.cycles_device
 
     def cycles_devices_on(self, partition: str) -> tuple[str, ...]:
         """Every Cycles device a render on ``partition`` can use (a GPU node has CPUs too)."""
         if self.get(partition).kind != "gpu":
             return ("CPU",)
+        assert self.gpu_vendor is not None  # _check: set when a partition has GPUs
         return (*CYCLES_DEVICES[self.gpu_vendor], "CPU")
 
     def container_flags_for(self, partition: str) -> tuple[str, ...]:

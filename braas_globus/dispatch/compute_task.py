@@ -78,6 +78,7 @@ def render_on_worker(task: dict, job_root: str) -> dict:
     # Which program renders is the centre's choice, never the client's: the image's own
     # Blender (render_task.py reads how to start it in the image), or on the host the
     # Blender the endpoint's worker_init names.
+    blender: dict[str, str | list[str]]
     if in_image:
         blender = {"kind": "image"}
     elif os.environ.get("BRAAS_BLENDER_PYTHON"):

@@ -142,7 +142,7 @@ class GlobusBackend:
         collection's path, which may differ: a base path, /~/)."""
         return self.preset.worker_path(job_layout.JOBS, job.id)
 
-    def task_payload(self, job: JobRecord, task: TaskRecord, attempt: int) -> dict:
+    def task_payload(self, job: JobRecord, task: TaskRecord, attempt: int) -> job_layout.TaskFile:
         return task_description(job, task, attempt,
                                 device=job.spec["device"] or self.preset.default_device,
                                 threads=0, objects_dir=self.preset.worker_path(job_layout.OBJECTS),

@@ -102,7 +102,7 @@ class LocalBackend:
         marker.parent.mkdir(parents=True, exist_ok=True)
         marker.touch()
         self.store.mark_canceled(job.id)
-        if runner_alive(job):
+        if job.runner_pid is not None and runner_alive(job):  # runner_alive: a pid is set
             _stop_group(job.runner_pid)
 
 

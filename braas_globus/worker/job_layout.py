@@ -123,7 +123,9 @@ class TaskFile(TypedDict, total=False):
     job_id: str
     task: int  # the task's index: its task_name
     attempt: int  # from 1
-    scene: str  # the staged .blend, "in/..."
+    # The staged .blend, "in/...". None (JSON null) where the job has no entry recorded
+    # (JobRecord.entry: its staging never finished); the worker cannot render that task.
+    scene: str | None
     frames: str  # a frame spec: "1-10,12"
     first_frames: str  # the scout frames, rendered first ("" for none)
     allow_scripts: bool

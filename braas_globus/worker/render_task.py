@@ -68,9 +68,10 @@ try:
     from .image_check import is_valid_image
 except ImportError:  # run by path on a worker (also under `python -I`, which adds no path)
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-    import job_layout  # type: ignore[no-redef]
-    from frames import format_frames, parse_frames  # type: ignore[no-redef]
-    from image_check import is_valid_image  # type: ignore[no-redef]
+    # The same modules as above, found by path: mypy checks the package's copies.
+    import job_layout  # type: ignore[no-redef, import-not-found]
+    from frames import format_frames, parse_frames  # type: ignore[no-redef, import-not-found]
+    from image_check import is_valid_image  # type: ignore[no-redef, import-not-found]
 
 HERE = Path(__file__).resolve().parent
 BLENDER_SCRIPT = HERE / "blender_render.py"
@@ -130,7 +131,7 @@ def disk_is_full(folder: Path) -> bool:
         return False
 
 
-def disk_full_reason(folder: Path, detail: str = "") -> str:
+def disk_full_reason(folder: Path, detail: str | None = "") -> str:
     return (f"the disk holding {folder} is full{f' ({detail})' if detail else ''}: free space "
             "there, then resume the job (the frames already rendered are kept)")
 
@@ -300,8 +301,10 @@ class TaskRun:
         self.emit({"event": "start", "frames": self.task["frames"],
                    "skipped": format_frames(sorted(done)), "pending": format_frames(pending)})
         for frame in sorted(done):
+            file = frame_file(self.out_dir, frame)
+            assert file is not None  # found just above (done)
             self.emit({"event": "frame", "frame": frame, "state": "done", "skipped": True,
-                       "file": str(frame_file(self.out_dir, frame).relative_to(self.root))})
+                       "file": str(file.relative_to(self.root))})
         if self.cancel_marker.exists():
             return self.finish("CANCELED", pending, "the job was canceled")
         if not pending:
