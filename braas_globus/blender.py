@@ -13,6 +13,7 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 from .errors import RunError
 from .settings import Settings
@@ -22,7 +23,7 @@ BPY_PYTHONS = ((3, 11), (3, 13))  # the Pythons PyPI's bpy wheels are built for
 _ERROR_LINE = re.compile(r"(error|exception|traceback)", re.I)
 
 
-def find_blender(settings: Settings) -> dict:
+def find_blender(settings: Settings) -> dict[str, Any]:
     """How workers on this machine start Blender, as the task files record it."""
     if settings.blender:
         path = shutil.which(settings.blender) or settings.blender
@@ -45,7 +46,7 @@ def find_blender(settings: Settings) -> dict:
                    "executable")
 
 
-def run_blender_script(blender: dict, script: Path, args: list[str],
+def run_blender_script(blender: dict[str, Any], script: Path, args: list[str],
                        timeout: float = 600) -> str:
     """Run ``script`` in Blender and return its output; RunError with Blender's own reason."""
     argv = blender_argv(blender, script, args)

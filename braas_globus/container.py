@@ -420,8 +420,8 @@ def _gpu_flags(cluster: Cluster, partition: str) -> list[str]:
     return flags
 
 
-def exec_argv(cluster: str | Cluster, partition: str, image: str | os.PathLike,
-              job_root: str | os.PathLike, task_file: str | os.PathLike,
+def exec_argv(cluster: str | Cluster, partition: str, image: str | os.PathLike[str],
+              job_root: str | os.PathLike[str], task_file: str | os.PathLike[str],
               runtime: str | None = None) -> list[str]:
     """The argv that runs one render task in the image on ``cluster``/``partition``.
 

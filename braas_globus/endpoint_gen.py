@@ -20,6 +20,7 @@ import re
 from collections.abc import Iterable
 from importlib.resources import files
 from pathlib import Path
+from typing import Any
 
 from braas_globus.catalog import MAX_BLOCKS, Catalog, Cluster, Partition, load_catalog
 from braas_globus.spec import EMAIL_PATTERN
@@ -168,14 +169,14 @@ def make_template(cluster: Cluster) -> str:
 # ---- the schema ------------------------------------------------------------------------------
 
 
-def make_schema_value(cluster: Cluster) -> dict:
+def make_schema_value(cluster: Cluster) -> dict[str, Any]:
     """The schema as a JSON value: strict, with one allOf rule per partition's limits."""
     parts = list(cluster.partitions.values())
     nodes = {p.name: cluster.block_nodes(p.name) for p in parts}
     rules = []
     for p in parts:
         low, high = nodes[p.name]
-        then: dict = {"properties": {
+        then: dict[str, Any] = {"properties": {
             "walltime_minutes": {"maximum": p.block_walltime_minutes},
             "nodes_per_block": {"minimum": low, "maximum": high}}}
         if low > 1:

@@ -21,6 +21,7 @@ import tomllib
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import platformdirs
 
@@ -58,7 +59,7 @@ class Settings:
 def load_settings() -> Settings:
     home = braas_home()
     config_path = home / "config.toml"
-    values: dict = {}
+    values: dict[str, Any] = {}
     if config_path.exists():
         try:
             values = tomllib.loads(config_path.read_text(encoding="utf-8"))

@@ -16,7 +16,7 @@ import tomllib
 from functools import cache
 from importlib.resources import files
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt, model_validator
 
@@ -117,7 +117,7 @@ class Cluster(_Frozen):
 
     @model_validator(mode="before")
     @classmethod
-    def _name_partitions(cls, data: dict) -> dict:
+    def _name_partitions(cls, data: dict[str, Any]) -> dict[str, Any]:
         # TOML keys are the names; copy them in so a Partition knows its own.
         parts = data.get("partitions", {})
         return {**data, "partitions": {k: {**v, "name": k} for k, v in parts.items()}}
@@ -201,7 +201,7 @@ class Catalog(_Frozen):
 
     @model_validator(mode="before")
     @classmethod
-    def _name_clusters(cls, data: dict) -> dict:
+    def _name_clusters(cls, data: dict[str, Any]) -> dict[str, Any]:
         clusters = data.get("clusters", {})
         return {**data, "clusters": {k: {**v, "name": k} for k, v in clusters.items()}}
 

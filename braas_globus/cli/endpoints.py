@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Any, Optional
 
 import typer
 
@@ -18,13 +18,13 @@ endpoints_app = typer.Typer(help="Centre-side Globus Compute endpoint templates.
                             no_args_is_help=True)
 
 
-def _user_config(path: Path | None, options: list[str]) -> dict:
+def _user_config(path: Path | None, options: list[str]) -> dict[str, Any]:
     """Endpoint options from a JSON file and KEY=VALUE pairs. A value of ASCII digits only
     (at most 9) becomes an int; every other value stays a string for the centre's schema to
     judge (str.isdigit also takes "²", which int() refuses)."""
     import re
 
-    config: dict = {}
+    config: dict[str, Any] = {}
     if path is not None:
         try:
             with path.open("rb") as stream:
