@@ -9,7 +9,7 @@ import json
 import sys
 from typing import Any
 
-from rich.console import Console
+from rich.console import Console, RenderableType
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 
@@ -25,7 +25,7 @@ class Output:
         elif human is not None:
             self.out.print(human, markup=False)
 
-    def table(self, table) -> None:
+    def table(self, table: RenderableType) -> None:
         if not self.as_json:
             self.out.print(table)
 

@@ -29,7 +29,7 @@ import re
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import IO, TYPE_CHECKING, Annotated, Literal
 
 from pydantic import (
     BaseModel,
@@ -50,6 +50,9 @@ from .worker.job_layout import (  # noqa: F401  (re-exported: what a download ac
     PROGRESS_NAME,
     RESULT_NAMES,
 )
+
+if TYPE_CHECKING:  # for the annotations only: records needs nothing of the store to run
+    from .store import JobRecord, TaskRecord
 
 MAX_FILE_BYTES = 8 << 20  # a task's records file: 8 MiB is about 60,000 frame records
 MAX_LINE_BYTES = 64 << 10  # a record is a few hundred bytes
@@ -183,7 +186,7 @@ class JobScope:
     task_frames: Mapping[int, frozenset[int]] | None = None  # None: no task check
 
     @classmethod
-    def of(cls, job, tasks: Iterable) -> JobScope:
+    def of(cls, job: JobRecord, tasks: Iterable[TaskRecord]) -> JobScope:
         """The scope of ``job`` (a store.JobRecord) and its tasks (store.TaskRecord)."""
         return cls(job.folder, {t.index: frozenset(parse_frames(t.frames)) for t in tasks})
 
@@ -249,7 +252,7 @@ def _frame_count(spec: str) -> int:
     return count
 
 
-def bounded_lines(stream, limit: int = MAX_LINE_BYTES) -> Iterator[str]:
+def bounded_lines(stream: IO[str], limit: int = MAX_LINE_BYTES) -> Iterator[str]:
     """The lines of a text stream (a worker's stdout); a line over ``limit`` characters comes
     back cut to ``limit + 1`` (parse_line refuses it) and the rest of it is skipped."""
     while line := stream.readline(limit + 1):
