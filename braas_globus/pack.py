@@ -24,8 +24,10 @@ import logging
 import os
 import shutil
 import stat
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from blender_asset_tracer import blendfile
 from blender_asset_tracer.pack import Packer, progress
@@ -36,6 +38,7 @@ from .disk import write_atomically
 from .errors import RunError, UsageError
 from .project import ProjectRules
 from .spec import Mode
+from .worker.scene_files import copy_in
 
 log = logging.getLogger(__name__)
 
@@ -65,8 +68,11 @@ def _display(scene: Path, path: Path) -> str:
         return str(path)
 
 
+OnBytes = Callable[[int, int], None]  # (bytes copied, bytes in all)
+
+
 class _ByteProgress(progress.Callback):
-    def __init__(self, on_bytes) -> None:
+    def __init__(self, on_bytes: OnBytes) -> None:
         self.on_bytes = on_bytes
 
     def transfer_progress(self, total_bytes: int, transferred_bytes: int) -> None:
@@ -80,14 +86,14 @@ class StageReport:
     blender_version: tuple[int, ...]
     file_version: tuple[int, ...]
     problems: list[str]  # what the Blender that staged it lacks for this scene
-    copied: list[dict]  # files the parser missed, copied in: file, owner, staged
-    missing: list[dict]  # file (where the user's scene looks for it), owner
-    outside: list[dict]  # files used from outside the stage that could not be staged
+    copied: list[dict[str, Any]]  # files the parser missed, copied in: file, owner, staged
+    missing: list[dict[str, Any]]  # file (where the user's scene looks for it), owner
+    outside: list[dict[str, Any]]  # files used from outside the stage that could not be staged
     used: list[str]  # staged paths the scene still reads (packed mode: what stays beside)
-    unbaked: list[dict] = field(default_factory=list)  # caches that were never baked
+    unbaked: list[dict[str, Any]] = field(default_factory=list)  # caches never baked
 
     @classmethod
-    def from_json(cls, data: dict) -> "StageReport":
+    def from_json(cls, data: dict[str, Any]) -> "StageReport":
         return cls(**{**data, "blender_version": tuple(data["blender_version"]),
                       "file_version": tuple(data["file_version"])})
 
@@ -103,10 +109,11 @@ class PackPlan:
     rules: ProjectRules | None = None  # what may be staged (default: the scene's folder)
     missing: list[Path] = field(default_factory=list)
     report: StageReport | None = None
-    _packer: Packer | None = None
     _staged_blend: Path | None = None
+    _project: Path | None = None  # BAT's project folder (the project root)
+    _copies: dict[Path, Path] = field(default_factory=dict)  # user's file -> BAT's copy
 
-    def strategise(self, blender: dict, on_bytes=None) -> list[Path]:
+    def strategise(self, blender: dict[str, Any], on_bytes: OnBytes | None = None) -> list[Path]:
         """Stage into ``target`` and have Blender check it; return the missing files.
 
         ``target`` is private staging: nothing of a job exists yet.
@@ -115,15 +122,23 @@ class PackPlan:
         # hold pointers BAT 1.x cannot follow, and raising there would refuse the scene.
         blendfile.set_strict_pointer_mode(False)
         rules = self.rules or ProjectRules(self.scene, self.scene.parent)
-        # The project root is BAT's project: the stage keeps the layout below it.
-        self._packer = Packer(self.scene, rules.root, str(self.target))
-        if on_bytes:
-            self._packer.progress_cb = _ByteProgress(on_bytes)
-        self.target.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        self._packer.strategise()
-        rules.check([Path(source) for source in self._packer._actions])  # noqa: SLF001
-        self._packer.execute()
-        self._staged_blend = Path(self._packer.output_path)
+        # The project root is BAT's project: the stage keeps the layout below it. The Packer
+        # holds a temporary folder (tempfile's bat-*-batpack) until it is closed: closed as
+        # soon as BAT has copied, so that neither a refusal nor a kill later on (while
+        # Blender checks the stage, or the job is staged) leaves the folder behind.
+        with Packer(self.scene, rules.root, str(self.target)) as packer:
+            if on_bytes:
+                packer.progress_cb = _ByteProgress(on_bytes)
+            self.target.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            packer.strategise()
+            rules.check([Path(source) for source in packer._actions])  # noqa: SLF001
+            packer.execute()
+            self._staged_blend = Path(packer.output_path)
+            self._project = Path(packer.project)
+            self._copies = {Path(source): Path(action.new_path)
+                            for source, action in packer._actions.items()  # noqa: SLF001
+                            if action.new_path is not None}
+            parser_missing = {Path(p) for p in packer.missing_files}
         self._keep_modes()
         (self.target / "pack-info.txt").unlink(missing_ok=True)  # BAT's note to humans
         self.report = self._stage_with_blender(blender)
@@ -136,7 +151,7 @@ class PackPlan:
         # Blender's account wins: what the parser calls missing may be a cache folder that
         # a simulation writes when it runs (never baked), which Blender knows it is.
         unbaked = {Path(c["file"]) for c in self.report.unbaked}
-        found = {Path(p) for p in self._packer.missing_files} - unbaked
+        found = parser_missing - unbaked
         found.update(Path(m["file"]) for m in self.report.missing)
         self.missing = sorted(found)
         return self.missing
@@ -151,25 +166,20 @@ class PackPlan:
     def _keep_modes(self) -> None:
         """BAT's copies get the default mode: give each its source's, so a private file
         stays private in the stage, the objects and the cache."""
-        assert self._packer is not None and self._staged_blend is not None  # strategise() calls
-        pairs = [(self.scene, self._staged_blend)]
-        pairs += [(Path(source), Path(action.new_path))
-                  for source, action in self._packer._actions.items()  # noqa: SLF001
-                  if action.new_path is not None]
-        for source, copy in pairs:
+        assert self._staged_blend is not None  # strategise() calls this
+        for source, copy in [(self.scene, self._staged_blend), *self._copies.items()]:
             if copy.is_file() and source.exists():
                 os.chmod(copy, stat.S_IMODE(source.stat().st_mode))
 
     def _folders(self) -> dict[str, str]:
         """Each staged folder -> the user's folder its files came from (BAT's layout)."""
-        assert self._packer is not None  # strategise() calls this
-        folders = {str(self.target): str(self._packer.project)}
-        for source, action in self._packer._actions.items():  # noqa: SLF001 - BAT's plan
-            if action.new_path is not None:
-                folders[str(Path(action.new_path).parent)] = str(Path(source).parent)
+        assert self._project is not None  # strategise() calls this
+        folders = {str(self.target): str(self._project)}
+        for source, copy in self._copies.items():  # BAT's plan
+            folders[str(copy.parent)] = str(source.parent)
         return folders
 
-    def _stage_with_blender(self, blender: dict) -> StageReport:
+    def _stage_with_blender(self, blender: dict[str, Any]) -> StageReport:
         """Run stage_scene.py, or reuse its result for exactly the same inputs.
 
         Blender does not write the same bytes twice for the same scene, so without the
@@ -190,7 +200,7 @@ class PackPlan:
             report = json.loads(record.read_text(encoding="utf-8"))
             if _still_true(report):
                 for copy in report["copied"]:
-                    _copy_private(Path(copy["file"]), self.target / copy["staged"])
+                    copy_in(copy["file"], self.target / copy["staged"])  # as Blender did
                 if packed:
                     shutil.copy(blend, staged_blend)
                 return StageReport.from_json(report)
@@ -220,11 +230,11 @@ class PackPlan:
         return report
 
     def close(self) -> None:
-        if self._packer is not None:
-            self._packer.close()
+        """Nothing is left to close (``strategise`` closes BAT's Packer itself): kept so that
+        callers that close the plan need not change."""
 
 
-def _run_stage_scene(blender: dict, args: list[str]) -> StageReport:
+def _run_stage_scene(blender: dict[str, Any], args: list[str]) -> StageReport:
     output = run_blender_script(blender, STAGE_SCENE, args)
     for line in output.splitlines():
         if line.startswith("BRAAS_STAGE "):
@@ -233,21 +243,13 @@ def _run_stage_scene(blender: dict, args: list[str]) -> StageReport:
                    "BRAAS_STAGE record)")
 
 
-def _still_true(report: dict) -> bool:
+def _still_true(report: dict[str, Any]) -> bool:
     """Whether a cached report still holds for files outside the parser's stage: what
     Blender copied in is unchanged (a folder never counts as unchanged), and what was
     missing still is."""
     return all(c.get("sha256") and Path(c["file"]).is_file()
                and sha256_file(Path(c["file"])) == c["sha256"] for c in report["copied"]) \
         and not any(Path(m["file"]).exists() for m in report["missing"])
-
-
-def _copy_private(source: Path, target: Path) -> None:
-    target.parent.mkdir(parents=True, exist_ok=True)
-    if source.is_dir():
-        shutil.copytree(source, target, dirs_exist_ok=True)
-    else:
-        shutil.copy2(source, target)
 
 
 def _drop_unreferenced(stage: Path, blend: Path, used: list[str]) -> None:
@@ -279,5 +281,5 @@ def build_manifest(stage: Path) -> Manifest:
     return dict(sorted(manifest.items()))
 
 
-def manifest_to_json(manifest: Manifest) -> dict:
+def manifest_to_json(manifest: Manifest) -> dict[str, dict[str, Any]]:
     return {path: {"sha256": e.sha256, "size": e.size} for path, e in manifest.items()}

@@ -38,14 +38,6 @@ def source_of(path: str, folders: dict[str, str], stage: str) -> str:
     return os.path.normpath(os.path.join(folders[best], os.path.relpath(path, best)))
 
 
-def copy_in(source: str, target: str) -> None:
-    os.makedirs(os.path.dirname(target), exist_ok=True)
-    if os.path.isdir(source):
-        shutil.copytree(source, target, dirs_exist_ok=True)
-    else:
-        shutil.copy2(source, target)  # keeps the owner-only mode a private file has
-
-
 def fill_in(stage: str, folders: dict[str, str]) -> list[dict]:
     """Copy in what the scene uses inside the stage but the parser did not stage."""
     copied = []
@@ -54,7 +46,7 @@ def fill_in(stage: str, folders: dict[str, str]) -> list[dict]:
             continue
         source = source_of(used["path"], folders, stage)
         if os.path.exists(source):
-            copy_in(source, used["path"])
+            scene_files.copy_in(source, used["path"])
             copied.append({"file": source, "owner": used["owner"],
                            "staged": os.path.relpath(used["path"], stage)})
     return copied

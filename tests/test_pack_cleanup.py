@@ -1,0 +1,101 @@
+"""Packing leaves no temporary folder behind: accepted, refused, or killed half-way.
+
+blender-asset-tracer's Packer makes a folder ``bat-XXXXXXXX-batpack`` in the temporary
+folder (tempfile's) and removes it when it is closed. A submit must not leave one there,
+however it ends: counted under a temporary folder of the test's own.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+
+from braas_globus.errors import UsageError
+from braas_globus.pack import PackPlan
+from braas_globus.spec import Mode
+
+from .conftest import wait_for
+from .test_project_root import hostile_case, named_textures
+
+BLENDER = {"kind": "python", "command": [sys.executable]}
+
+
+def bat_folders(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.glob("bat-*-batpack"))
+
+
+@pytest.fixture
+def temp_dir(tmp_path, monkeypatch) -> Path:
+    """tempfile's folder for this test (and TMPDIR for its subprocesses)."""
+    folder = tmp_path / "tmp"
+    folder.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(folder))
+    monkeypatch.setenv("TMPDIR", str(folder))
+    return folder
+
+
+@pytest.mark.parametrize("mode", [Mode.DIRECTORY, Mode.PACKED])
+def test_an_accepted_pack_holds_no_bat_folder_once_traced(scene, tmp_path, temp_dir, mode):
+    plan = PackPlan(scene("anim6"), mode, tmp_path / "stage")
+    try:
+        assert plan.strategise(BLENDER) == []
+        # The plan lives on while the job is staged (a transfer may take hours): BAT's
+        # folder must not live with it.
+        assert bat_folders(temp_dir) == []
+        assert (tmp_path / "stage" / plan.execute()).is_file()
+    finally:
+        plan.close()
+    assert bat_folders(temp_dir) == []
+
+
+def test_a_scene_with_missing_assets_holds_no_bat_folder(scene, tmp_path, temp_dir):
+    plan = PackPlan(scene("missing"), Mode.DIRECTORY, tmp_path / "stage")
+    try:
+        assert len(plan.strategise(BLENDER)) == 1  # the submit refuses it
+        assert bat_folders(temp_dir) == []
+    finally:
+        plan.close()
+
+
+def test_a_refused_pack_holds_no_bat_folder(tmp_path, temp_dir):
+    user = tmp_path / "user"
+    blend = named_textures(user / "proj", hostile_case("absolute path outside", user,
+                                                        tmp_path / "home"))
+    plan = PackPlan(blend, Mode.DIRECTORY, tmp_path / "stage")
+    with pytest.raises(UsageError, match="outside its project folder") as refused:
+        plan.strategise(BLENDER)
+    # The refusal (and its traceback, which holds the plan's frames) is still alive.
+    assert refused.value is not None and bat_folders(temp_dir) == []
+    plan.close()
+
+
+def test_a_killed_submit_leaves_no_bat_folder(scene, home, temp_dir):
+    """A submit killed once its job exists (packed, being staged) leaves no BAT folder."""
+    blend = scene("anim6")
+    process = subprocess.Popen([sys.executable, "-m", "braas_globus.cli", "submit", str(blend),
+                                "--mode", "packed"],
+                               env={**os.environ, "BRAAS_HOME": str(home),
+                                    "TMPDIR": str(temp_dir)},
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    db_path = home / "jobs.sqlite"
+
+    def configuring() -> bool:
+        try:
+            with sqlite3.connect(db_path) as db:
+                return db.execute("SELECT count(*) FROM jobs").fetchone()[0] > 0
+        except sqlite3.OperationalError:  # the store is not created yet
+            return False
+
+    try:
+        wait_for(configuring, timeout=60, interval=0.02, what="the job record")
+    finally:
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+    assert bat_folders(temp_dir) == []
