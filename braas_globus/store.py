@@ -9,7 +9,7 @@ Opening reads: the layout is written only into a new store, so `list`, `info` an
 `logs` work on a full disk (read-only, when SQLite cannot even make its shared-memory
 file). Every SQLite error that is the disk's or the file's fault (full, damaged, locked,
 unreadable) becomes one ``StoreError`` line that says what to do, wherever it is met:
-the connection itself translates them (``_GuardedConnection``).
+the connection itself translates them (``store_sqlite``; the tables, ``store_schema``).
 """
 
 from __future__ import annotations
@@ -18,74 +18,31 @@ import json
 import sqlite3
 import threading
 import time
+from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
-from .disk import disk_full_error, disk_is_full, is_disk_full_error
-from .errors import NotFoundError, RunError, UsageError
+from .disk import disk_full_error, is_disk_full_error
+from .errors import NotFoundError, UsageError
 from .plan import PlannedTask
 from .states import JobState, TaskState, job_state
+
+# SCHEMA, SCHEMA_VERSION, StoreError, store_error, REBUILD_HINT and connect_read_only are
+# imported from here by other modules: re-exported (``X as X``) from where they live.
+from .store_schema import RESTORED_COLUMNS, check_version, write_schema
+from .store_schema import SCHEMA as SCHEMA
+from .store_schema import SCHEMA_VERSION as SCHEMA_VERSION
+from .store_sqlite import REBUILD_HINT as REBUILD_HINT
+from .store_sqlite import Columns, GuardedConnection, connect, full_disk_error
+from .store_sqlite import StoreError as StoreError
+from .store_sqlite import connect_read_only as connect_read_only
+from .store_sqlite import store_error as store_error
 from .worker import job_layout
-
-#: The layout below; stored in the file's PRAGMA user_version. Bump it with any change to
-#: the tables, and teach ``Store._check_version`` to read or refuse the older layouts.
-SCHEMA_VERSION = 1
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS jobs (
-    id TEXT PRIMARY KEY,
-    project TEXT NOT NULL,
-    preset TEXT NOT NULL,
-    backend TEXT NOT NULL,
-    spec TEXT NOT NULL,            -- the JobSpec as JSON
-    frames TEXT NOT NULL,          -- normalised frame spec of the whole job
-    frame_count INTEGER NOT NULL,
-    folder TEXT NOT NULL,
-    created REAL NOT NULL,
-    canceled INTEGER NOT NULL DEFAULT 0,
-    runner_pid INTEGER,
-    blender TEXT,                  -- how tasks start Blender (JSON)
-    entry TEXT                     -- the staged .blend, relative to the job folder
-);
-CREATE TABLE IF NOT EXISTS tasks (
-    job_id TEXT NOT NULL REFERENCES jobs(id) ON DELETE CASCADE,
-    idx INTEGER NOT NULL,
-    frames TEXT NOT NULL,
-    frame_count INTEGER NOT NULL,
-    scout INTEGER NOT NULL DEFAULT 0,
-    preset TEXT NOT NULL,          -- where this task renders (a job may fan out)
-    state TEXT NOT NULL,
-    attempts INTEGER NOT NULL DEFAULT 0,
-    max_attempts INTEGER NOT NULL,
-    backend_id TEXT,
-    started REAL,
-    ended REAL,
-    reason TEXT,
-    PRIMARY KEY (job_id, idx)
-);
-CREATE TABLE IF NOT EXISTS frames (
-    job_id TEXT NOT NULL REFERENCES jobs(id) ON DELETE CASCADE,
-    frame INTEGER NOT NULL,
-    state TEXT NOT NULL,           -- DONE or FAILED
-    task_idx INTEGER NOT NULL,
-    file TEXT,
-    seconds REAL,
-    reason TEXT,
-    updated REAL NOT NULL,
-    PRIMARY KEY (job_id, frame)
-);
-"""
-
-
-#: Every column of each table, as ``Store.restore_job`` writes them.
-RESTORED_COLUMNS = {
-    "jobs": ("id", "project", "preset", "backend", "spec", "frames", "frame_count", "folder",
-             "created", "canceled", "runner_pid", "blender", "entry"),
-    "tasks": ("job_id", "idx", "frames", "frame_count", "scout", "preset", "state", "attempts",
-              "max_attempts", "backend_id", "started", "ended", "reason"),
-    "frames": ("job_id", "frame", "state", "task_idx", "file", "seconds", "reason", "updated"),
-}
+from .worker.frames import FrameSpecError, parse_frames
 
 
 @dataclass(frozen=True)
@@ -111,14 +68,14 @@ class JobRecord:
     project: str
     preset: str
     backend: str
-    spec: dict
+    spec: dict[str, Any]
     frames: str
     frame_count: int
     folder: Path
     created: float
     canceled: bool
     runner_pid: int | None
-    blender: dict | None
+    blender: dict[str, Any] | None
     entry: str | None
     state: JobState
     started: float | None
@@ -129,135 +86,6 @@ class JobRecord:
 
 class JobIdTaken(Exception):
     """Another submit recorded a job with this id first."""
-
-
-# --- what went wrong with the store, in one line ------------------------------------------
-
-REBUILD_HINT = ("`braas-globus store check` lists what is wrong, and `braas-globus store "
-                "rebuild` rebuilds the store from the job folders (it keeps this file)")
-
-
-class StoreError(RunError):
-    """The job store cannot be used as it is; ``kind`` says why: full, damaged, empty,
-    locked or unreadable. The message is one line: ``what`` is wrong, then what to do."""
-
-    def __init__(self, kind: str, what: str, todo: str) -> None:
-        super().__init__(f"{what}: {todo}")
-        self.kind, self.what = kind, what
-
-
-def store_error(err: sqlite3.Error, path: Path, read_only: bool = False) -> StoreError | None:
-    """The one line for an SQLite error that is the disk's or the file's fault; None for
-    the rest (our own bugs: they keep their traceback for the crash report)."""
-    name = getattr(err, "sqlite_errorname", "") or ""
-    text = str(err)
-    folder = path.parent
-    if name.startswith("SQLITE_FULL") or "disk is full" in text or \
-            (read_only and name.startswith("SQLITE_READONLY")) or \
-            ((name.startswith(("SQLITE_IOERR", "SQLITE_CANTOPEN")) or "I/O error" in text)
-             and disk_is_full(path)):
-        changed = "can be read but not changed" if read_only else "cannot be written"
-        return StoreError("full", f"the disk holding {folder} is full, so the job store {path} "
-                                  f"{changed}", "free space there, then retry (nothing in the "
-                                                "store was changed)")
-    if name.startswith("SQLITE_NOTADB") or "not a database" in text:
-        return StoreError("damaged", f"{path} is not a braas-globus job store ({text}); it may "
-                                     "be damaged", REBUILD_HINT)
-    if name.startswith("SQLITE_CORRUPT") or "malformed" in text or "no such table" in text:
-        return StoreError("damaged", f"the job store {path} is damaged ({text})", REBUILD_HINT)
-    if name.startswith(("SQLITE_BUSY", "SQLITE_LOCKED")) or "locked" in text:
-        return StoreError("locked", f"the job store {path} stayed locked by another braas-globus "
-                                    f"process for 30 s ({text})", "retry in a moment")
-    if name.startswith(("SQLITE_CANTOPEN", "SQLITE_PERM", "SQLITE_READONLY", "SQLITE_AUTH")) \
-            or "unable to open" in text or "readonly" in text:
-        return StoreError("unreadable", f"cannot open the job store {path} ({text})",
-                          f"check that {folder} exists and that you may read and write it")
-    if name.startswith("SQLITE_IOERR") or "I/O error" in text:
-        return StoreError("unreadable", f"the disk holding the job store {path} failed ({text})",
-                          f"check the disk, then {REBUILD_HINT}")
-    return None
-
-
-class _GuardedCursor(sqlite3.Cursor):
-    """A cursor whose disk and file errors are StoreError lines (see store_error)."""
-
-    def execute(self, *args):
-        with self.connection.translated_errors():
-            return super().execute(*args)
-
-    def executemany(self, *args):
-        with self.connection.translated_errors():
-            return super().executemany(*args)
-
-    def fetchone(self):
-        with self.connection.translated_errors():
-            return super().fetchone()
-
-    def fetchmany(self, *args):
-        with self.connection.translated_errors():
-            return super().fetchmany(*args)
-
-    def fetchall(self):
-        with self.connection.translated_errors():
-            return super().fetchall()
-
-    def __next__(self):
-        with self.connection.translated_errors():
-            return super().__next__()
-
-
-class _GuardedConnection(sqlite3.Connection):
-    """The store's connection: damage met by any later query (a bad page is found only when
-    it is read) is the same one line as damage met at open, never a traceback."""
-
-    store_path: Path = Path("jobs.sqlite")
-    read_only = False
-
-    @contextmanager
-    def translated_errors(self) -> Iterator[None]:
-        try:
-            yield
-        except sqlite3.Error as err:
-            translated = store_error(err, self.store_path, self.read_only)
-            if translated is None:
-                raise
-            raise translated from None
-
-    def cursor(self, factory=_GuardedCursor):
-        return super().cursor(factory)
-
-    def execute(self, *args):  # sqlite3's own execute would not use our cursor()
-        return self.cursor().execute(*args)
-
-    def executemany(self, *args):
-        return self.cursor().executemany(*args)
-
-
-def _connect(path: Path, read_only: bool = False) -> _GuardedConnection:
-    """A connection to the store. ``read_only`` is for a full disk: ``immutable`` reads the
-    file as it is, without the shared-memory file SQLite cannot create there (the file was
-    checkpointed when its last writer closed, which is when that file is missing)."""
-    target = f"{path.resolve().as_uri()}?mode=ro&immutable=1" if read_only else str(path)
-    db = sqlite3.connect(target, uri=read_only, timeout=30, isolation_level=None,
-                         check_same_thread=False, factory=_GuardedConnection)
-    db.store_path, db.read_only = path, read_only
-    db.row_factory = sqlite3.Row
-    return db
-
-
-def connect_read_only(path: Path) -> _GuardedConnection:
-    """A connection that never writes to the store (``store check``): a plain read-only one,
-    or, on a full disk, one that reads the file as it is."""
-    try:
-        db = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=30,
-                             isolation_level=None, factory=_GuardedConnection)
-        db.store_path, db.row_factory = path, sqlite3.Row
-        db.execute("PRAGMA user_version").fetchone()  # reading is what can fail
-        return db
-    except StoreError as err:
-        if err.kind != "full":
-            raise
-        return _connect(path, read_only=True)
 
 
 def job_folders(jobs_dir: Path) -> list[Path]:
@@ -312,7 +140,7 @@ class Store:
 
     def _open(self, new: bool, read_only: bool) -> None:
         """Connect, check the layout, and write it only where it is missing (a new store)."""
-        self.db = _connect(self.path, read_only)
+        self.db = connect(self.path, read_only)
         try:
             self._set_up(new)
         except BaseException:
@@ -323,47 +151,25 @@ class Store:
         version = self._check_version()  # first: even switching to WAL writes to the file
         if self.read_only:
             return
-        if self.db.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+        if self.db.pragma("journal_mode").text(0) != "wal":
             self.db.execute("PRAGMA journal_mode=WAL")  # stored in the file: once
         self.db.execute("PRAGMA foreign_keys=ON")  # these two: this connection only
         self.db.execute("PRAGMA synchronous=NORMAL")
         if new or version < SCHEMA_VERSION:
-            with self.transaction():
-                for statement in SCHEMA.split(";"):
-                    if statement.strip():
-                        self.db.execute(statement)
-                self.db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            with self.transaction() as db:
+                write_schema(db)
 
     def _check_version(self) -> int:
         """Refuse a store this version cannot read, before anything is written to it."""
-        version = self.db.execute("PRAGMA user_version").fetchone()[0]
-        if version > SCHEMA_VERSION:
-            raise RunError(f"the job store {self.path} was written by a newer braas-globus "
-                           f"(layout {version}; this one reads {SCHEMA_VERSION}): upgrade "
-                           "braas-globus")
-        if version == 0 and self._table_columns("jobs"):
-            # Written before the layout was versioned: readable only if it already has
-            # every column of layout 1 (the tasks.preset column came last).
-            if "preset" not in self._table_columns("tasks"):
-                raise RunError(f"the job store {self.path} was written by an early "
-                               "braas-globus whose tasks have no preset column; move it aside "
-                               "(its jobs' frames stay in their folders) and braas-globus "
-                               "starts a new one")
-        return version
-
-    def _table_columns(self, table: str) -> set[str]:
-        return {row["name"] for row in self.db.execute(f"PRAGMA table_info({table})")}
+        return check_version(self.db, self.path)
 
     def close(self) -> None:
         self.db.close()
 
     @contextmanager
-    def transaction(self) -> Iterator[sqlite3.Connection]:
+    def transaction(self) -> Iterator[GuardedConnection]:
         if self.read_only:  # opened on a full disk: say so before trying
-            err = store_error(sqlite3.OperationalError("attempt to write a readonly database"),
-                              self.path, read_only=True)
-            assert err is not None  # "readonly" in the text: always a StoreError
-            raise err
+            raise full_disk_error(self.path, read_only=True)
         with self._writing:
             self.db.execute("BEGIN IMMEDIATE")
             try:
@@ -376,8 +182,8 @@ class Store:
                 raise
 
     # --- jobs -------------------------------------------------------------------------
-    def create_job(self, *, job_id: str, project: str, preset: str, backend: str, spec: dict,
-                   frames: str, frame_count: int, folder: Path) -> None:
+    def create_job(self, *, job_id: str, project: str, preset: str, backend: str,
+                   spec: dict[str, Any], frames: str, frame_count: int, folder: Path) -> None:
         with self.transaction() as db:
             if db.execute("SELECT 1 FROM jobs WHERE id = ?", (job_id,)).fetchone():
                 raise JobIdTaken(job_id)
@@ -392,11 +198,13 @@ class Store:
             db.execute("DELETE FROM jobs WHERE id = ?", (job_id,))
 
     def add_tasks(self, job_id: str, tasks: list[PlannedTask], max_attempts: int,
-                  blender: dict, entry: str, presets: list[str] | None = None) -> None:
+                  blender: dict[str, Any], entry: str, presets: list[str] | None = None
+                  ) -> None:
         """Record the plan in one transaction: the job leaves CONFIGURING all at once."""
-        job_preset = self.db.execute("SELECT preset FROM jobs WHERE id = ?",
-                                     (job_id,)).fetchone()[0]
-        presets = presets or [job_preset] * len(tasks)
+        job = self.db.query_one("SELECT preset FROM jobs WHERE id = ?", (job_id,))
+        if job is None:
+            raise NotFoundError(f"no job '{job_id}'")
+        presets = presets or [job.text("preset")] * len(tasks)
         with self.transaction() as db:
             db.execute("DELETE FROM tasks WHERE job_id = ?", (job_id,))
             db.executemany(
@@ -407,7 +215,8 @@ class Store:
             db.execute("UPDATE jobs SET blender = ?, entry = ? WHERE id = ?",
                        (json.dumps(blender), entry, job_id))
 
-    def restore_job(self, job: dict, tasks: list[dict], frames: list[dict]) -> None:
+    def restore_job(self, job: dict[str, Any], tasks: list[dict[str, Any]],
+                    frames: list[dict[str, Any]]) -> None:
         """Record a job rebuilt from its folder (``store rebuild``), in one transaction.
 
         Each dict holds its table's columns by name (``spec`` and ``blender`` as dicts);
@@ -428,9 +237,9 @@ class Store:
 
     def resolve_job_id(self, text: str) -> str:
         """A full job id, or a unique prefix of one."""
-        rows = self.db.execute("SELECT id FROM jobs WHERE id = ? OR id LIKE ? ESCAPE '\\'",
-                               (text, _like_prefix(text))).fetchall()
-        ids = [r["id"] for r in rows]
+        rows = self.db.query("SELECT id FROM jobs WHERE id = ? OR id LIKE ? ESCAPE '\\'",
+                             (text, _like_prefix(text)))
+        ids = [r.text("id") for r in rows]
         if text in ids:
             return text
         if not ids:
@@ -440,33 +249,44 @@ class Store:
         return ids[0]
 
     def job(self, job_id: str) -> JobRecord:
-        row = self.db.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone()
+        row = self.db.query_one("SELECT * FROM jobs WHERE id = ?", (job_id,))
         if row is None:
             raise NotFoundError(f"no job '{job_id}'")
         return self._job_record(row)
 
     def jobs(self) -> list[JobRecord]:
-        rows = self.db.execute("SELECT * FROM jobs ORDER BY created").fetchall()
-        return [self._job_record(row) for row in rows]
+        return [self._job_record(row) for row in self.db.query("SELECT * FROM jobs ORDER BY "
+                                                               "created")]
 
-    def _job_record(self, row: sqlite3.Row) -> JobRecord:
-        tasks = self.tasks(row["id"])
-        counts = dict(self.db.execute(
-            "SELECT state, count(*) FROM frames WHERE job_id = ? GROUP BY state",
-            (row["id"],)).fetchall())
-        state = job_state((t.state for t in tasks), canceled=bool(row["canceled"]))
+    def _job_record(self, row: Columns) -> JobRecord:
+        job_id, frames = row.text("id"), row.text("frames")
+        tasks = self.tasks(job_id)
+        counts = self._frame_counts(job_id, frames)
+        canceled = bool(row.integer("canceled"))
+        state = job_state((t.state for t in tasks), canceled=canceled)
         starts = [t.started for t in tasks if t.started]
         ends = [t.ended for t in tasks if t.ended]
+        blender = row.text_or_none("blender")
         return JobRecord(
-            id=row["id"], project=row["project"], preset=row["preset"], backend=row["backend"],
-            spec=json.loads(row["spec"]), frames=row["frames"], frame_count=row["frame_count"],
-            folder=Path(row["folder"]), created=row["created"], canceled=bool(row["canceled"]),
-            runner_pid=row["runner_pid"],
-            blender=json.loads(row["blender"]) if row["blender"] else None,
-            entry=row["entry"],
+            id=job_id, project=row.text("project"), preset=row.text("preset"),
+            backend=row.text("backend"), spec=_json_object(row.text("spec"), self.path),
+            frames=frames,
+            frame_count=row.integer("frame_count"), folder=Path(row.text("folder")),
+            created=row.real("created"), canceled=canceled,
+            runner_pid=row.integer_or_none("runner_pid"),
+            blender=_json_object(blender, self.path) if blender else None,
+            entry=row.text_or_none("entry"),
             state=state, started=min(starts) if starts else None,
             ended=max(ends) if state.is_final and ends else None,
-            frames_done=counts.get("DONE", 0), frames_failed=counts.get("FAILED", 0))
+            frames_done=counts["DONE"], frames_failed=counts["FAILED"])
+
+    def _frame_counts(self, job_id: str, frames: str) -> Counter[str]:
+        """How many of the job's frames are DONE and FAILED: a row of a frame that is not
+        one of the job's (``frames``, its spec) counts for neither."""
+        rows = self.db.query("SELECT frame, state FROM frames WHERE job_id = ?", (job_id,))
+        wanted = _frame_set(frames)
+        return Counter(row.text("state") for row in rows
+                       if wanted is None or row.integer("frame") in wanted)
 
     def set_runner(self, job_id: str, pid: int | None) -> None:
         with self.transaction() as db:
@@ -493,15 +313,17 @@ class Store:
     # --- tasks ------------------------------------------------------------------------
     def tasks(self, job_id: str, preset: str | None = None) -> list[TaskRecord]:
         """The job's tasks, or those that ``preset`` runs."""
-        rows = self.db.execute(
+        rows = self.db.query(
             "SELECT * FROM tasks WHERE job_id = ? AND preset = coalesce(?, preset) ORDER BY idx",
-            (job_id, preset)).fetchall()
-        return [TaskRecord(job_id=r["job_id"], index=r["idx"], frames=r["frames"],
-                           frame_count=r["frame_count"], scout=bool(r["scout"]),
-                           preset=r["preset"],
-                           state=TaskState(r["state"]), attempts=r["attempts"],
-                           max_attempts=r["max_attempts"], backend_id=r["backend_id"],
-                           started=r["started"], ended=r["ended"], reason=r["reason"])
+            (job_id, preset))
+        return [TaskRecord(job_id=r.text("job_id"), index=r.integer("idx"),
+                           frames=r.text("frames"), frame_count=r.integer("frame_count"),
+                           scout=bool(r.integer("scout")), preset=r.text("preset"),
+                           state=TaskState(r.text("state")), attempts=r.integer("attempts"),
+                           max_attempts=r.integer("max_attempts"),
+                           backend_id=r.text_or_none("backend_id"),
+                           started=r.real_or_none("started"), ended=r.real_or_none("ended"),
+                           reason=r.text_or_none("reason"))
                 for r in rows]
 
     def start_task(self, job_id: str, index: int, backend_id: str | None = None) -> int:
@@ -555,14 +377,31 @@ class Store:
                  reason, time.time()))
 
     def frames(self, job_id: str) -> list[sqlite3.Row]:
-        return self.db.execute("SELECT * FROM frames WHERE job_id = ? ORDER BY frame",
-                               (job_id,)).fetchall()
+        return self.db.rows("SELECT * FROM frames WHERE job_id = ? ORDER BY frame", (job_id,))
 
     def last_frame(self, job_id: str) -> sqlite3.Row | None:
-        return self.db.execute("SELECT * FROM frames WHERE job_id = ? AND state = 'DONE'"
-                               " ORDER BY updated DESC LIMIT 1", (job_id,)).fetchone()
+        rows = self.db.rows("SELECT * FROM frames WHERE job_id = ? AND state = 'DONE'"
+                            " ORDER BY updated DESC LIMIT 1", (job_id,))
+        return rows[0] if rows else None
 
 
 def _like_prefix(text: str) -> str:
     escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
     return escaped + "%"
+
+
+@lru_cache(maxsize=64)
+def _frame_set(spec: str) -> frozenset[int] | None:
+    """The frames of a job's spec; None where the store holds a spec that does not parse."""
+    try:
+        return frozenset(parse_frames(spec))
+    except FrameSpecError:
+        return None
+
+
+def _json_object(text: str, path: Path) -> dict[str, Any]:
+    value = json.loads(text)
+    if not isinstance(value, dict):
+        raise StoreError("damaged", f"the job store {path} is damaged (it holds {text[:40]!r} "
+                                    "where a JSON object belongs)", REBUILD_HINT)
+    return value
