@@ -16,11 +16,11 @@ Their shapes live here:
 
 A record counts only if it speaks of its own job: a task of the job (the task its records
 file is named for), a frame of that task, a file ``out/NNNNNN.ext`` that names that frame
-(frame_path resolves it, links and all, where it is opened). Reads are bounded: MAX_FILE_BYTES per records file, MAX_LINE_BYTES per line,
-MAX_TEXT_CHARS per string. A bad record is left out and counted with a one-line reason;
-nothing here raises on what a centre sends. The names of the files a task writes, and
-those a download accepts in each folder it brings back (``RESULT_NAMES``), are the job
-layout's (``worker/job_layout.py``).
+(frame_path resolves it, links and all, where it is opened). Reads are bounded:
+MAX_FILE_BYTES per records file, MAX_LINE_BYTES per line, MAX_TEXT_CHARS per string. A
+bad record is left out and counted with a one-line reason; nothing here raises on what a
+centre sends. The names of the files a task writes, and those a download accepts in each
+folder it brings back (``RESULT_NAMES``), are the job layout's (``worker/job_layout.py``).
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ import re
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Annotated, Literal
+from typing import IO, TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
@@ -163,10 +163,11 @@ class EndRecord(_Record):
 
 
 Record = StartRecord | RunningRecord | FrameRecord | MissingRecord | EndRecord
-# pydantic types TypeAdapter's argument as a type; mypy takes this Annotated union for a
-# special form, not a type (pydantic's typing gap until mypy's TypeForm).
-_RECORD: TypeAdapter[Record] = TypeAdapter(
-    Annotated[Record, Field(discriminator="event")])  # type: ignore[arg-type, maybe-unrecognized-str-typeform]
+# pydantic types TypeAdapter's argument as a TypeForm; mypy takes this Annotated union for a
+# special form, not a type (and, in some cache states only, for a string TypeForm), so the
+# form is passed as Any: what it parses to is typed by _RECORD's own annotation.
+_DISCRIMINATED: Any = Annotated[Record, Field(discriminator="event")]
+_RECORD: TypeAdapter[Record] = TypeAdapter(_DISCRIMINATED)
 
 
 def _one_line(err: ValidationError) -> str:

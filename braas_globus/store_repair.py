@@ -3,44 +3,31 @@
 Every job folder describes its job (``service.submit`` writes ``job/spec.json`` and
 ``job/presets.json``, ``_configure`` the manifest, the runner ``job/tasks/task-*.json``,
 the worker ``job/progress/task-*.jsonl``) and holds its frames (``out/``), so a lost or
-damaged store can be rebuilt from them: frames whose file is a whole image are DONE,
-everything else stays for ``braas-globus resume``. The damaged store is moved aside,
-never deleted. What a rebuild cannot know (Globus task ids, the exact tries) is lost;
-a task that was not known to have finished is FAILED, so nothing is sent twice.
+damaged store can be rebuilt from them (each job as ``store_from_folder`` reads it back):
+frames whose file is a whole image are DONE, everything else stays for ``braas-globus
+resume``. The damaged store is moved aside, never deleted. What a rebuild cannot know
+(Globus task ids, the exact tries) is lost; a task that was not known to have finished
+is FAILED, so nothing is sent twice.
 """
 
 from __future__ import annotations
 
 import fcntl
-import json
 import os
-import re
 import time
 from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
+from typing import Any
 
-from .blender import find_blender
-from .collect import progress_records, valid_frames_on_disk
 from .disk import DiskFullError, is_disk_full_error
 from .errors import BraasError, RunError
-from .plan import assign_presets, plan_tasks
-from .presets import get_preset
-from .scene_info import read_scene_info
 from .settings import Settings
-from .states import TaskState
 from .store import SCHEMA_VERSION, Store, StoreError, connect_read_only, job_folders
+from .store_from_folder import rebuild_job
+from .store_sqlite import GuardedConnection
 from .worker import job_layout
-from .worker.frames import FrameSpecError, format_frames, parse_frames
 
-_JOB_TIME = re.compile(r"^(\d{4}-\d{2}-\d{2}-\d{6})(\d{2})-")
-NOT_FINISHED = ("not known to have finished when the job store was rebuilt: `braas-globus "
-                "resume` renders its missing frames")
-MAX_REASON = 2000  # a reason from a progress record is kept this long at most
-
-
-class FolderError(ValueError):
-    """A job folder that does not describe a job well enough to rebuild its record."""
+__all__ = ["CheckReport", "RebuildReport", "check_store", "rebuild_job", "rebuild_store"]
 
 
 # --- check --------------------------------------------------------------------------
@@ -53,7 +40,7 @@ class CheckReport:
     folders: int = 0
     problems: list[str] = field(default_factory=list)
 
-    def as_json(self) -> dict:
+    def as_json(self) -> dict[str, Any]:
         return {"store": str(self.store), "jobs_dir": str(self.jobs_dir), "ok": not self.problems,
                 "records": self.records, "folders": self.folders, "problems": self.problems}
 
@@ -85,20 +72,20 @@ def check_store(settings: Settings) -> CheckReport:
     return report
 
 
-def _check_database(db, report: CheckReport) -> dict[str, Path]:
+def _check_database(db: GuardedConnection, report: CheckReport) -> dict[str, Path]:
     """Add what is wrong inside the database to ``report``; return its jobs' folders."""
     try:
-        version = db.execute("PRAGMA user_version").fetchone()[0]
+        version = db.pragma("user_version").integer(0)
         if version > SCHEMA_VERSION:
             report.problems.append(f"the job store {report.store} was written by a newer "
                                    f"braas-globus (layout {version}): upgrade braas-globus")
             return {}
-        found = [row[0] for row in db.execute("PRAGMA integrity_check(20)")]
+        found = [row.text(0) for row in db.query("PRAGMA integrity_check(20)")]
         if found != ["ok"]:
             report.problems += [f"the job store {report.store} is damaged: {line}"
                                 for line in found]
-        return {row["id"]: Path(row["folder"])
-                for row in db.execute("SELECT id, folder FROM jobs")}
+        return {row.text("id"): Path(row.text("folder"))
+                for row in db.query("SELECT id, folder FROM jobs")}
     except StoreError as err:
         report.problems.append(err.what)
         return {}
@@ -110,10 +97,11 @@ def _check_database(db, report: CheckReport) -> dict[str, Path]:
 class RebuildReport:
     store: Path
     moved_aside: list[Path] = field(default_factory=list)
-    jobs: list[dict] = field(default_factory=list)  # id, state, frames_done, frame_count
-    skipped: list[dict] = field(default_factory=list)  # folder, reason
+    # Each job: id, state, frames_done, frame_count; each skipped folder: folder, reason.
+    jobs: list[dict[str, Any]] = field(default_factory=list)
+    skipped: list[dict[str, Any]] = field(default_factory=list)
 
-    def as_json(self) -> dict:
+    def as_json(self) -> dict[str, Any]:
         return {"store": str(self.store), "moved_aside": [str(p) for p in self.moved_aside],
                 "jobs": self.jobs, "skipped": self.skipped}
 
@@ -201,234 +189,3 @@ def _move_aside(store_path: Path) -> list[Path]:
             os.replace(source, target)
             moved.append(target)
     return moved
-
-
-def rebuild_job(folder: Path, settings: Settings) -> tuple[dict, list[dict], list[dict]]:
-    """The job's record, tasks and frames, as ``Store.restore_job`` takes them."""
-    spec = _read_json(folder / job_layout.SPEC)
-    for key, kind in (("preset", str), ("project", str), ("scene", str), ("retries", int)):
-        if not isinstance(spec.get(key), kind):
-            raise FolderError(f"{folder}: job/spec.json has no valid {key!r}")
-    names = spec["preset"].split(",")
-    backends = _backends(folder, names, settings)
-    task_files = _task_files(folder)
-    # Configured: staged (the manifest is written after in/) and, for a centre, sent
-    # (only a task that ran there leaves a task file).
-    configured = (folder / job_layout.MANIFEST).is_file() and \
-        (set(backends.values()) == {"local"} or bool(task_files))
-    entry = _entry(folder, spec, task_files) if configured else None
-    frames = _job_frames(folder, spec, entry, task_files)
-    job = {"id": folder.name, "project": spec["project"], "preset": spec["preset"],
-           "backend": ",".join(sorted(set(backends.values()))), "spec": spec,
-           "frames": format_frames(frames), "frame_count": len(frames), "folder": folder,
-           "created": _created(folder), "canceled": int((folder / job_layout.CANCEL).exists()),
-           "runner_pid": None, "blender": None, "entry": entry}
-    if not configured:  # interrupted while configuring: `resume` configures it again
-        return job, [], []
-    job["blender"] = _blender(task_files, settings)
-    tasks = _tasks(frames, task_files, names, spec)
-    records = [r for r in progress_records(folder) if isinstance(r.get("task"), int)]
-    wanted = set(frames)
-    done = {n: path for n, path in valid_frames_on_disk(folder / job_layout.OUT).items()
-            if n in wanted}
-    frame_rows = _frame_rows(folder, tasks, done, records)
-    for task in tasks:
-        _settle(task, done, records, canceled=bool(job["canceled"]))
-    return job, tasks, frame_rows
-
-
-def _read_json(path: Path) -> dict:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as err:
-        raise FolderError(f"{path} is not readable JSON ({err})") from None
-    if not isinstance(data, dict):
-        raise FolderError(f"{path} does not hold a JSON object")
-    return data
-
-
-def _backends(folder: Path, names: list[str], settings: Settings) -> dict[str, str]:
-    """Each preset's backend, as the job recorded it (job/presets.json), else as now."""
-    recorded = {}
-    if (folder / job_layout.PRESETS).is_file():
-        recorded = _read_json(folder / job_layout.PRESETS)
-    backends = {}
-    for name in names:
-        preset = recorded.get(name)
-        backend = preset.get("backend") if isinstance(preset, dict) else None
-        backends[name] = backend if isinstance(backend, str) else \
-            get_preset(name, settings.home).backend
-    return backends
-
-
-def _task_files(folder: Path) -> dict[int, dict]:
-    """The task descriptions the runner wrote (one per task that started), by index."""
-    found = {}
-    for path in sorted((folder / job_layout.TASKS).glob(job_layout.TASK_FILE_GLOB)):
-        match = job_layout.TASK_FILE_NAME.fullmatch(path.name)
-        if not match or path.stat().st_size > 1 << 20:
-            continue
-        try:
-            task = _read_json(path)
-            parse_frames(task["frames"])
-        except (FolderError, KeyError, TypeError, FrameSpecError):
-            continue
-        if task.get("task") == int(match.group(1)):
-            found[task["task"]] = task
-    return found
-
-
-def _entry(folder: Path, spec: dict, task_files: dict[int, dict]) -> str:
-    """The staged .blend, relative to the job folder: as the tasks named it, else the
-    manifest's .blend that has the scene's name (the shallowest)."""
-    for task in task_files.values():
-        scene = task.get("scene")
-        if isinstance(scene, str) and _inside(folder, folder / scene) and \
-                (folder / scene).is_file():
-            return Path(scene).as_posix()
-    manifest = _read_json(folder / job_layout.MANIFEST)
-    name = Path(spec["scene"]).name
-    staged = sorted((p for p in manifest if Path(p).name == name), key=lambda p: p.count("/"))
-    if not staged:
-        raise FolderError(f"{folder}: the manifest holds no {name}")
-    return (Path(job_layout.IN) / staged[0]).as_posix()
-
-
-def _inside(folder: Path, path: Path) -> bool:
-    return folder.resolve() in path.resolve().parents
-
-
-def _job_frames(folder: Path, spec: dict, entry: str | None,
-                task_files: dict[int, dict]) -> list[int]:
-    """The frames the job renders: as given, else the staged scene's (its range, or its
-    current frame for --image), else the user's scene's, else what its tasks rendered."""
-    if isinstance(spec.get("frames"), str):
-        try:
-            return parse_frames(spec["frames"])
-        except FrameSpecError as err:
-            raise FolderError(f"{folder}: job/spec.json has bad frames ({err})") from None
-    for scene in ([folder / entry] if entry else []) + [Path(spec["scene"])]:
-        if scene.is_file():
-            try:
-                info = read_scene_info(scene)
-                if spec.get("image"):
-                    return [info.frame_current]
-                return parse_frames(f"{info.frame_start}-{info.frame_end}:"
-                                    f"{max(info.frame_step, 1)}")
-            except (BraasError, FrameSpecError):
-                continue
-    frames = sorted({f for task in task_files.values() for f in parse_frames(task["frames"])})
-    if not frames:
-        raise FolderError(f"{folder}: cannot tell which frames the job renders (no frames in "
-                          "job/spec.json, no readable scene, no task files)")
-    return frames
-
-
-def _created(folder: Path) -> float:
-    """When the job was submitted: its id says so to the hundredth of a second."""
-    match = _JOB_TIME.match(folder.name)
-    if match:
-        try:
-            moment = datetime.strptime(match.group(1), "%Y-%m-%d-%H%M%S")
-            return moment.timestamp() + int(match.group(2)) / 100
-        except ValueError:
-            pass
-    return (folder / job_layout.SPEC).stat().st_mtime
-
-
-def _blender(task_files: dict[int, dict], settings: Settings) -> dict | None:
-    """How the job's tasks started Blender: as a task file says, else as a submit here would."""
-    for task in task_files.values():
-        blender = task.get("blender")
-        if isinstance(blender, dict) and isinstance(blender.get("command"), list):
-            return blender
-    try:
-        return find_blender(settings)
-    except RunError:
-        return None
-
-
-def _tasks(frames: list[int], task_files: dict[int, dict], presets: list[str],
-           spec: dict) -> list[dict]:
-    """The task rows: the started tasks as their files say, the frames no file covers as
-    one more task; a job whose files do not fit its frames is planned again."""
-    planned: list[tuple[int, list[int], bool]] = []
-    covered: set[int] = set()
-    wanted = set(frames)
-    for index, task in sorted(task_files.items()):
-        chunk = parse_frames(task["frames"])
-        if covered & set(chunk) or not set(chunk) <= wanted:
-            planned, covered = [], set()
-            break
-        planned.append((index, chunk, bool(task.get("first_frames"))))
-        covered |= set(chunk)
-    rest = [f for f in frames if f not in covered]
-    if not planned:
-        planned = [(t.index, parse_frames(t.frames), t.scout)
-                   for t in plan_tasks(frames, 1, scout=bool(spec.get("scout")))]
-    elif rest:
-        planned.append((max(i for i, _, _ in planned) + 1, rest, False))
-    owners = assign_presets(planned, dict.fromkeys(presets, 1))
-    return [{"idx": index, "frames": format_frames(chunk), "frame_count": len(chunk),
-             "scout": int(scout), "preset": preset, "state": TaskState.QUEUED.value,
-             "attempts": 0, "max_attempts": int(spec["retries"]) + 1, "backend_id": None,
-             "started": None, "ended": None, "reason": None}
-            for (index, chunk, scout), preset in zip(planned, owners)]
-
-
-def _frame_rows(folder: Path, tasks: list[dict], done: dict[int, Path],
-                records: list[dict]) -> list[dict]:
-    """DONE for every whole image in out/; FAILED where the worker said so last."""
-    owner = {f: task["idx"] for task in tasks for f in parse_frames(task["frames"])}
-    last: dict[int, dict] = {}
-    for record in records:
-        if record.get("event") == "frame" and record.get("frame") in owner and \
-                record.get("state") in ("done", "failed"):
-            last[record["frame"]] = record
-    rows = []
-    for frame, task_idx in sorted(owner.items()):
-        record = last.get(frame, {})
-        if frame in done:
-            seconds = record.get("seconds") if record.get("state") == "done" else None
-            rows.append({"frame": frame, "state": "DONE", "task_idx": task_idx,
-                         "file": done[frame].relative_to(folder).as_posix(),
-                         "seconds": seconds if isinstance(seconds, (int, float)) else None,
-                         "reason": None, "updated": done[frame].stat().st_mtime})
-        elif record.get("state") == "failed":
-            rows.append({"frame": frame, "state": "FAILED", "task_idx": task_idx, "file": None,
-                         "seconds": None, "reason": _text(record.get("reason")),
-                         "updated": _time(record) or 0.0})
-    return rows
-
-
-def _settle(task: dict, done: dict[int, Path], records: list[dict], canceled: bool) -> None:
-    """A task's state from its frames and its worker's records: FINISHED when every frame
-    is done, else as its last attempt ended, else FAILED (resumable)."""
-    mine = [r for r in records if r["task"] == task["idx"]]
-    # Every record has its time (records.py; 0.0 when the worker gave none).
-    starts = [t for r in mine if r.get("event") == "start" and (t := _time(r)) is not None]
-    ends = [r for r in mine if r.get("event") == "end"]
-    attempts = [a for r in mine if isinstance(a := r.get("attempt"), int)]
-    task["attempts"] = max(attempts, default=0)
-    task["started"] = min(starts) if starts else None
-    last_end = ends[-1] if ends else {}
-    if all(f in done for f in parse_frames(task["frames"])):
-        state, reason = TaskState.FINISHED, None
-    elif canceled:
-        state, reason = TaskState.CANCELED, "canceled by the user"
-    elif last_end.get("state") in ("FAILED", "TIMEOUT", "CANCELED"):
-        state, reason = TaskState(last_end["state"]), _text(last_end.get("reason"))
-    else:
-        state, reason = TaskState.FAILED, NOT_FINISHED
-    task["state"], task["reason"] = state.value, reason
-    task["ended"] = (_time(last_end) if last_end else None) or time.time()
-
-
-def _time(record: dict) -> float | None:
-    value = record.get("time")
-    return float(value) if isinstance(value, (int, float)) else None
-
-
-def _text(value) -> str | None:
-    return value[:MAX_REASON] if isinstance(value, str) else None
-

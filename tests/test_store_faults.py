@@ -52,12 +52,23 @@ def openable_store_left(home):
 @pytest.fixture
 def small_disk(home):
     """BRAAS_HOME on its own small tmpfs, which a test can really fill (as root)."""
+    yield from tmpfs_at(home, f"size={TMPFS_SIZE},mode=0700")
+
+
+@pytest.fixture
+def few_inodes(home):
+    """BRAAS_HOME on a tmpfs with room for a few files only: full once they are made, with
+    its bytes still free (as a disk out of inodes is)."""
+    yield from tmpfs_at(home, f"size={TMPFS_SIZE},nr_inodes=64,mode=0700")
+
+
+def tmpfs_at(home: Path, options: str):
     home.mkdir(parents=True, exist_ok=True)
     if shutil.which("mount") is None:
         reason = "no mount command here: a full disk cannot be made"
         print(reason)
         pytest.skip(reason)
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={TMPFS_SIZE},mode=0700",
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", options,
                            "tmpfs", str(home)], capture_output=True, text=True, check=False)
     if done.returncode != 0:
         reason = (f"cannot mount a tmpfs to fill up ({done.stderr.strip() or done.returncode});"
@@ -88,6 +99,17 @@ def fill_up(home: Path, leave: int = 0) -> Path:
                 assert err.errno == errno.ENOSPC, err
     assert shutil.disk_usage(home).free == 0
     return filler
+
+
+def use_up_inodes(home: Path) -> None:
+    """Make empty files until no more can be made there (ENOSPC), bytes left free."""
+    for count in range(100_000):
+        try:
+            (home / f"filler-{count}").touch()
+        except OSError as err:
+            assert err.errno == errno.ENOSPC, err
+            break
+    assert shutil.disk_usage(home).free > 1 << 20
 
 
 def free_up(home: Path) -> None:
@@ -264,7 +286,55 @@ def test_an_unexpected_error_on_a_full_disk_is_still_one_line(cli, small_disk, m
     assert not [p for p in home.rglob("braas-globus-*.txt")]  # no cut-short crash report
 
 
+def test_a_store_opened_read_only_on_a_full_disk_says_so_when_written(small_disk):
+    home = small_disk
+    path = home / "jobs.sqlite"
+    Store(path).close()
+    fill_up(home)
+    with closing(Store(path)) as store:
+        assert store.read_only and store.jobs() == []  # read, as `list` does
+        with pytest.raises(StoreError) as refused:
+            store.set_runner("a-job", 1)
+    assert refused.value.kind == "full"
+    assert str(refused.value) == (f"the disk holding {home} is full, so the job store {path} "
+                                  "can be read but not changed: free space there, then retry "
+                                  "(nothing in the store was changed)")
+
+
+def test_a_disk_out_of_inodes_is_a_full_disk_and_the_store_is_still_read(cli, few_inodes):
+    """SQLite cannot make its shared-memory file there ("unable to open database file"),
+    while bytes are free: that is the full disk, not a store that cannot be opened."""
+    home = few_inodes
+    path = home / "jobs.sqlite"
+    Store(path).close()
+    use_up_inodes(home)
+    with closing(Store(path)) as store:
+        assert store.read_only and store.jobs() == []
+        with pytest.raises(StoreError, match=f"the disk holding {home} is full") as refused:
+            store.set_runner("a-job", 1)
+    assert refused.value.kind == "full"
+    assert cli("list").code == 0
+    check = cli("store", "check", "--json")
+    assert check.code == 0 and check.json()["ok"], check.stdout
+
+
 # --- a broken store -----------------------------------------------------------------
+
+def test_only_the_jobs_own_frames_count_as_done_or_failed(home):
+    """A frame row of a frame the job does not render (a store written by hand, or by an
+    older braas-globus) is counted neither done nor failed: frames_done stays within
+    frame_count."""
+    home.mkdir(parents=True, exist_ok=True)
+    with closing(Store(home / "jobs.sqlite")) as store:
+        store.create_job(job_id="j", project="p", preset="local", backend="local", spec={},
+                         frames="1-3", frame_count=3, folder=home / "jobs" / "j")
+        for frame, done in ((1, True), (2, True), (2, True), (3, False), (7, True),
+                            (8, False), (0, True)):
+            store.record_frame("j", frame, 0, done=done, file=f"out/{frame:06d}.png")
+        job = store.job("j")
+        assert (job.frames_done, job.frames_failed, job.frame_count) == (2, 1, 3)
+        assert [j.frames_done for j in store.jobs()] == [2]
+
 
 @pytest.mark.parametrize("how", ["garbage", "truncated", "damaged page"])
 def test_a_broken_store_is_one_line_and_store_rebuild_brings_the_jobs_back(cli, scene, home,
