@@ -22,7 +22,7 @@ from . import collect
 from .blender import find_blender, run_blender_script
 from .blender_scripts import MAKE_DEMO_SCENE
 from .catalog import load_catalog
-from .dispatch import Backend, Unanswered, backend_for
+from .dispatch import Backend, Unanswered, backend_for, policy
 from .endpoint_config import user_config_for
 from .errors import RunError, StagingError, UsageError
 from .pack import (
@@ -33,7 +33,7 @@ from .pack import (
     manifest_to_json,
 )
 from .plan import assign_presets, plan_tasks
-from .presets import get_preset
+from .presets import ClusterPreset, get_preset
 from .project import ProjectRules, find_project_root, within
 from .scene_info import read_scene_info
 from .settings import Settings, load_settings
@@ -146,7 +146,7 @@ class Service:
         (Blender's checks of the staged scene follow, in private staging.)"""
         presets = [get_preset(name, self.settings.home) for name in spec.presets]
         for preset in presets:
-            if preset.backend != "local":
+            if isinstance(preset, ClusterPreset):
                 user_config_for(preset, spec.model_dump(mode="json"))
                 check_device(preset, spec.device)
                 preset.worker_path()  # the nodes' view of the working directory is known
@@ -210,7 +210,7 @@ class Service:
         entry = plan.execute()
         manifest = build_manifest(plan.target)
         reporter.step("staging")
-        LocalStager(self.settings.objects_dir).stage(plan.target, manifest, job.folder)
+        LocalStager(self.settings.objects_dir).keep(plan.target, manifest)
         (job.folder / job_layout.MANIFEST).write_text(
             json.dumps(manifest_to_json(manifest), indent=1))
         slots = {}
@@ -275,6 +275,7 @@ class Service:
         job, _ = self.refresh(job_id)
         if job.state.is_final:
             return job
+        policy.mark_canceled(self.store, job)
         for backend in self.backends(job):
             backend.cancel(job)
         return self.store.job(job.id)

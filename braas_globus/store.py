@@ -343,25 +343,6 @@ class Store:
                        (state, time.time() if state.is_final else None, reason or None,
                         job_id, index, TaskState.CANCELED))
 
-    def settle_attempt(self, job_id: str, index: int, state: TaskState, reason: str = "") -> bool:
-        """End one attempt of a task: queue it again while tries remain, else end it.
-
-        A scout task that ends without finishing cancels the queued tasks of its preset,
-        so the rest of the job is not rendered. True when the task was queued again.
-        """
-        task = next(t for t in self.tasks(job_id) if t.index == index)
-        if state in (TaskState.FAILED, TaskState.TIMEOUT) and task.attempts < task.max_attempts:
-            self.end_task(job_id, index, TaskState.QUEUED,
-                          f"attempt {task.attempts} {state.lower()}: {reason}")
-            return True
-        self.end_task(job_id, index, state, reason)
-        if task.scout and state is not TaskState.FINISHED:
-            for other in self.tasks(job_id, preset=task.preset):
-                if other.state is TaskState.QUEUED:
-                    self.end_task(job_id, other.index, TaskState.CANCELED,
-                                  "not rendered: the scout frames failed")
-        return False
-
     # --- frames -----------------------------------------------------------------------
     def record_frame(self, job_id: str, frame: int, task_index: int, *, done: bool,
                      file: str | None = None, seconds: float | None = None,

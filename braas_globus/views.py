@@ -72,7 +72,9 @@ def info_panel_lines(info: dict[str, Any]) -> list[str]:
 def preset_row(preset: Preset) -> dict[str, Any]:
     """A preset in a list: `presets list --json`; the add-on fills the cluster fields of
     `local` with ""."""
+    from .presets import ClusterPreset  # loaded already: ``preset`` is one of its models
+
     return {"name": preset.name, "backend": preset.backend, "description": preset.description,
             "device": preset.default_device,
             **({"cluster": preset.cluster, "partition": preset.partition,
-                "account": preset.account} if preset.backend == "globus" else {})}
+                "account": preset.account} if isinstance(preset, ClusterPreset) else {})}

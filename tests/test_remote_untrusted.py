@@ -19,7 +19,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from braas_globus import records
-from braas_globus.dispatch import compute_task, local_runner
+from braas_globus.dispatch import compute_task, local_runner, policy
 from braas_globus.endpoint_config import load_schema
 from braas_globus.plan import PlannedTask
 from braas_globus.presets import add_preset
@@ -330,7 +330,7 @@ def test_rows_an_older_version_stored_from_hostile_records_are_not_counted(cli, 
     for frame in range(1000, 300_001, 1000):  # frames the job does not have
         store.record_frame(job_id, frame, 0, done=True, file=f"out/{frame:06d}.png")
     store.record_frame(job_id, 2, 0, done=True, file="/etc/shadow")
-    store.settle_attempt(job_id, 0, TaskState.FINISHED)
+    policy.settle_attempt(store, job_id, 0, TaskState.FINISHED)
     result = cli("info", job_id, "--json")
     assert result.code == 0, result.stderr
     info = result.json()

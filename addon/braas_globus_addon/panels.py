@@ -78,8 +78,8 @@ class RENDER_PT_braas_globus_status(_RenderPanel, bpy.types.Panel):
 class BRAAS_UL_presets(bpy.types.UIList):
     def draw_item(self, context, layout, data, item, icon, active_data, active_propname):
         row = layout.row(align=True)
-        row.label(text=item.name, icon="NETWORK_DRIVE" if item.backend == "globus" else "HOME")
-        if item.backend == "globus":
+        row.label(text=item.name, icon="NETWORK_DRIVE" if item.cluster else "HOME")
+        if item.cluster:  # "" for this machine's preset
             row.label(text=item.account)
             row.label(text=item.cluster)
             row.label(text=item.partition)

@@ -45,7 +45,7 @@ class BraasGlobusPreferences(bpy.types.AddonPreferences):
         header.operator("braas_globus.refresh_presets", text="", icon="FILE_REFRESH")
         for item in status.presets:
             row = box.row(align=True)
-            if item.backend == "globus":
+            if item.cluster:  # "" for this machine's preset
                 row.label(text=item.name)
                 row.label(text=f"{item.cluster} / {item.partition} / {item.account}")
             else:
@@ -54,7 +54,7 @@ class BraasGlobusPreferences(bpy.types.AddonPreferences):
             row.label(text=item.device)
             row.operator("braas_globus.test_preset", text="Test").name = item.name
             remove = row.row()
-            remove.enabled = item.backend == "globus"
+            remove.enabled = bool(item.cluster)  # this machine's preset is built in
             remove.operator("braas_globus.remove_preset", text="", icon="TRASH").name = item.name
             if item.test_result:
                 column = box.column(align=True)

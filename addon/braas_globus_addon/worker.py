@@ -256,13 +256,14 @@ def job_summary(job, clusters: dict[str, str]) -> dict:
 
 def _clusters(home: Path) -> dict[str, str]:
     """Preset name -> where it renders, for the jobs list."""
-    from braas_globus.presets import list_presets
+    from braas_globus.presets import ClusterPreset, list_presets
 
     try:
         presets = list_presets(home)
     except Exception:  # a damaged presets file: the presets table says so
         return {}
-    return {p.name: (p.cluster if p.backend == "globus" else "this machine") for p in presets}
+    return {p.name: (p.cluster if isinstance(p, ClusterPreset) else "this machine")
+            for p in presets}
 
 
 def op_jobs(ctx: Context, selected: str | None = None) -> dict:
@@ -349,11 +350,11 @@ def op_remove_preset(ctx: Context, name: str) -> dict:
 
 def op_test_preset(ctx: Context, name: str) -> dict:
     from braas_globus.blender import find_blender
-    from braas_globus.presets import get_preset
+    from braas_globus.presets import ClusterPreset, get_preset
 
     service = ctx.service()
     preset = get_preset(name, service.settings.home)
-    if preset.backend != "globus":
+    if not isinstance(preset, ClusterPreset):
         blender = find_blender(service.settings)
         return {"name": name, "checks": [
             {"name": "blender", "ok": True,

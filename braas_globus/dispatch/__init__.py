@@ -1,24 +1,40 @@
 """Send a job's render tasks to a backend, follow them, cancel them.
 
-A backend is small (as Parsl's providers are): how many tasks it runs at once
-(which shapes the plan), ``stage`` the scene where its workers read it, ``start`` the
-job's queued tasks, ``refresh`` the store from what it knows, ``cancel``, ``collect``. The local
-backend is the embedded default; the Globus Compute backend sends the same tasks to a
-centre's endpoint. What every backend sends (the task file) is in ``tasks.py``.
+A backend is small (as Parsl's providers are) and fills three seams: a ``Stager`` puts the
+job's staged scene where its tasks read it, a ``Dispatcher`` runs and follows the tasks,
+and a ``Collector`` brings their results into the job's local folder. The local backend
+is the embedded default; the Globus backend sends the same tasks to a centre's Compute
+endpoint. What is the same for both (which tasks may start, retries, applying the
+worker's records, marking a cancel) is in ``policy.py``; what every backend sends (the
+task file) in ``tasks.py``. A preset's ``backend`` names its backend in ``BACKENDS``.
 """
 
 from __future__ import annotations
 
-from typing import Protocol
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Protocol
 
 from ..settings import Settings
 from ..store import JobRecord, Store
 from .tasks import Unanswered, task_description
 
-__all__ = ["Backend", "Unanswered", "backend_for", "task_description"]
+if TYPE_CHECKING:
+    from ..pack import Manifest
+    from ..presets import Preset
+    from ..service import Reporter
+
+__all__ = ["BACKENDS", "Backend", "Unanswered", "backend_for", "task_description"]
 
 
-class Backend(Protocol):
+class Stager(Protocol):
+    def stage(self, job: JobRecord, manifest: Manifest, reporter: Reporter | None = None
+              ) -> None:
+        """Put the job's staged scene (kept in this machine's objects) where its tasks
+        read it."""
+        ...
+
+
+class Dispatcher(Protocol):
     name: str
     poll_seconds: float  # how often `--wait` may ask for news
 
@@ -27,7 +43,8 @@ class Backend(Protocol):
         ...
 
     def start(self, job: JobRecord) -> None:
-        """Begin running the job's QUEUED tasks; returns without waiting for them."""
+        """Begin running the job's startable tasks (policy.startable); returns without
+        waiting for them."""
         ...
 
     def refresh(self, job: JobRecord) -> str | None:
@@ -35,27 +52,45 @@ class Backend(Protocol):
         (an ``Unanswered`` one when the service did not answer)."""
         ...
 
-    def stage(self, job: JobRecord, manifest, reporter=None) -> None:
-        """Put the job's staged scene where its tasks read it (the local objects exist)."""
-        ...
-
     def cancel(self, job: JobRecord) -> None:
-        """Stop every task of the job; nothing of it renders afterwards."""
+        """Deliver the job's cancel (policy.mark_canceled made it): nothing of it renders
+        afterwards."""
         ...
 
-    def collect(self, job: JobRecord, reporter=None) -> None:
+
+class Collector(Protocol):
+    def collect(self, job: JobRecord, reporter: Reporter | None = None) -> None:
         """Bring the job's out/, log/ and progress records into its local folder."""
         ...
+
+
+class Backend(Stager, Dispatcher, Collector, Protocol):
+    """All three seams, as one preset's backend fills them."""
+
+
+def _local(store: Store, settings: Settings, preset: Preset) -> Backend:
+    from .local import LocalBackend
+
+    return LocalBackend(store, settings, preset)
+
+
+def _globus(store: Store, settings: Settings, preset: Preset) -> Backend:
+    from ..presets import ClusterPreset
+    from .globus import GlobusBackend  # imported when first used: it brings the Globus SDKs
+
+    assert isinstance(preset, ClusterPreset)  # the only presets that name this backend
+    return GlobusBackend(store, settings, preset)
+
+
+#: Each backend by the name a preset gives it (``Preset.backend``).
+BACKENDS: dict[str, Callable[[Store, Settings, Preset], Backend]] = {
+    "local": _local,
+    "globus": _globus,
+}
 
 
 def backend_for(preset_name: str, store: Store, settings: Settings) -> Backend:
     from ..presets import get_preset
 
     preset = get_preset(preset_name, settings.home)
-    if preset.backend == "local":
-        from .local import LocalBackend
-
-        return LocalBackend(store, settings)
-    from .globus import GlobusBackend
-
-    return GlobusBackend(store, settings, preset)
+    return BACKENDS[preset.backend](store, settings, preset)

@@ -36,6 +36,7 @@ from ..store import JobRecord, Store, TaskRecord
 from ..transfer import TRANSIENT_STATUSES, JobTransfers
 from ..worker import job_layout
 from ..worker.frames import parse_frames
+from . import policy
 from .functions import render_function_id
 from .tasks import Unanswered, task_description
 
@@ -93,7 +94,6 @@ def _globus_errors(method):
 
 
 class GlobusBackend:
-    name = "globus"
     poll_seconds = 5.0  # the Compute service allows about 20 requests per 10 s
 
     def __init__(self, store: Store, settings: Settings, preset: ClusterPreset,
@@ -101,6 +101,7 @@ class GlobusBackend:
         self.store = store
         self.settings = settings
         self.preset = preset
+        self.name = preset.name
         self._transfer_client = transfer_client
         self._compute_client = compute_client
 
@@ -155,11 +156,7 @@ class GlobusBackend:
 
     @_globus_errors
     def start(self, job: JobRecord) -> None:
-        mine = self.store.tasks(job.id, preset=self.preset.name)
-        queued = [t for t in mine if t.state is TaskState.QUEUED]
-        scout = next((t for t in mine if t.scout), None)
-        if scout is not None and scout.state is not TaskState.FINISHED:
-            queued = [t for t in queued if t.scout]  # the rest waits for the scout frames
+        queued = policy.startable(self.store.tasks(job.id, preset=self.preset.name))
         if not queued:
             return
         # One batch, answered with its task ids: no Executor, whose result-watching thread
@@ -261,11 +258,10 @@ class GlobusBackend:
             done = frame not in outcome.missing
             self.store.record_frame(job.id, frame, task.index, done=done,
                                     reason=None if done else outcome.reason)
-        self.store.settle_attempt(job.id, task.index, outcome.state, outcome.reason)
+        policy.settle_attempt(self.store, job.id, task.index, outcome.state, outcome.reason)
 
     @_globus_errors
     def cancel(self, job: JobRecord) -> None:
-        self.store.mark_canceled(job.id)
         self.transfer.send_cancel_marker(job.id, job.folder)
 
     @_globus_errors
@@ -278,7 +274,6 @@ class GlobusBackend:
                 if isinstance(r, FrameRecord) and r.state == "done"}
         for record in sorted(done.values(), key=lambda r: r.time):  # the last one is last
             if record.task in mine:  # another centre's tasks are its own to record
-                self.store.record_frame(job.id, record.frame, record.task, done=True,
-                                        file=record.file, seconds=record.seconds)
+                policy.apply_frame_record(self.store, job.id, record.task, record)
         if progress.rejected.count:
             logger.warning("%s: %s", self.preset.name, progress.rejected.note())

@@ -1,10 +1,11 @@
 """The embedded default backend: a detached runner process on this machine.
 
-``start`` launches ``python -m braas_globus.dispatch.local_runner JOB`` in its own
-process group, so it outlives the CLI; every Blender of the job runs inside that
-group. ``cancel`` writes the job's cancel marker (the worker stops Blender within
-a second when it sees it) and then signals the whole group, so nothing of a
-canceled job keeps rendering.
+``stage`` hard-links the kept objects into the job folder's ``in/``. ``start`` launches
+``python -m braas_globus.dispatch.local_runner JOB`` in its own process group, so it
+outlives the CLI; every Blender of the job runs inside that group. Tasks write straight
+into the job folder, so ``collect`` has nothing to bring. ``cancel`` follows the job's
+cancel marker (the worker stops Blender within a second when it sees it) by signalling
+the whole group, so nothing of a canceled job keeps rendering.
 """
 
 from __future__ import annotations
@@ -15,13 +16,20 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import psutil
 
+from ..presets import LOCAL, Preset
 from ..settings import Settings
+from ..stage import LocalStager
 from ..states import TaskState
 from ..store import JobRecord, Store, StoreError
 from ..worker import job_layout
+
+if TYPE_CHECKING:
+    from ..pack import Manifest
+    from ..service import Reporter
 
 RUNNER_MODULE = "braas_globus.dispatch.local_runner"
 
@@ -43,20 +51,21 @@ def runner_alive(job: JobRecord) -> bool:
 
 
 class LocalBackend:
-    name = "local"
     poll_seconds = 0.5
 
-    def __init__(self, store: Store, settings: Settings) -> None:
+    def __init__(self, store: Store, settings: Settings, preset: Preset = LOCAL) -> None:
         self.store = store
         self.settings = settings
+        self.name = preset.name
 
     def task_slots(self) -> int:
         return self.settings.local_workers
 
-    def stage(self, job: JobRecord, manifest, reporter=None) -> None:
-        pass  # the local stager already hard-linked in/ into the job folder
+    def stage(self, job: JobRecord, manifest: Manifest, reporter: Reporter | None = None
+              ) -> None:
+        LocalStager(self.settings.objects_dir).link(manifest, job.folder)
 
-    def collect(self, job: JobRecord, reporter=None) -> None:
+    def collect(self, job: JobRecord, reporter: Reporter | None = None) -> None:
         pass  # tasks write straight into the job folder
 
     def start(self, job: JobRecord) -> None:
@@ -98,10 +107,6 @@ class LocalBackend:
         return warning
 
     def cancel(self, job: JobRecord) -> None:
-        marker = job.folder / job_layout.CANCEL
-        marker.parent.mkdir(parents=True, exist_ok=True)
-        marker.touch()
-        self.store.mark_canceled(job.id)
         if job.runner_pid is not None and runner_alive(job):  # runner_alive: a pid is set
             _stop_group(job.runner_pid)
 

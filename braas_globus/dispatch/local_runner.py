@@ -35,6 +35,7 @@ from ..states import TaskState
 from ..store import JobRecord, Store, TaskRecord
 from ..worker import job_layout, render_task
 from ..worker.frames import parse_frames
+from . import policy
 from .tasks import task_description
 
 RENDER_TASK = Path(render_task.__file__).resolve()
@@ -103,9 +104,7 @@ def _run_in_slot(store: Store, job: JobRecord, task: TaskRecord, threads: int, s
             print(f"task {task.index}: ignored a worker record: {err}", flush=True)  # runner.log
             continue
         if isinstance(record, FrameRecord):
-            store.record_frame(job.id, record.frame, task.index, done=record.state == "done",
-                               file=record.file, seconds=record.seconds,
-                               reason=record.reason or None)
+            policy.apply_frame_record(store, job.id, task.index, record)
         elif isinstance(record, EndRecord):
             end = {"state": record.state, "reason": record.reason}
     process.wait()
@@ -114,9 +113,10 @@ def _run_in_slot(store: Store, job: JobRecord, task: TaskRecord, threads: int, s
 
 class Runner:
     def __init__(self, store: Store, job_id: str, slots: int,
-                 machine_slots: MachineSlots) -> None:
+                 machine_slots: MachineSlots, preset: str = "local") -> None:
         self.store = store
         self.job_id = job_id
+        self.preset = preset  # the tasks this runner runs: the job's local preset's
         self.slots = slots
         self.machine_slots = machine_slots
         cores = os.cpu_count() or 1
@@ -125,14 +125,15 @@ class Runner:
     def job(self) -> JobRecord:
         return self.store.job(self.job_id)
 
-    def queued(self) -> list[TaskRecord]:
-        tasks = [t for t in self.store.tasks(self.job_id, preset="local")
-                 if t.state is TaskState.QUEUED]
-        return sorted(tasks, key=lambda t: (not t.scout, t.index))
+    def startable(self, running: list[TaskRecord]) -> list[TaskRecord]:
+        """The job's local tasks that may start now and are not running already."""
+        started = {t.index for t in running}
+        return [t for t in policy.startable(self.store.tasks(self.job_id, preset=self.preset))
+                if t.index not in started]
 
     def finish(self, task: TaskRecord, end: dict) -> None:
-        self.store.settle_attempt(self.job_id, task.index, TaskState(end["state"]),
-                                  end.get("reason", ""))
+        policy.settle_attempt(self.store, self.job_id, task.index, TaskState(end["state"]),
+                              end.get("reason", ""))
 
     def run(self) -> None:
         running: dict[Future, TaskRecord] = {}
@@ -142,15 +143,10 @@ class Runner:
                     job = self.job()
                     if job.canceled:
                         break  # the cancel marker stops the running workers
-                    scout_running = any(t.scout for t in running.values())
-                    for task in self.queued():
-                        if len(running) >= self.slots or scout_running:
-                            break
-                        if task.index in {t.index for t in running.values()}:
-                            continue
+                    free = self.slots - len(running)
+                    for task in self.startable(list(running.values()))[:max(free, 0)]:
                         running[pool.submit(run_attempt, self.store, job, task,
                                             self.threads, self.machine_slots)] = task
-                        scout_running = task.scout
                     if not running:
                         break
                     done, _ = wait(running, timeout=1.0, return_when=FIRST_COMPLETED)
