@@ -78,9 +78,12 @@ def tmpfs_at(home: Path, options: str):
     try:
         yield home
     finally:
-        stop_runners(home)
-        if subprocess.run(["umount", str(home)], capture_output=True, check=False).returncode:
-            subprocess.run(["umount", "-l", str(home)], capture_output=True, check=False)
+        try:
+            stop_runners(home)  # opens the store: may fail, where the test failed
+        finally:
+            if subprocess.run(["umount", str(home)], capture_output=True,
+                              check=False).returncode:
+                subprocess.run(["umount", "-l", str(home)], capture_output=True, check=False)
 
 
 def fill_up(home: Path, leave: int = 0) -> Path:
