@@ -282,11 +282,22 @@ class Store:
 
     def _frame_counts(self, job_id: str, frames: str) -> Counter[str]:
         """How many of the job's frames are DONE and FAILED: a row of a frame that is not
-        one of the job's (``frames``, its spec) counts for neither."""
-        rows = self.db.query("SELECT frame, state FROM frames WHERE job_id = ?", (job_id,))
-        wanted = _frame_set(frames)
-        return Counter(row.text("state") for row in rows
-                       if wanted is None or row.integer("frame") in wanted)
+        one of the job's (``frames``, its spec) counts for neither. Counted by SQLite where
+        the spec is a few ranges (a 10,000-frame job costs no more than counting them all)."""
+        ranges = _frame_ranges(frames)
+        if ranges is None:  # a spec that does not parse: every row counts, as it says
+            where, parameters = "", []
+        elif len(ranges) <= MAX_RANGES_IN_SQL:
+            where = " AND (" + " OR ".join(
+                ["(frame BETWEEN ? AND ? AND (frame - ?) % ? = 0)"] * len(ranges)) + ")"
+            parameters = [n for start, end, step in ranges for n in (start, end, start, step)]
+        else:  # many scattered frames: they are checked here
+            wanted = _frame_set(frames)
+            rows = self.db.query("SELECT frame, state FROM frames WHERE job_id = ?", (job_id,))
+            return Counter(row.text("state") for row in rows if row.integer("frame") in wanted)
+        rows = self.db.query(f"SELECT state, count(*) AS n FROM frames WHERE job_id = ?{where}"
+                             " GROUP BY state", [job_id, *parameters])
+        return Counter({row.text("state"): row.integer("n") for row in rows})
 
     def set_runner(self, job_id: str, pid: int | None) -> None:
         with self.transaction() as db:
@@ -371,13 +382,29 @@ def _like_prefix(text: str) -> str:
     return escaped + "%"
 
 
+#: A job's frames in at most this many ranges are counted in one query (4 parameters each:
+#: SQLite before 3.32 takes 999 at most).
+MAX_RANGES_IN_SQL = 200
+
+
 @lru_cache(maxsize=64)
-def _frame_set(spec: str) -> frozenset[int] | None:
-    """The frames of a job's spec; None where the store holds a spec that does not parse."""
+def _frame_ranges(spec: str) -> tuple[tuple[int, int, int], ...] | None:
+    """A job's spec as disjoint (start, end, step) ranges; None where the store holds a spec
+    that does not parse."""
     try:
-        return frozenset(parse_frames(spec))
+        items = [parse_frames(item) for item in spec.split(",")]
     except FrameSpecError:
         return None
+    ranges = tuple((f[0], f[-1], f[1] - f[0] if len(f) > 1 else 1) for f in items)
+    if sum(len(f) for f in items) != len(_frame_set(spec)):  # not normalised: items overlap
+        return tuple((frame, frame, 1) for frame in sorted(_frame_set(spec)))
+    return ranges
+
+
+@lru_cache(maxsize=64)
+def _frame_set(spec: str) -> frozenset[int]:
+    """The frames of a spec that parses (``_frame_ranges`` says)."""
+    return frozenset(parse_frames(spec))
 
 
 def _json_object(text: str, path: Path) -> dict[str, Any]:

@@ -323,20 +323,32 @@ def test_a_disk_out_of_inodes_is_a_full_disk_and_the_store_is_still_read(cli, fe
 
 # --- a broken store -----------------------------------------------------------------
 
-def test_only_the_jobs_own_frames_count_as_done_or_failed(home):
+SQUARES = [n * n for n in range(300)]  # 300 items in a spec: counted outside SQLite
+
+
+@pytest.mark.parametrize("frames, done, failed, expected", [
+    ("1-3", [1, 2, 2, 7, 0], [3, 8], (2, 1)),  # 2 twice; 7, 0 and 8 not the job's
+    ("1-9:4", [1, 9, 3, 13], [5, 6], (2, 1)),  # 3 and 6 inside the range, off its step
+    (format_frames(SQUARES), [0, 1, 4, 9, 16, 2, 3], [25, 26], (5, 1)),
+    ("3,1,2-3", [1, 2, 3, 4], [], (3, 0)),  # a spec not normalised: its items overlap
+])
+def test_only_the_jobs_own_frames_count_as_done_or_failed(home, frames, done, failed,
+                                                          expected):
     """A frame row of a frame the job does not render (a store written by hand, or by an
-    older braas-globus) is counted neither done nor failed: frames_done stays within
-    frame_count."""
+    older braas-globus) is counted neither done nor failed, and a frame recorded twice
+    once: frames_done stays within frame_count."""
     home.mkdir(parents=True, exist_ok=True)
     with closing(Store(home / "jobs.sqlite")) as store:
         store.create_job(job_id="j", project="p", preset="local", backend="local", spec={},
-                         frames="1-3", frame_count=3, folder=home / "jobs" / "j")
-        for frame, done in ((1, True), (2, True), (2, True), (3, False), (7, True),
-                            (8, False), (0, True)):
-            store.record_frame("j", frame, 0, done=done, file=f"out/{frame:06d}.png")
+                         frames=frames, frame_count=len(parse_frames(frames)),
+                         folder=home / "jobs" / "j")
+        for frame in done:
+            store.record_frame("j", frame, 0, done=True, file=f"out/{frame:06d}.png")
+        for frame in failed:
+            store.record_frame("j", frame, 0, done=False, reason="it failed")
         job = store.job("j")
-        assert (job.frames_done, job.frames_failed, job.frame_count) == (2, 1, 3)
-        assert [j.frames_done for j in store.jobs()] == [2]
+        assert (job.frames_done, job.frames_failed) == expected
+        assert [(j.frames_done, j.frames_failed) for j in store.jobs()] == [expected]
 
 
 @pytest.mark.parametrize("how", ["garbage", "truncated", "damaged page"])
