@@ -20,6 +20,7 @@ import re
 import time
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
+from typing import TYPE_CHECKING
 
 import globus_sdk
 
@@ -28,6 +29,9 @@ from .errors import RunError, StagingError
 from .pack import Manifest
 from .presets import ClusterPreset
 from .worker import job_layout
+
+if TYPE_CHECKING:
+    from .service import Reporter
 
 DOWNLOADED_FOLDERS = tuple(job_layout.RESULT_NAMES)  # out, log, job/progress
 
@@ -46,6 +50,21 @@ STUCK_AFTER_S = 30 * 60
 _NO_FAULT = (None, "", "OK", "Queued")
 #: Answers the SDK retries by itself (with backoff) before raising: still "not answering".
 TRANSIENT_STATUSES = (429, 500, 502, 503, 504)
+
+
+def service_unavailable(err: BaseException) -> bool:
+    """Whether ``err`` says that a Globus service does not answer for now: a 429 or 5xx
+    (the SDK has already retried it) that is not a login requirement (a 502 may carry a
+    session requirement, which only a login mends)."""
+    return isinstance(err, globus_sdk.GlobusAPIError) and \
+        err.http_status in TRANSIENT_STATUSES and login_needed_from(err) is None
+
+
+def refusal_reason(err: globus_sdk.GlobusAPIError) -> str:
+    """Why Globus refused, in one line: what to log in for where a login mends it (a
+    consent the login lacks, a session), else ``<status> <code>: <message>``."""
+    needed = login_needed_from(err)
+    return str(needed) if needed else f"{err.http_status} {err.code}: {err.message}"
 
 
 class JobTransfers:
@@ -76,7 +95,7 @@ class JobTransfers:
 
     # --- upload -----------------------------------------------------------------------
     def send_stage(self, job_id: str, manifest: Manifest, objects_dir: Path, job_folder: Path,
-                   reporter=None) -> TransferOutcome:
+                   reporter: Reporter | None = None) -> TransferOutcome:
         """Send the objects the centre lacks, and the job's manifest."""
         data = globus_sdk.TransferData(
             self.preset.local_collection_id, self.preset.collection_id,
@@ -100,7 +119,7 @@ class JobTransfers:
 
     # --- download ---------------------------------------------------------------------
     def fetch_results(self, job_id: str, job_folder: Path,
-                      reporter=None) -> TransferOutcome | None:
+                      reporter: Reporter | None = None) -> TransferOutcome | None:
         """Bring out/, log/ and the progress records back; None when there is nothing yet."""
         data = globus_sdk.TransferData(
             self.preset.collection_id, self.preset.local_collection_id,
@@ -116,7 +135,8 @@ class JobTransfers:
                 total += size
         return self._run(data, "download the results", reporter, total) if count else None
 
-    def _remote_files(self, path: str, names_written: re.Pattern) -> list[tuple[str, int]]:
+    def _remote_files(self, path: str,
+                      names_written: re.Pattern[str]) -> list[tuple[str, int]]:
         """(name, size) of the plain files in a remote folder, each name exactly one the
         render tasks write there."""
         try:
@@ -144,18 +164,16 @@ class JobTransfers:
         return names
 
     # --- waiting ----------------------------------------------------------------------
-    def _run(self, data: globus_sdk.TransferData, what: str, reporter,
+    def _run(self, data: globus_sdk.TransferData, what: str, reporter: Reporter | None,
              total_bytes: int) -> TransferOutcome:
         try:
             task_id = str(self.client.submit_transfer(data)["task_id"])
         except globus_sdk.TransferAPIError as err:
-            needed = login_needed_from(err)  # a consent the login lacks, a session
-            reason = str(needed) if needed else f"{err.http_status} {err.code}: {err.message}"
-            raise StagingError(f"could not {what}: {reason}; then `braas-globus resume`") \
-                from None
+            raise StagingError(f"could not {what}: {refusal_reason(err)}; then "
+                               "`braas-globus resume`") from None
         return self.wait(task_id, what, reporter, total_bytes)
 
-    def wait(self, task_id: str, what: str, reporter=None,
+    def wait(self, task_id: str, what: str, reporter: Reporter | None = None,
              total_bytes: int = 0) -> TransferOutcome:
         """Follow a transfer to its end, showing files and bytes as they move, and what
         Globus is retrying; a fault that lasts ``stuck_after_s`` cancels it."""
@@ -206,12 +224,11 @@ class JobTransfers:
         try:
             return self.client.get_task(task_id)
         except globus_sdk.GlobusAPIError as err:
-            needed = login_needed_from(err)  # a 502 may carry a session requirement
-            if needed is None and err.http_status in TRANSIENT_STATUSES:
+            if service_unavailable(err):
                 return None
-            reason = str(needed) if needed else f"{err.http_status} {err.code}: {err.message}"
             raise StagingError(f"cannot follow the transfer to {what} (Globus task "
-                               f"{task_id}): {reason}; then `braas-globus resume`") from None
+                               f"{task_id}): {refusal_reason(err)}; then `braas-globus resume`"
+                               ) from None
         except globus_sdk.NetworkError:
             return None
 
