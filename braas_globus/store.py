@@ -148,7 +148,8 @@ class Store:
             raise
 
     def _set_up(self, new: bool) -> None:
-        version = self._check_version()  # first: even switching to WAL writes to the file
+        # Refuse a store this version cannot read first: even switching to WAL writes to it.
+        version = check_version(self.db, self.path)
         if self.read_only:
             return
         if self.db.pragma("journal_mode").text(0) != "wal":
@@ -158,10 +159,6 @@ class Store:
         if new or version < SCHEMA_VERSION:
             with self.transaction() as db:
                 write_schema(db)
-
-    def _check_version(self) -> int:
-        """Refuse a store this version cannot read, before anything is written to it."""
-        return check_version(self.db, self.path)
 
     def close(self) -> None:
         self.db.close()
@@ -266,15 +263,13 @@ class Store:
         state = job_state((t.state for t in tasks), canceled=canceled)
         starts = [t.started for t in tasks if t.started]
         ends = [t.ended for t in tasks if t.ended]
-        blender = row.text_or_none("blender")
         return JobRecord(
             id=job_id, project=row.text("project"), preset=row.text("preset"),
-            backend=row.text("backend"), spec=_json_object(row.text("spec"), self.path),
-            frames=frames,
+            backend=row.text("backend"), spec=row.json_object("spec"), frames=frames,
             frame_count=row.integer("frame_count"), folder=Path(row.text("folder")),
             created=row.real("created"), canceled=canceled,
             runner_pid=row.integer_or_none("runner_pid"),
-            blender=_json_object(blender, self.path) if blender else None,
+            blender=row.json_object("blender") if row.text_or_none("blender") else None,
             entry=row.text_or_none("entry"),
             state=state, started=min(starts) if starts else None,
             ended=max(ends) if state.is_final and ends else None,
@@ -405,11 +400,3 @@ def _frame_ranges(spec: str) -> tuple[tuple[int, int, int], ...] | None:
 def _frame_set(spec: str) -> frozenset[int]:
     """The frames of a spec that parses (``_frame_ranges`` says)."""
     return frozenset(parse_frames(spec))
-
-
-def _json_object(text: str, path: Path) -> dict[str, Any]:
-    value = json.loads(text)
-    if not isinstance(value, dict):
-        raise StoreError("damaged", f"the job store {path} is damaged (it holds {text[:40]!r} "
-                                    "where a JSON object belongs)", REBUILD_HINT)
-    return value

@@ -7,6 +7,7 @@ damage too.
 
 from __future__ import annotations
 
+import json
 import os
 import sqlite3
 from collections.abc import Callable, Iterable, Iterator
@@ -162,6 +163,15 @@ class Columns:
 
     def real_or_none(self, key: str | int) -> float | None:
         return None if self._row[key] is None else self.real(key)
+
+    def json_object(self, key: str | int) -> dict[str, Any]:
+        """A column of text that holds a JSON object."""
+        value = json.loads(self.text(key))
+        if not isinstance(value, dict):
+            raise StoreError("damaged", f"the job store {self._path} is damaged (it holds a "
+                                        f"JSON {type(value).__name__} where an object belongs)",
+                             REBUILD_HINT)
+        return value
 
 
 class GuardedConnection(sqlite3.Connection):
