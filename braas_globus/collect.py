@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 from .records import JobScope, MissingRecord, frame_of_name, frame_path, read_progress
 from .store import JobRecord, Store
@@ -46,7 +47,7 @@ def when(timestamp: float | None) -> str | None:
     return datetime.fromtimestamp(timestamp).isoformat(timespec="seconds") if timestamp else None
 
 
-def job_info(store: Store, job: JobRecord, warning: str | None = None) -> dict:
+def job_info(store: Store, job: JobRecord, warning: str | None = None) -> dict[str, Any]:
     states = frame_states(job, store)
     by_state: dict[str, list[int]] = {}
     for frame, state in sorted(states.items()):
@@ -98,7 +99,8 @@ def job_info(store: Store, job: JobRecord, warning: str | None = None) -> dict:
     }
 
 
-def last_frame(store: Store, job: JobRecord, states: dict[int, str]) -> dict | None:
+def last_frame(store: Store, job: JobRecord,
+               states: dict[int, str]) -> dict[str, Any] | None:
     """The frame done last, and its file only if that is inside the job's out/ and there
     (the add-on loads it as a preview)."""
     last = store.last_frame(job.id)
@@ -108,7 +110,7 @@ def last_frame(store: Store, job: JobRecord, states: dict[int, str]) -> dict | N
     return {"frame": last["frame"], "file": str(path) if path and path.is_file() else None}
 
 
-def verify_download(job: JobRecord, destination: Path) -> dict:
+def verify_download(job: JobRecord, destination: Path) -> dict[str, Any]:
     expected = set(parse_frames(job.frames))
     valid = valid_frames_on_disk(destination / job_layout.OUT)
     missing = sorted(expected - set(valid))
@@ -123,7 +125,7 @@ def verify_download(job: JobRecord, destination: Path) -> dict:
     }
 
 
-def progress_records(job_folder: Path) -> list[dict]:
+def progress_records(job_folder: Path) -> list[dict[str, Any]]:
     """The worker's records (job/progress/task-NNNN.jsonl) of the shapes it writes, oldest
     first; the ones a job uses are also checked against its tasks (records.read_progress)."""
     return [r.model_dump() for r in read_progress(JobScope(job_folder)).records]

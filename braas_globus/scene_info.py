@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from blender_asset_tracer import blendfile
 from blender_asset_tracer.blendfile import exceptions as blend_exceptions
@@ -33,7 +34,10 @@ def read_scene_info(path: Path) -> SceneInfo:
         raise UsageError(f"{path} is not a readable .blend file ({err})") from err
     try:
         scene = _active_scene(bfile)
-        render = lambda field: scene.get((b"r", field))  # noqa: E731
+
+        def render(field: bytes) -> Any:  # a field of the scene's render settings
+            return scene.get((b"r", field))
+
         return SceneInfo(
             name=_text(scene.id_name)[2:],
             engine=_text(render(b"engine")),

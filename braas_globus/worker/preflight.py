@@ -8,12 +8,15 @@ or wrong frames. Stdlib and bpy only; the version rules need no bpy (the client 
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from typing import Any
 
-def version_text(version) -> str:
+
+def version_text(version: Iterable[int]) -> str:
     return ".".join(str(part) for part in tuple(version)[:2])
 
 
-def file_is_newer(file_version, blender_version) -> bool:
+def file_is_newer(file_version: Iterable[int], blender_version: Iterable[int]) -> bool:
     """A file saved by a newer Blender (major.minor) than the one that would render it."""
     return tuple(file_version)[:2] > tuple(blender_version)[:2]
 
@@ -26,7 +29,7 @@ def _has_openimagedenoise() -> bool:
     return bool(getattr(_cycles, "with_openimagedenoise", False))
 
 
-def _compositor_denoises(scene) -> bool:
+def _compositor_denoises(scene: Any) -> bool:  # a bpy Scene
     tree = getattr(scene, "compositing_node_group", None)  # Blender 5.0
     if tree is None and getattr(scene, "use_nodes", False):
         tree = getattr(scene, "node_tree", None)  # before 5.0
@@ -38,11 +41,11 @@ def _compositor_denoises(scene) -> bool:
 RENDER_ENGINE = "CYCLES"
 
 
-def problems(scene) -> list[str]:
+def problems(scene: Any) -> list[str]:  # a bpy Scene
     """What keeps this Blender from rendering ``scene`` right, one sentence each."""
     import bpy
 
-    found = []
+    found: list[str] = []
     if scene.render.engine != RENDER_ENGINE:
         found.append(f"the scene renders with {scene.render.engine}; braas-globus renders "
                      "Cycles scenes only")

@@ -19,27 +19,10 @@ and ``job/``. The entry point
   stdout and to ``job/progress/task-NNNN.jsonl``;
 - stops Blender within a second when the job's cancel marker ``job/CANCEL``
   appears or the walltime runs out: the task's own (``walltime_seconds``, counted from
-  the task's start) or the batch job's, whichever comes first (below);
+  the task's start) or the batch job's, whichever comes first (``task_limits.py``: the
+  batch job's end, from the environment its ``worker_init`` exports);
 - on a full disk, stops and ends the attempt with the reason "the disk holding ... is
   full" (the frames already rendered stay done), never a traceback.
-
-The batch job's walltime. A task runs inside a batch job (the endpoint's "block"), which
-may have started long before the task and run other tasks first; the scheduler kills it at
-its own walltime, mid-frame, and then no closing record is written. So the endpoint
-templates' ``worker_init`` (run once at the start of each batch job) exports
-
-- ``BRAAS_BLOCK_END``: the job's end, epoch seconds (its start + the walltime asked for);
-- ``BRAAS_BLOCK_SECONDS``: that walltime, seconds;
-
-and the entry point stops Blender ``margin`` seconds before ``BRAAS_BLOCK_END`` (see
-``block_margin``: 60 s, a quarter of a block shorter than 4 minutes; the centre's
-``BRAAS_BLOCK_MARGIN_S`` overrides it, also a knob for tests). Values that are not plain
-digits are ignored; without ``BRAAS_BLOCK_END`` only the task's own walltime counts. The
-closing record of a task stopped this way is TIMEOUT (exit code 4, as for the task's own
-walltime) with the reason "the batch job's walltime ends in N s: stopped to leave time to
-report; the missing frames are retried" and the unrendered frames as ``missing``. A task that
-starts with less than the margin left does not start Blender at all and returns that record
-at once.
 
 Exit codes: 0 all frames done, 1 some frames failed, 2 a bad task file,
 3 canceled, 4 walltime exceeded (the task's or the batch job's).
@@ -48,7 +31,6 @@ Exit codes: 0 all frames done, 1 some frames failed, 2 a bad task file,
 from __future__ import annotations
 
 import argparse
-import errno
 import json
 import os
 import re
@@ -58,20 +40,34 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 try:
     from . import job_layout
     from .frames import format_frames, parse_frames
     from .image_check import is_valid_image
+    from .task_limits import (  # block_margin: the tests and the templates' notes look here
+        block_end,
+        block_margin,
+        disk_full_reason,
+        disk_is_full,
+        is_disk_full_error,
+    )
 except ImportError:  # run by path on a worker (also under `python -I`, which adds no path)
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
     # The same modules as above, found by path: mypy checks the package's copies.
     import job_layout  # type: ignore[no-redef, import-not-found]
     from frames import format_frames, parse_frames  # type: ignore[no-redef, import-not-found]
     from image_check import is_valid_image  # type: ignore[no-redef, import-not-found]
+    from task_limits import (  # type: ignore[no-redef, import-not-found]
+        block_end,
+        block_margin,  # noqa: F401
+        disk_full_reason,
+        disk_is_full,
+        is_disk_full_error,
+    )
 
 HERE = Path(__file__).resolve().parent
 BLENDER_SCRIPT = HERE / "blender_render.py"
@@ -79,63 +75,6 @@ CANCEL_MARKER = job_layout.CANCEL
 IMAGE_BLENDER = Path("/opt/blender/blender.json")  # in the render image (fetch_blender.sh)
 EXIT_CODES = {"FINISHED": 0, "FAILED": 1, "CANCELED": 3, "TIMEOUT": 4}
 _ERROR_LINE = re.compile(r"(error|exception|traceback|out of memory|segmentation fault)", re.I)
-FULL_BELOW_BYTES = 1 << 20  # as braas_globus.disk: below this, a disk counts as full
-#: Seconds before the batch job's end at which Blender is stopped (block_margin). What must
-#: fit in it: the stop itself (up to 0.25 s until the watcher sees the deadline, 3 s of grace
-#: after SIGTERM before SIGKILL), the closing record appended to job/progress on the shared
-#: file system (seconds when a parallel file system is loaded), the result's way back to the
-#: endpoint's interchange (sub-second over ZeroMQ), and the seconds between the job's start
-#: by the scheduler and worker_init's `date` (BRAAS_BLOCK_END is that much late). 60 s is
-#: several times all of that, and costs at most a minute of each batch job. It does not grow
-#: with the block: none of these do. The endpoint templates drain a block (no new task) 2
-#: margins before its end, computed the same way (tests/test_endpoint_templates.py keeps
-#: them equal).
-BLOCK_MARGIN_S = 60
-_DIGITS = re.compile(r"[0-9]+")
-
-
-def _env_seconds(environ: Mapping[str, str], name: str) -> int | None:
-    value = environ.get(name, "")
-    return int(value) if _DIGITS.fullmatch(value) else None
-
-
-def block_margin(block_seconds: int | None,
-                 environ: Mapping[str, str] = os.environ) -> int:
-    """Seconds to stop before the batch job's end: ``BRAAS_BLOCK_MARGIN_S`` if the centre
-    set it, else BLOCK_MARGIN_S, but at most a quarter of a short block (a 1-minute block
-    still renders for 45 s rather than never)."""
-    override = _env_seconds(environ, "BRAAS_BLOCK_MARGIN_S")
-    if override is not None:
-        return override
-    if block_seconds:
-        return min(BLOCK_MARGIN_S, block_seconds // 4)
-    return BLOCK_MARGIN_S
-
-
-def block_end(environ: Mapping[str, str] = os.environ) -> tuple[int, int] | None:
-    """(the batch job's end in epoch seconds, the margin), or None where it is not known."""
-    end = _env_seconds(environ, "BRAAS_BLOCK_END")
-    if end is None:
-        return None
-    return end, block_margin(_env_seconds(environ, "BRAAS_BLOCK_SECONDS"), environ)
-
-
-def is_disk_full_error(err: BaseException) -> bool:
-    return isinstance(err, OSError) and err.errno in (errno.ENOSPC, errno.EDQUOT)
-
-
-def disk_is_full(folder: Path) -> bool:
-    try:
-        return shutil.disk_usage(folder).free < FULL_BELOW_BYTES
-    except OSError:
-        return False
-
-
-def disk_full_reason(folder: Path, detail: str | None = "") -> str:
-    return (f"the disk holding {folder} is full{f' ({detail})' if detail else ''}: free space "
-            "there, then resume the job (the frames already rendered are kept)")
-
-
 def frame_file(out_dir: Path, frame: int) -> Path | None:
     """The valid image file of ``frame`` in ``out_dir``, if there is one."""
     for candidate in out_dir.glob(job_layout.frame_glob(frame)):
@@ -173,7 +112,7 @@ def link_inputs(job_root: Path, objects_dir: Path) -> int:
     return made
 
 
-def blender_argv(blender: dict, script: Path, script_args: list[str],
+def blender_argv(blender: dict[str, Any], script: Path, script_args: list[str],
                  allow_scripts: bool = False) -> list[str]:
     """argv that runs ``script`` in Blender: an executable, or a Python with PyPI ``bpy``."""
     command = list(blender["command"])
@@ -199,7 +138,7 @@ class BlenderRun:
 class TaskRun:
     """One attempt at one task: starts Blender, reads its reports, enforces stop signals."""
 
-    def __init__(self, task: dict, job_root: Path, emit_stdout: bool = True) -> None:
+    def __init__(self, task: dict[str, Any], job_root: Path, emit_stdout: bool = True) -> None:
         self.task = task
         self.root = job_root
         self.emit_stdout = emit_stdout
@@ -209,14 +148,14 @@ class TaskRun:
         self.progress_path = job_layout.progress_file(job_root, index)
         self.cancel_marker = job_root / CANCEL_MARKER
         self.stop_reason: str | None = None
-        self.process: subprocess.Popen | None = None
+        self.process: subprocess.Popen[str] | None = None
         self.reported_missing: set[str] = set()
         self.disk_full: OSError | None = None  # a write that failed for want of space
         self.block = block_end()  # (the batch job's end, the margin) or None
         self.deadline = self.block_deadline = float("inf")  # monotonic; set by run()
         self.timeout_reason = ""
 
-    def emit(self, record: dict) -> None:
+    def emit(self, record: dict[str, Any]) -> None:
         record = {"task": self.task["task"], "attempt": self.task.get("attempt", 1),
                   "time": round(time.time(), 3), **record}
         line = json.dumps(record)
@@ -266,7 +205,7 @@ class TaskRun:
         except subprocess.TimeoutExpired:
             self.process.kill()
 
-    def run(self) -> dict:
+    def run(self) -> dict[str, Any]:
         """Run the attempt; its closing record. A full disk ends it, named, not a traceback."""
         # Both deadlines on the monotonic clock, from the task's start: its own walltime,
         # and the batch job's end less the margin.
@@ -286,7 +225,7 @@ class TaskRun:
             return self.finish("FAILED", [f for f in frames
                                           if frame_file(self.out_dir, f) is None], "")
 
-    def _run(self) -> dict:
+    def _run(self) -> dict[str, Any]:
         for folder in (self.out_dir, self.log_path.parent, self.progress_path.parent):
             folder.mkdir(parents=True, exist_ok=True)
         frames = parse_frames(self.task["frames"])
@@ -311,7 +250,7 @@ class TaskRun:
             return self.finish("FINISHED", [], "")
         return self.render(pending)
 
-    def render(self, pending: list[int]) -> dict:
+    def render(self, pending: list[int]) -> dict[str, Any]:
         """Render ``pending``; after a failed frame, the rest in a fresh Blender.
 
         A Blender whose first frame fails (nothing will render), or whose failed frame is
@@ -425,7 +364,7 @@ class TaskRun:
         elif _ERROR_LINE.search(line):
             run.last_error = line.strip()
 
-    def finish(self, state: str, missing: list[int], reason: str) -> dict:
+    def finish(self, state: str, missing: list[int], reason: str) -> dict[str, Any]:
         if state == "FAILED" and (self.disk_full or disk_is_full(self.root)):
             # A frame that failed on a full disk failed for that reason, whatever Blender said.
             error = self.disk_full
