@@ -11,12 +11,12 @@ from __future__ import annotations
 import json
 import shutil
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from . import collect
 from .blender import find_blender, run_blender_script
@@ -33,9 +33,9 @@ from .pack import (
     manifest_to_json,
 )
 from .plan import assign_presets, plan_tasks
-from .presets import ClusterPreset, get_preset
+from .presets import ClusterPreset, Preset, get_preset
 from .project import ProjectRules, find_project_root, within
-from .scene_info import read_scene_info
+from .scene_info import SceneInfo, read_scene_info
 from .settings import Settings, load_settings
 from .spec import JobSpec
 from .stage import LocalStager
@@ -59,7 +59,7 @@ class QuietReporter:
         pass
 
 
-def new_job_id(project: str, taken) -> str:
+def new_job_id(project: str, taken: Callable[[str], bool]) -> str:
     """The original's job name, ``YYYY-MM-DD-HHMMSSxx-<project>``, made unique."""
     now = datetime.now()
     hundredths = now.microsecond // 10000
@@ -72,7 +72,7 @@ def new_job_id(project: str, taken) -> str:
             now = datetime.fromtimestamp(now.timestamp() + 1)
 
 
-def resolve_frames(spec: JobSpec, scene) -> list[int]:
+def resolve_frames(spec: JobSpec, scene: SceneInfo) -> list[int]:
     if spec.frames:
         return parse_frames(spec.frames)
     if spec.image:
@@ -90,14 +90,14 @@ def resolve_frames(spec: JobSpec, scene) -> list[int]:
                          f"({err}); give --frames") from None
 
 
-def check_blenders(spec: JobSpec, report: StageReport, presets: list) -> None:
+def check_blenders(spec: JobSpec, report: StageReport, presets: list[Preset]) -> None:
     """The checks a worker makes before rendering, made at submit where the Blender that
     will render is known: this machine's (local), or the version a cluster preset records."""
     if "local" in spec.presets and report.problems:  # this machine's Blender staged it
         raise UsageError(f"{spec.scene.name}: {report.problems[0]}")
     renderers = [("this machine renders", report.blender_version)] * ("local" in spec.presets)
     renderers += [(f"preset {p.name} renders", _version_tuple(p.blender_version))
-                  for p in presets if getattr(p, "blender_version", None)]
+                  for p in presets if isinstance(p, ClusterPreset) and p.blender_version]
     for who, version in renderers:
         if file_is_newer(report.file_version, version) and not spec.allow_older_blender:
             raise UsageError(f"{spec.scene.name} was saved by Blender "
@@ -106,7 +106,7 @@ def check_blenders(spec: JobSpec, report: StageReport, presets: list) -> None:
                              "newer Blender, or submit with --allow-older-blender")
 
 
-def check_device(preset, device: str | None) -> None:
+def check_device(preset: ClusterPreset, device: str | None) -> None:
     """A Cycles device the preset's partition has: CUDA on AMD GPUs would fail every task."""
     cluster = load_catalog().get(preset.cluster)
     usable = cluster.cycles_devices_on(preset.partition)
@@ -140,7 +140,7 @@ class Service:
         return self.store.job(self.store.resolve_job_id(job_id))
 
     # --- submit -----------------------------------------------------------------------
-    def preflight(self, spec: JobSpec) -> tuple[list, list[int]]:
+    def preflight(self, spec: JobSpec) -> tuple[list[Preset], list[int]]:
         """Every check a submit can make before it writes anything: the presets and the
         centres' own schemas for what the job sends them, the scene's engine and frames.
         (Blender's checks of the staged scene follow, in private staging.)"""
@@ -186,7 +186,7 @@ class Service:
             backend.start(job)
         return self.store.job(job_id)
 
-    def claim_job_id(self, project: str, **record) -> str:
+    def claim_job_id(self, project: str, **record: Any) -> str:
         """A new job's id, claimed by inserting its record: the store's primary key is
         what keeps two submits at the same moment (any process) from sharing an id."""
         for _ in range(1000):
@@ -203,7 +203,8 @@ class Service:
         return self.store.db.execute("SELECT 1 FROM jobs WHERE id = ?", (job_id,)).fetchone() \
             is not None or (self.settings.jobs_dir / job_id).exists()
 
-    def _configure(self, job: JobRecord, plan: PackPlan, frames: list[int], blender: dict,
+    def _configure(self, job: JobRecord, plan: PackPlan, frames: list[int],
+                   blender: dict[str, Any],
                    reporter: Reporter) -> None:
         """pack -> stage -> plan: the job leaves CONFIGURING when its tasks are recorded."""
         spec = JobSpec(**job.spec)
@@ -255,7 +256,7 @@ class Service:
         return [self.refresh(job.id)[0] if not job.state.is_final else job
                 for job in self.store.jobs()]
 
-    def info(self, job_id: str) -> dict:
+    def info(self, job_id: str) -> dict[str, Any]:
         job, warning = self.refresh(job_id)
         return collect.job_info(self.store, job, warning)
 
@@ -322,7 +323,8 @@ class Service:
                             self.settings.home, spec.allow_outside)
 
     @contextmanager
-    def _traced(self, spec: JobSpec, blender: dict, reporter: Reporter) -> Iterator[PackPlan]:
+    def _traced(self, spec: JobSpec, blender: dict[str, Any], reporter: Reporter
+                ) -> Iterator[PackPlan]:
         """A traced and packed stage in a fresh staging folder, checked by Blender;
         refused if assets are missing or this machine's Blender cannot render it."""
         staging = self.settings.home / "staging" / f"{time.time_ns()}"
@@ -343,7 +345,7 @@ class Service:
             shutil.rmtree(staging, ignore_errors=True)
 
     def download(self, job_id: str, to: Path | None = None,
-                 reporter: Reporter = QuietReporter()) -> dict:
+                 reporter: Reporter = QuietReporter()) -> dict[str, Any]:
         job, _ = self.refresh(job_id)
         for backend in self.backends(job):
             backend.collect(job, reporter)

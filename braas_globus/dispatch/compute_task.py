@@ -24,8 +24,13 @@ centre's ``allowed_functions`` holds one id: it reads the probe file at the work
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
 
-def render_on_worker(task: dict, job_root: str) -> dict:
+if TYPE_CHECKING:  # sent by source: only the standard library at the centre
+    from typing import Any
+
+
+def render_on_worker(task: dict[str, Any], job_root: str) -> dict[str, Any]:
     """Run one render task in ``job_root``; return the entry point's closing record."""
     import json
     import os

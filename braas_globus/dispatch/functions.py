@@ -19,9 +19,13 @@ import inspect
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..disk import write_atomically
 from . import compute_task
+
+if TYPE_CHECKING:
+    from globus_compute_sdk import Client as ComputeClient
 
 #: compute_task.py digest -> the public function id the project registered for it.
 #: Filled in at release (`braas-globus function --register --public` by a maintainer); a
@@ -63,12 +67,15 @@ def known_function(home: Path) -> RenderFunction:
     return RenderFunction(digest, recorded, "your login" if recorded else "not registered")
 
 
-def register_function(compute, home: Path, public: bool = False) -> RenderFunction:
+def register_function(compute: ComputeClient, home: Path, public: bool = False
+                      ) -> RenderFunction:
     """Register ``render_on_worker`` by source (a centre's worker has no braas_globus to
     import it from) and record its id; ``compute`` is a globus_compute_sdk Client."""
     from globus_compute_sdk.serialize import ComputeSerializer, DillCodeSource
 
-    compute.fx_serializer = ComputeSerializer(strategy_code=DillCodeSource())
+    # DillCodeSource's __init__ has no annotations in globus-compute-sdk
+    code = DillCodeSource()  # type: ignore[no-untyped-call]
+    compute.fx_serializer = ComputeSerializer(strategy_code=code)
     function_id = str(compute.register_function(
         compute_task.render_on_worker, public=public,
         description="braas-globus: render one task of frames"))
@@ -80,7 +87,7 @@ def register_function(compute, home: Path, public: bool = False) -> RenderFuncti
     return RenderFunction(digest, function_id, "your login")
 
 
-def render_function_id(compute, home: Path) -> str:
+def render_function_id(compute: ComputeClient, home: Path) -> str:
     """The id every job sends: the release's, else this login's, registered on first use."""
     known = known_function(home)
     if known.function_id is not None:

@@ -21,6 +21,8 @@ import functools
 import logging
 import time
 import warnings
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, TypeVar
 
 import globus_sdk
 
@@ -40,7 +42,15 @@ from . import policy
 from .functions import render_function_id
 from .tasks import Unanswered, task_description
 
+if TYPE_CHECKING:
+    from globus_compute_sdk import Client as ComputeClient
+
+    from ..pack import Manifest
+    from ..service import Reporter
+
 logger = logging.getLogger(__name__)
+P = ParamSpec("P")
+R = TypeVar("R")
 
 
 class RequestPacer:
@@ -48,7 +58,8 @@ class RequestPacer:
     service allows about 20 per 10 s per user, and `list` refreshes every running job."""
 
     def __init__(self, limit: int = 18, window: float = 10.0,
-                 clock=time.monotonic, sleep=time.sleep) -> None:
+                 clock: Callable[[], float] = time.monotonic,
+                 sleep: Callable[[float], None] = time.sleep) -> None:
         self.limit, self.window, self.clock, self.sleep = limit, window, clock, sleep
         self.sent: collections.deque[float] = collections.deque()
 
@@ -67,7 +78,7 @@ COMPUTE_PACE = RequestPacer()
 
 
 @contextlib.contextmanager
-def no_environment_warning():
+def no_environment_warning() -> Iterator[None]:
     """The SDK warns (in many lines) when the centre's Python or dill differ from this
     one's. The function travels by source and returns a plain dict, so the difference does
     not matter here, and the warning is no news to a user."""
@@ -76,11 +87,12 @@ def no_environment_warning():
         yield
 
 
-def _globus_errors(method):
+def _globus_errors(method: Callable[Concatenate[GlobusBackend, P], R]
+                   ) -> Callable[Concatenate[GlobusBackend, P], R]:
     """An expired login says `braas-globus login`; any other API error is one clear line."""
 
     @functools.wraps(method)
-    def wrapper(self, *args, **kwargs):
+    def wrapper(self: GlobusBackend, /, *args: P.args, **kwargs: P.kwargs) -> R:
         from ..auth import translate_auth_errors
 
         try:
@@ -97,7 +109,8 @@ class GlobusBackend:
     poll_seconds = 5.0  # the Compute service allows about 20 requests per 10 s
 
     def __init__(self, store: Store, settings: Settings, preset: ClusterPreset,
-                 transfer_client=None, compute_client=None) -> None:
+                 transfer_client: globus_sdk.TransferClient | None = None,
+                 compute_client: ComputeClient | None = None) -> None:
         self.store = store
         self.settings = settings
         self.preset = preset
@@ -106,13 +119,13 @@ class GlobusBackend:
         self._compute_client = compute_client
 
     @staticmethod
-    def make_transfer_client():
+    def make_transfer_client() -> globus_sdk.TransferClient:
         from ..auth import transfer_client
 
         return transfer_client()
 
     @staticmethod
-    def make_compute_client():
+    def make_compute_client() -> ComputeClient:
         from ..auth import compute_client
 
         return compute_client()
@@ -125,7 +138,7 @@ class GlobusBackend:
         return JobTransfers(self._transfer_client, self.preset, self.settings.home)
 
     @property
-    def compute(self):
+    def compute(self) -> ComputeClient:
         if self._compute_client is None:
             self._compute_client = self.make_compute_client()
         return self._compute_client
@@ -135,7 +148,7 @@ class GlobusBackend:
         per_node = partition.devices_per_node or 1  # one worker per GPU, else per node
         return self.preset.max_blocks * self.preset.nodes_per_block * per_node
 
-    def user_endpoint_config(self, job: JobRecord) -> dict:
+    def user_endpoint_config(self, job: JobRecord) -> dict[str, Any]:
         return user_config_for(self.preset, job.spec)  # the centre's own schema
 
     def worker_root(self, job: JobRecord) -> str:
@@ -150,7 +163,8 @@ class GlobusBackend:
                                 runtime=self.preset.runtime)  # the centre names its Blender
 
     @_globus_errors
-    def stage(self, job: JobRecord, manifest, reporter=None) -> None:
+    def stage(self, job: JobRecord, manifest: Manifest, reporter: Reporter | None = None
+              ) -> None:
         self.transfer.send_stage(job.id, manifest, self.settings.objects_dir, job.folder,
                                  reporter)
 
@@ -229,7 +243,7 @@ class GlobusBackend:
         return Unanswered(f"{self.preset.name}: the Compute service does not answer ({why}); "
                           "the state shown is the last one known")
 
-    def _unread_status(self, task_id: str) -> dict | None:
+    def _unread_status(self, task_id: str) -> dict[str, Any] | None:
         """The status of a task that get_batch_result left out, asked for alone; None while
         the service has none (asked again at the next refresh)."""
         from globus_compute_sdk.errors import SerializationError, TaskExecutionFailed
@@ -237,7 +251,8 @@ class GlobusBackend:
         try:
             COMPUTE_PACE.wait()
             with no_environment_warning():
-                return self.compute.get_task(task_id)
+                status: dict[str, Any] = self.compute.get_task(task_id)
+                return status
         except TaskExecutionFailed as err:  # the function raised, or the endpoint refused
             lines = [line for line in str(err.remote_data).splitlines() if line.strip()]
             reason = "the task failed at the centre: " + (lines[-1].strip() if lines else "")
@@ -265,7 +280,7 @@ class GlobusBackend:
         self.transfer.send_cancel_marker(job.id, job.folder)
 
     @_globus_errors
-    def collect(self, job: JobRecord, reporter=None) -> None:
+    def collect(self, job: JobRecord, reporter: Reporter | None = None) -> None:
         """Download the results; the worker's records then name each frame's file."""
         self.transfer.fetch_results(job.id, job.folder, reporter)
         mine = {t.index for t in self.store.tasks(job.id, preset=self.preset.name)}

@@ -20,10 +20,11 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from contextlib import suppress
 from pathlib import Path
-from typing import IO
+from typing import IO, TypedDict
 
 import psutil
 
@@ -39,6 +40,13 @@ from . import policy
 from .tasks import task_description
 
 RENDER_TASK = Path(render_task.__file__).resolve()
+
+
+class WorkerEnd(TypedDict):
+    """How an attempt ended: the worker's closing record, or what the runner knows."""
+
+    state: str  # a TaskState value
+    reason: str
 
 
 def task_file(job: JobRecord, task: TaskRecord, attempt: int, threads: int) -> Path:
@@ -62,7 +70,7 @@ class MachineSlots:
         self.count = count
         self.poll_seconds = poll_seconds
 
-    def take(self, give_up) -> IO | None:
+    def take(self, give_up: Callable[[], bool]) -> IO[str] | None:
         """An open, locked slot file; None once ``give_up()`` says so (a cancel)."""
         self.folder.mkdir(mode=0o700, parents=True, exist_ok=True)
         while True:
@@ -79,7 +87,7 @@ class MachineSlots:
 
 
 def run_attempt(store: Store, job: JobRecord, task: TaskRecord, threads: int,
-                slots: MachineSlots) -> dict:
+                slots: MachineSlots) -> WorkerEnd:
     """Run one attempt of ``task`` once a slot is free; return the worker's closing record."""
     slot = slots.take(give_up=lambda: store.job(job.id).canceled)
     if slot is None:  # the task stays as the cancel left it
@@ -88,13 +96,15 @@ def run_attempt(store: Store, job: JobRecord, task: TaskRecord, threads: int,
         return _run_in_slot(store, job, task, threads, slot)
 
 
-def _run_in_slot(store: Store, job: JobRecord, task: TaskRecord, threads: int, slot) -> dict:
+def _run_in_slot(store: Store, job: JobRecord, task: TaskRecord, threads: int,
+                 slot: IO[str]) -> WorkerEnd:
     attempt = store.start_task(job.id, task.index)
     path = task_file(job, task, attempt, threads)
     process = subprocess.Popen([sys.executable, str(RENDER_TASK), str(path)],
                                stdout=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True,
                                pass_fds=(slot.fileno(),))
-    end = {"state": "FAILED", "reason": "the worker stopped without a closing record"}
+    end: WorkerEnd = {"state": "FAILED",
+                      "reason": "the worker stopped without a closing record"}
     scope = JobScope(job.folder, {task.index: frozenset(parse_frames(task.frames))})
     assert process.stdout is not None
     for line in bounded_lines(process.stdout):
@@ -131,12 +141,12 @@ class Runner:
         return [t for t in policy.startable(self.store.tasks(self.job_id, preset=self.preset))
                 if t.index not in started]
 
-    def finish(self, task: TaskRecord, end: dict) -> None:
+    def finish(self, task: TaskRecord, end: WorkerEnd) -> None:
         policy.settle_attempt(self.store, self.job_id, task.index, TaskState(end["state"]),
-                              end.get("reason", ""))
+                              end["reason"])
 
     def run(self) -> None:
-        running: dict[Future, TaskRecord] = {}
+        running: dict[Future[WorkerEnd], TaskRecord] = {}
         with ThreadPoolExecutor(self.slots) as pool:
             try:
                 while True:
