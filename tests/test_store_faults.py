@@ -323,6 +323,21 @@ def test_a_disk_out_of_inodes_is_a_full_disk_and_the_store_is_still_read(cli, fe
 
 # --- a broken store -----------------------------------------------------------------
 
+def test_a_value_of_the_wrong_type_in_the_store_is_damage_in_one_line(cli, home):
+    """SQLite keeps text in an INTEGER column it cannot convert: read, that is damage."""
+    home.mkdir(parents=True, exist_ok=True)
+    path = home / "jobs.sqlite"
+    with closing(Store(path)) as store:
+        store.create_job(job_id="j", project="p", preset="local", backend="local", spec={},
+                         frames="1-3", frame_count=3, folder=home / "jobs" / "j")
+    with closing(sqlite3.connect(path)) as db, db:
+        db.execute("UPDATE jobs SET frame_count = 'many'")
+    one_line_error(cli("list"), f"the job store {path} is damaged", "a str where a whole "
+                   "number belongs", "store rebuild")
+    with closing(sqlite3.connect(path)) as db, db:  # for the clean-up, which lists the jobs
+        db.execute("UPDATE jobs SET frame_count = 3")
+
+
 SQUARES = [n * n for n in range(300)]  # 300 items in a spec: counted outside SQLite
 
 
