@@ -23,6 +23,8 @@ from braas_globus.errors import BraasError, NotFoundError, UsageError
 if TYPE_CHECKING:
     from globus_compute_endpoint.endpoint.config import UserEndpointConfig
 
+    from braas_globus.presets import ClusterPreset
+
 def _endpoints_dir() -> Path:
     """endpoints/ of this checkout, or the copy an installed wheel ships as package data."""
     checkout = Path(__file__).resolve().parents[1] / "endpoints"
@@ -54,7 +56,9 @@ def template_dir(cluster: str) -> Path:
 @cache
 def load_schema(cluster: str) -> dict[str, Any]:
     """The cluster's user_config_schema.json (read once; do not change the dict)."""
-    return json.loads((template_dir(cluster) / SCHEMA_NAME).read_text(encoding="utf-8"))
+    schema: dict[str, Any] = json.loads((template_dir(cluster) / SCHEMA_NAME)
+                                        .read_text(encoding="utf-8"))
+    return schema
 
 
 def validate_user_config(cluster: str, user_config: dict[str, Any]) -> None:
@@ -74,7 +78,7 @@ def validate_user_config(cluster: str, user_config: dict[str, Any]) -> None:
     raise UsageError(f"endpoint option for {cluster}: {field}: {message}{where}")
 
 
-def user_config_for(preset, spec: dict[str, Any]) -> dict[str, Any]:
+def user_config_for(preset: ClusterPreset, spec: dict[str, Any]) -> dict[str, Any]:
     """The options a job sends to a cluster preset's endpoint, checked against the centre's
     schema: at submit before anything is written, and again as its tasks are sent."""
     config = {"account": preset.account, "partition": preset.partition,
@@ -114,7 +118,7 @@ def render_user_config(cluster: str, user_config: dict[str, Any]) -> str:
     # The renderer wants the endpoint's mapped local user; the templates do not use it.
     me = MappedPosixIdentity(pwd.getpwuid(os.getuid()), [], None)
     try:
-        return render_config_user_template(
+        rendered: str = render_config_user_template(
             parent_config=CoreEndpointConfig(),
             user_config_template=load_user_config_template(path),
             user_config_template_path=path,
@@ -122,6 +126,7 @@ def render_user_config(cluster: str, user_config: dict[str, Any]) -> str:
             user_config_schema=load_schema(cluster),
             user_opts=dict(user_config),
         )
+        return rendered
     except TemplateError as err:
         raise BraasError(f"the endpoint template {path} is broken: {err}") from err
 

@@ -147,7 +147,9 @@ class Prepared:
 _USER = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}")
 
 
-def _logged_in_transfer(collection_id: UUID | str) -> tuple[Any, Mapping | None, str | None]:
+def _logged_in_transfer(collection_id: UUID | str
+                        ) -> tuple[globus_sdk.TransferClient | None, Mapping[str, Any] | None,
+                                   str | None]:
     """(client, collection document, None) when logged in; else (None, None, why not)."""
     from . import auth
 
@@ -222,8 +224,8 @@ def prepare_preset(home: Path, fields: dict[str, Any], *, user: str | None = Non
     return prepared
 
 
-def _find_working_dir(prepared: Prepared, preset: ClusterPreset, client, user: str | None
-                      ) -> None:
+def _find_working_dir(prepared: Prepared, preset: ClusterPreset,
+                      client: globus_sdk.TransferClient | None, user: str | None) -> None:
     """As the original's "Find Working Dirs": the catalog's scratch roots for this cluster,
     {project} and {user} filled in, tried by Transfer in order; the first that lists wins."""
     from . import auth

@@ -18,6 +18,8 @@ import time
 import uuid
 from collections.abc import Callable, Mapping
 from pathlib import Path, PurePosixPath
+from typing import TYPE_CHECKING, Any, TypedDict
+from uuid import UUID
 
 import globus_sdk
 
@@ -32,6 +34,11 @@ from .preset_check import (
 )
 from .presets import ClusterPreset
 
+if TYPE_CHECKING:
+    from globus_compute_sdk import Client as ComputeClient
+
+    from .service import Reporter
+
 #: The probe's bounds: each wait (the transfer, the Compute task), and the poll interval
 #: (the Compute service allows about 20 requests per 10 s).
 PROBE_WAIT_S = 120.0
@@ -39,15 +46,28 @@ PROBE_POLL_S = 3.0
 PROBE_WALLTIME_MINUTES = 10
 
 
-def check_preset(preset: ClusterPreset, transfer: globus_sdk.TransferClient, compute, *,
-                 home: Path | None = None, function_id: Callable[[], str] | None = None,
-                 reporter=None) -> list[Check]:
+class ProbeAnswer(TypedDict):
+    """The probe task's answer, as :func:`_parse_answer` reads it from the worker."""
+
+    ok: bool  # the worker read the probe file
+    node: str
+    read: str  # where it read it
+    sha256: str | None  # of what it read
+    wrote: bool  # it wrote its answer beside the probe file
+    write: str  # where
+    reason: str  # why not, where it could not
+
+
+def check_preset(preset: ClusterPreset, transfer: globus_sdk.TransferClient,
+                 compute: ComputeClient, *, home: Path | None = None,
+                 function_id: Callable[[], str] | None = None,
+                 reporter: Reporter | None = None) -> list[Check]:
     """Run every check; a failed check does not stop the next one. With ``home`` (BRAAS_HOME)
     and ``function_id`` (the render function's id, registered once), the probe runs too."""
     checks: list[Check] = []
-    docs: dict[str, Mapping] = {}
+    docs: dict[str, Mapping[str, Any]] = {}
 
-    def attempt(name: str, action) -> bool:
+    def attempt(name: str, action: Callable[[], tuple[bool, str]]) -> bool:
         try:
             checks.append(Check(name, *action()))
         except Exception as err:  # an API or network error is this check's result
@@ -59,7 +79,7 @@ def check_preset(preset: ClusterPreset, transfer: globus_sdk.TransferClient, com
         state = _clip(status.get("status", "unknown"), 40)
         return state == "online", f"Compute endpoint {preset.endpoint_id} is {state}"
 
-    def collection(collection_id, label: str) -> tuple[bool, str]:
+    def collection(collection_id: UUID, label: str) -> tuple[bool, str]:
         doc = docs[label] = transfer.get_endpoint(collection_id).data
         name = _clip(doc.get("display_name") or collection_id)
         return True, f"{label} '{name}' answers"
@@ -111,8 +131,9 @@ def _kind_check(preset: ClusterPreset, facts: CollectionFacts) -> tuple[bool, st
 class Probe:
     """The end-to-end proof that the collection and the worker see the same folder."""
 
-    def __init__(self, preset: ClusterPreset, transfer, compute, home: Path,
-                 function_id: Callable[[], str], reporter=None) -> None:
+    def __init__(self, preset: ClusterPreset, transfer: globus_sdk.TransferClient,
+                 compute: ComputeClient, home: Path, function_id: Callable[[], str],
+                 reporter: Reporter | None = None) -> None:
         self.preset, self.transfer, self.compute = preset, transfer, compute
         self.home, self.function_id, self.reporter = home, function_id, reporter
         token = uuid.uuid4().hex
@@ -196,7 +217,7 @@ class Probe:
                         f"{_clip(fault or status)}; Globus task {task_id}, cancelled)")
             time.sleep(min(PROBE_POLL_S, 1.0))
 
-    def _run_task(self) -> tuple[dict | None, str | None]:
+    def _run_task(self) -> tuple[ProbeAnswer | None, str | None]:
         """(the worker's answer, None), or (None, why there is none)."""
         from globus_compute_sdk.errors import TaskExecutionFailed
 
@@ -219,7 +240,7 @@ class Probe:
         except Exception as err:  # noqa: BLE001 - the Compute service's answer is the result
             return None, f"the Compute service did not take the probe task: {_api_reason(err)}"
         deadline = time.monotonic() + PROBE_WAIT_S
-        status: dict = {}
+        status: dict[str, Any] = {}  # the Compute service's word on the task
         while time.monotonic() < deadline:
             try:
                 with no_environment_warning():
@@ -239,7 +260,7 @@ class Probe:
                       f"run `braas-globus presets test {self.preset.name}` again later "
                       f"(Compute task {task_id})")
 
-    def _worker_check(self, result: dict | None, failed: str | None) -> Check:
+    def _worker_check(self, result: ProbeAnswer | None, failed: str | None) -> Check:
         name = "worker reads it"
         if result is None:
             return Check(name, False, failed or "no answer")
@@ -263,7 +284,7 @@ class Probe:
                 "with that)"))
         return Check(name, True, f"the worker on {node} reads it at {read}")
 
-    def _answer_check(self, result: dict) -> Check:
+    def _answer_check(self, result: ProbeAnswer) -> Check:
         name = "collection sees the worker's file"
         expected = len(answer_text(self.digest, result["node"]).encode())
         folder = str(PurePosixPath(self.remote_answer).parent)
@@ -304,7 +325,7 @@ def answer_text(digest: str, node: str) -> str:
 _SHA = re.compile(r"[0-9a-f]{64}")
 
 
-def _parse_answer(result: object) -> tuple[dict | None, str | None]:
+def _parse_answer(result: object) -> tuple[ProbeAnswer | None, str | None]:
     """The probe task's result (the centre's word, untrusted): strictly, bounded."""
     bad = (None, "the worker's answer is malformed")
     if not isinstance(result, dict) or result.get("event") != "probe":

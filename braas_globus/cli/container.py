@@ -8,11 +8,14 @@ of them opens the job store.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Any, Optional
 
 import typer
 
-from .common import JsonOption, run
+from .common import JsonOption, LazyService, run
+
+if TYPE_CHECKING:
+    from ..output import Output
 
 container_app = typer.Typer(help="The Apptainer render image: Blender and the worker code.",
                             no_args_is_help=True)
@@ -44,7 +47,7 @@ def build_command(
     """Build the image with apptainer (checks the recipe and the Blender pin first)."""
     from ..container import build, check_labels, inspect_labels
 
-    def command(out, service) -> None:
+    def command(out: Output, service: LazyService) -> None:
         args = _build_args(build_arg or [])
         built = build(definition, image, args, force=force, fakeroot=fakeroot, binds=bind or [],
                       compression=compression,
@@ -69,7 +72,7 @@ def inspect_command(
     """Print an image's labels: Blender version, architecture and sha256, braas-globus version."""
     from ..container import inspect_labels
 
-    def command(out, service) -> None:
+    def command(out: Output, service: LazyService) -> None:
         labels = inspect_labels(image)
         width = max((len(k) for k in labels), default=0)
         out.data(labels, "\n".join(f"{k:<{width}}  {v}" for k, v in sorted(labels.items())))
@@ -87,14 +90,14 @@ def verify_command(
     from ..container import DEFAULT_RECIPE, NO_RUNTIME, check_recipe, find_runtime, verify
     from ..errors import RunError, UsageError
 
-    def command(out, service) -> None:
+    def command(out: Output, service: LazyService) -> None:
         path = recipe or DEFAULT_RECIPE
         if not path.is_file():
             raise UsageError(f"no recipe at {path}: pass --recipe container/Apptainer.def "
                              "of a braas-globus checkout")
         if image is not None and not image.is_file():
             raise UsageError(f"no image at {image}")
-        result: dict = {"recipe": str(path), "recipe_problems": check_recipe(path),
+        result: dict[str, Any] = {"recipe": str(path), "recipe_problems": check_recipe(path),
                         "image": str(image) if image else None, "image_checked": False,
                         "image_problems": [], "skipped": None}
         if image is not None:

@@ -4,20 +4,24 @@ They need BRAAS_HOME (where presets.json lives), not the job store or config.tom
 
 from __future__ import annotations
 
-from typing import Annotated, Optional
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, Optional
 from uuid import UUID
 
 import typer
 from rich.table import Table
 
 from ..views import preset_row
-from .common import run
+from .common import LazyService, run
+
+if TYPE_CHECKING:
+    from ..output import Output
 
 presets_app = typer.Typer(help="Where jobs render: `local` and your cluster presets.",
                           invoke_without_command=True)
 
 
-def _rows(home) -> list[dict]:
+def _rows(home: Path) -> list[dict[str, Any]]:
     from ..presets import list_presets
 
     return [preset_row(p) for p in list_presets(home)]
@@ -35,7 +39,7 @@ def presets_default(ctx: typer.Context,
 def list_command(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False) -> None:
     """List the presets a job can render on."""
 
-    def command(out, service) -> None:
+    def command(out: Output, service: LazyService) -> None:
         rows = _rows(service.home)
         table = Table("preset", "backend", "device", "where")
         for row in rows:
@@ -79,7 +83,7 @@ def add_command(
     from ..preset_check import prepare_preset
     from ..presets import add_preset
 
-    def command(out, service) -> None:
+    def command(out: Output, service: LazyService) -> None:
         home = service.home
         prepared = prepare_preset(home, dict(
             name=name, cluster=cluster, partition=partition, account=account,
@@ -118,7 +122,7 @@ def remove_command(name: str,
     """Remove a cluster preset."""
     from ..presets import remove_preset
 
-    def command(out, service) -> None:
+    def command(out: Output, service: LazyService) -> None:
         remove_preset(service.home, name)
         out.data({"removed": name}, f"removed preset {name}")
 
@@ -136,7 +140,7 @@ def test_command(name: str,
     from ..preset_probe import check_preset
     from ..presets import get_preset
 
-    def command(out, service) -> None:
+    def command(out: Output, service: LazyService) -> None:
         from ..dispatch.functions import render_function_id
 
         preset = get_preset(name, service.home)

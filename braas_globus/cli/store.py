@@ -9,17 +9,21 @@ turn errors into one line themselves, as ``common.run`` does.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from .common import JsonOption, write_crash_report
 
+if TYPE_CHECKING:
+    from ..output import Output
+    from ..settings import Settings
+
 store_app = typer.Typer(help="The job store: check it, or rebuild it from the job folders.",
                         no_args_is_help=True)
 
 
-def _run(as_json: bool, command: Callable[..., Any]) -> Any:
+def _run(as_json: bool, command: Callable[[Output, Settings], Any]) -> Any:
     from ..disk import disk_full_error, is_disk_full_error
     from ..errors import BraasError, UsageError
     from ..output import Output
@@ -52,7 +56,7 @@ def check_command(as_json: JsonOption = False) -> None:
     Exit 0 when all is well, 1 when there are problems (each one listed). Reads only.
     """
 
-    def command(out, settings) -> None:
+    def command(out: Output, settings: Settings) -> None:
         from ..store_repair import check_store
 
         report = check_store(settings)
@@ -79,7 +83,7 @@ def rebuild_command(
     are DONE; `braas-globus resume JOB` renders what is missing.
     """
 
-    def command(out, settings) -> None:
+    def command(out: Output, settings: Settings) -> None:
         from ..store_repair import check_store, rebuild_store
 
         if not force and not check_store(settings).problems:
