@@ -339,8 +339,11 @@ class Store:
                        " started = coalesce(started, ?), ended = NULL, backend_id = ?"
                        " WHERE job_id = ? AND idx = ?",
                        (TaskState.RUNNING, time.time(), backend_id, job_id, index))
-            return db.execute("SELECT attempts FROM tasks WHERE job_id = ? AND idx = ?",
-                              (job_id, index)).fetchone()[0]
+            row = db.query_one("SELECT attempts FROM tasks WHERE job_id = ? AND idx = ?",
+                               (job_id, index))
+            if row is None:
+                raise NotFoundError(f"job {job_id} has no task {index}")
+            return row.integer("attempts")
 
     def end_task(self, job_id: str, index: int, state: TaskState, reason: str = "") -> None:
         with self.transaction() as db:

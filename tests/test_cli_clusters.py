@@ -1,6 +1,7 @@
 """`braas-globus clusters` and `braas-globus endpoints render`, over the catalog and templates."""
 
 import json
+import sys
 
 
 def test_clusters_lists_every_supported_centre(cli):
@@ -57,3 +58,27 @@ def test_commands_that_need_no_store_create_none(cli, home):
     (home / "config.toml").unlink()
     assert cli("clusters").code == 0 and not (home / "jobs.sqlite").exists()
     assert cli("list").code == 0 and (home / "jobs.sqlite").exists()
+
+
+def test_endpoints_render_without_the_endpoint_package_says_what_to_install(cli, monkeypatch):
+    """The quick start installs no `[endpoint]` extra: one line saying what to install,
+    never a traceback; bad options are still refused first, with exit 2."""
+    monkeypatch.setitem(sys.modules, "globus_compute_endpoint", None)  # as if not installed
+    result = cli("endpoints", "render", "karolina", "--option", "account=DD-24-1",
+                 "--option", "partition=qcpu", "--option", "walltime_minutes=30")
+    assert result.code == 1 and result.stdout == ""
+    assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
+    assert "pip install 'braas-globus[endpoint]'" in result.stderr
+    bad = cli("endpoints", "render", "karolina", "--option", "account=DD-24-1;id",
+              "--option", "partition=qcpu", "--option", "walltime_minutes=30")
+    assert bad.code == 2 and "karolina: account" in bad.stderr
+
+
+def test_a_bare_command_shows_its_help_once_and_version_says_the_version(cli):
+    from braas_globus import __version__
+
+    for args in ((), ("container",), ("--help",)):
+        result = cli(*args)
+        assert result.code == 0 and result.stdout.count("Usage: braas-globus") == 1, args
+    result = cli("--version")
+    assert (result.code, result.stdout) == (0, f"braas-globus {__version__}\n")

@@ -11,14 +11,30 @@ Exit codes: 0 success, 1 a failed run, 2 invalid input (nothing was written).
 from __future__ import annotations
 
 import sys
+from typing import Annotated
 
 import typer
+
+from .. import __version__
 
 from . import auth, clusters, container, endpoints, function, jobs, presets, store
 
 app = typer.Typer(help="Render Blender scenes on HPC centres through Globus, or on this machine.",
-                  no_args_is_help=True, pretty_exceptions_enable=False,
+                  pretty_exceptions_enable=False,
                   context_settings={"help_option_names": ["-h", "--help"]})
+
+
+def _version(wanted: bool) -> None:
+    if wanted:
+        print(f"braas-globus {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(version: Annotated[bool, typer.Option(
+        "--version", callback=_version, is_eager=True,
+        help="Print the version of braas-globus and exit.")] = False) -> None:
+    """Render Blender scenes on HPC centres through Globus, or on this machine."""
 
 app.command()(jobs.submit)
 app.command()(jobs.demo)
@@ -41,8 +57,9 @@ app.add_typer(store.store_app, name="store")
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point: click's own usage errors also become one line and exit code 2."""
-    try:
-        result = app(args=argv, prog_name="braas-globus", standalone_mode=False)
+    args = sys.argv[1:] if argv is None else argv
+    try:  # no arguments: the help, once
+        result = app(args=args or ["--help"], prog_name="braas-globus", standalone_mode=False)
     except typer.Abort:
         print("error: interrupted", file=sys.stderr)
         return 130
@@ -52,8 +69,7 @@ def main(argv: list[str] | None = None) -> int:
             raise
         ctx = getattr(err, "ctx", None)
         if type(err).__name__ == "NoArgsIsHelpError" and ctx is not None:
-            print(ctx.get_help())
-            return 0
+            return 0  # a command group given alone (`braas-globus presets`): typer showed its help
         command = ctx.command_path if ctx is not None else "braas-globus"
         message = " ".join(err.format_message().split())
         print(f"error: {message} (see `{command} --help`)", file=sys.stderr)

@@ -10,7 +10,7 @@ from typing import Annotated, Any, Optional
 import typer
 
 from ..endpoints_cli import endpoints_generate
-from ..errors import UsageError
+from ..errors import RunError, UsageError
 from ..output import Output
 from .common import JsonOption, LazyService, run
 
@@ -46,6 +46,17 @@ def _user_config(path: Path | None, options: list[str]) -> dict[str, Any]:
     return config
 
 
+def _need_endpoint_package() -> None:
+    """The endpoint's own renderer is in the `[endpoint]` extra, which the quick start's
+    install leaves out (a centre's endpoint is Linux only and large)."""
+    try:
+        import globus_compute_endpoint  # noqa: F401
+    except ImportError:
+        raise RunError("`endpoints render` uses the Globus Compute endpoint's own renderer, "
+                       "which this install lacks: pip install 'braas-globus[endpoint]' "
+                       "(Linux)") from None
+
+
 @endpoints_app.command("render")
 def endpoints_render(
     cluster: Annotated[str, typer.Argument(help="A cluster from `braas-globus clusters`.")],
@@ -56,9 +67,11 @@ def endpoints_render(
     """Show the endpoint config (YAML) that a user's options would produce at a centre."""
 
     def command(out: Output, service: LazyService) -> None:
-        from ..endpoint_config import render_user_config
+        from ..endpoint_config import render_user_config, validate_user_config
 
         config = _user_config(user_config, option or [])
+        validate_user_config(cluster, config)  # bad options are exit 2 with or without it
+        _need_endpoint_package()
         text = render_user_config(cluster, config)
         out.data({"cluster": cluster, "user_config": config, "endpoint_config": text}, text)
 
