@@ -233,16 +233,24 @@ class Store:
                                [tuple(row.get(c) for c in columns) for row in rows[table]])
 
     def resolve_job_id(self, text: str) -> str:
-        """A full job id, or a unique prefix of one."""
-        rows = self.db.query("SELECT id FROM jobs WHERE id = ? OR id LIKE ? ESCAPE '\\'",
-                             (text, _like_prefix(text)))
+        """A full job id, a unique prefix of one, or ``last`` (the job submitted last)."""
+        if text == LAST_JOB:
+            last = self.db.query_one("SELECT id FROM jobs ORDER BY created DESC, id DESC LIMIT 1")
+            if last is None:
+                raise NotFoundError("no jobs yet: `braas-globus demo` makes one")
+            return last.text("id")
+        rows = self.db.query("SELECT id FROM jobs WHERE id = ? OR id LIKE ? ESCAPE '\\'"
+                             " ORDER BY id", (text, _like_prefix(text)))
         ids = [r.text("id") for r in rows]
         if text in ids:
             return text
         if not ids:
             raise NotFoundError(f"no job '{text}'; `braas-globus list` shows your jobs")
         if len(ids) > 1:
-            raise UsageError(f"'{text}' matches {len(ids)} jobs; give more of the id")
+            shown = ", ".join(ids[:SHOWN_MATCHES])
+            more = f" and {len(ids) - SHOWN_MATCHES} more" if len(ids) > SHOWN_MATCHES else ""
+            raise UsageError(f"'{text}' matches {len(ids)} jobs: {shown}{more}; give more of "
+                             "the id")
         return ids[0]
 
     def job(self, job_id: str) -> JobRecord:
@@ -373,6 +381,12 @@ class Store:
         rows = self.db.rows("SELECT * FROM frames WHERE job_id = ? AND state = 'DONE'"
                             " ORDER BY updated DESC LIMIT 1", (job_id,))
         return rows[0] if rows else None
+
+
+#: The job id that names the job submitted last (`braas-globus info last`).
+LAST_JOB = "last"
+#: How many of the jobs an ambiguous prefix matches an error names.
+SHOWN_MATCHES = 5
 
 
 def _like_prefix(text: str) -> str:

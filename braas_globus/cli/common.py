@@ -24,7 +24,8 @@ from ..service import Service
 from ..settings import Settings, braas_home, load_settings
 
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON on stdout, for scripts.")]
-JobArg = Annotated[str, typer.Argument(help="A job id, or a unique start of one.")]
+JobArg = Annotated[str, typer.Argument(
+    help="A job id, a unique start of one, or `last` (the job submitted last).")]
 WaitOption = Annotated[bool, typer.Option("--wait", help="Wait for the job to end, showing progress.")]
 
 

@@ -8,6 +8,7 @@ from typing import Annotated, Optional
 
 import typer
 from rich.table import Table
+from rich.text import Text
 
 from ..collect import when
 from ..output import Output
@@ -16,6 +17,11 @@ from ..states import JobState
 from ..store import JobRecord
 from ..views import info_lines, job_summary
 from .common import JobArg, JsonOption, LazyService, WaitOption, run
+
+#: How `list` colours each state on a terminal (rich shows none off one or with NO_COLOR).
+STATE_STYLE = {JobState.CONFIGURING: "magenta", JobState.QUEUED: "yellow",
+               JobState.RUNNING: "cyan", JobState.FINISHED: "green", JobState.FAILED: "red",
+               JobState.CANCELED: "dim"}
 
 
 def follow(out: Output, service: LazyService, job: JobRecord, wait: bool) -> None:
@@ -98,8 +104,12 @@ def list_jobs(as_json: JsonOption = False) -> None:
     def command(out: Output, service: LazyService) -> None:
         jobs = service.list_jobs()
         table = Table("job", "preset", "state", "frames", "submitted")
+        # The id is what users copy: whole, on one line where the width allows, else folded
+        # onto the next line, never cut with an ellipsis.
+        table.columns[0].overflow = "fold"
+        table.columns[0].min_width = max((len(job.id) for job in jobs), default=3)
         for job in jobs:
-            table.add_row(job.id, job.preset, job.state.value,
+            table.add_row(job.id, job.preset, Text(job.state.value, STATE_STYLE[job.state]),
                           f"{job.frames_done}/{job.frame_count}",
                           when(job.created))
         out.data([job_summary(job) for job in jobs])
