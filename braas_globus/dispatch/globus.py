@@ -35,7 +35,7 @@ from ..records import MALFORMED, FrameRecord, JobScope, read_progress, task_outc
 from ..settings import Settings
 from ..states import TaskState
 from ..store import JobRecord, Store, TaskRecord
-from ..transfer import TRANSIENT_STATUSES, JobTransfers
+from ..transfer import JobTransfers, service_unavailable
 from ..worker import job_layout
 from ..worker.frames import parse_frames
 from . import policy
@@ -186,7 +186,7 @@ class GlobusBackend:
         except globus_sdk.GlobusAPIError as err:
             if err.http_status == 401 or login_needed_from(err):
                 raise  # `braas-globus login` (see _globus_errors)
-            what = "did not take" if err.http_status in TRANSIENT_STATUSES else "refused"
+            what = "did not take" if service_unavailable(err) else "refused"
             raise RunError(f"{self.preset.name}: the Compute service {what} the tasks "
                            f"(function {function_id}): {err.http_status} {err.code}: "
                            f"{err.message}; `braas-globus resume {job.id}` sends them "
@@ -235,7 +235,7 @@ class GlobusBackend:
         """The warning for a Compute service that does not answer (429 or 5xx after the
         SDK's own retries, or no connection); None for any other error."""
         if isinstance(err, globus_sdk.GlobusAPIError):
-            if err.http_status not in TRANSIENT_STATUSES or login_needed_from(err):
+            if not service_unavailable(err):
                 return None
             why = f"{err.http_status} {err.code}"
         else:
