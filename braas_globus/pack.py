@@ -122,23 +122,7 @@ class PackPlan:
         # hold pointers BAT 1.x cannot follow, and raising there would refuse the scene.
         blendfile.set_strict_pointer_mode(False)
         rules = self.rules or ProjectRules(self.scene, self.scene.parent)
-        # The project root is BAT's project: the stage keeps the layout below it. The Packer
-        # holds a temporary folder (tempfile's bat-*-batpack) until it is closed: closed as
-        # soon as BAT has copied, so that neither a refusal nor a kill later on (while
-        # Blender checks the stage, or the job is staged) leaves the folder behind.
-        with Packer(self.scene, rules.root, str(self.target)) as packer:
-            if on_bytes:
-                packer.progress_cb = _ByteProgress(on_bytes)
-            self.target.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-            packer.strategise()
-            rules.check([Path(source) for source in packer._actions])  # noqa: SLF001
-            packer.execute()
-            self._staged_blend = Path(packer.output_path)
-            self._project = Path(packer.project)
-            self._copies = {Path(source): Path(action.new_path)
-                            for source, action in packer._actions.items()  # noqa: SLF001
-                            if action.new_path is not None}
-            parser_missing = {Path(p) for p in packer.missing_files}
+        parser_missing = self._copy_with_bat(rules, on_bytes)
         self._keep_modes()
         (self.target / "pack-info.txt").unlink(missing_ok=True)  # BAT's note to humans
         self.report = self._stage_with_blender(blender)
@@ -155,6 +139,34 @@ class PackPlan:
         found.update(Path(m["file"]) for m in self.report.missing)
         self.missing = sorted(found)
         return self.missing
+
+    def _copy_with_bat(self, rules: ProjectRules, on_bytes: OnBytes | None) -> set[Path]:
+        """BAT's trace and copy into ``target``; the files BAT found missing.
+
+        The project root is BAT's project: the stage keeps the layout below it. The Packer
+        holds a temporary folder (tempfile's bat-*-batpack) until it is closed, and BAT keeps
+        each .blend it parsed open (a compressed one decompressed into a temporary file) for
+        the life of the process: both are closed as soon as BAT has copied, so that neither
+        a refusal nor a kill later on (while Blender checks the stage, or the job is staged)
+        leaves them behind, and the next submit in this process (the add-on's Blender)
+        parses the files as they are then.
+        """
+        try:
+            with Packer(self.scene, rules.root, str(self.target)) as packer:
+                if on_bytes:
+                    packer.progress_cb = _ByteProgress(on_bytes)
+                self.target.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+                packer.strategise()
+                rules.check([Path(source) for source in packer._actions])  # noqa: SLF001
+                packer.execute()
+                self._staged_blend = Path(packer.output_path)
+                self._project = Path(packer.project)
+                self._copies = {Path(source): Path(action.new_path)
+                                for source, action in packer._actions.items()  # noqa: SLF001
+                                if action.new_path is not None}
+                return {Path(p) for p in packer.missing_files}
+        finally:
+            blendfile.close_all_cached()
 
     def execute(self) -> Path:
         """Settle the stage; return the staged .blend's path relative to ``target``."""

@@ -1,8 +1,9 @@
 """Packing leaves no temporary folder behind: accepted, refused, or killed half-way.
 
 blender-asset-tracer's Packer makes a folder ``bat-XXXXXXXX-batpack`` in the temporary
-folder (tempfile's) and removes it when it is closed. A submit must not leave one there,
-however it ends: counted under a temporary folder of the test's own.
+folder (tempfile's) and removes it when it is closed; Blender makes ``blender_XXXXXX`` for
+its session and removes it at its exit (which stage_scene.py skips). A submit must not leave
+either there, however it ends: looked for under a temporary folder of the test's own.
 """
 
 from __future__ import annotations
@@ -52,7 +53,8 @@ def test_an_accepted_pack_holds_no_bat_folder_once_traced(scene, tmp_path, temp_
         assert (tmp_path / "stage" / plan.execute()).is_file()
     finally:
         plan.close()
-    assert bat_folders(temp_dir) == []
+    # Nor Blender's session folder, nor BAT's decompressed copy of a compressed .blend.
+    assert list(temp_dir.iterdir()) == []
 
 
 def test_a_scene_with_missing_assets_holds_no_bat_folder(scene, tmp_path, temp_dir):
@@ -62,6 +64,7 @@ def test_a_scene_with_missing_assets_holds_no_bat_folder(scene, tmp_path, temp_d
         assert bat_folders(temp_dir) == []
     finally:
         plan.close()
+    assert list(temp_dir.iterdir()) == []
 
 
 def test_a_refused_pack_holds_no_bat_folder(tmp_path, temp_dir):
@@ -99,3 +102,26 @@ def test_a_killed_submit_leaves_no_bat_folder(scene, home, temp_dir):
         process.send_signal(signal.SIGKILL)
         process.wait()
     assert bat_folders(temp_dir) == []
+
+
+def test_a_scene_changed_between_two_packs_in_one_process_is_read_anew(tmp_path, temp_dir):
+    """The add-on's Blender submits many times in one process: a second pack of a scene that
+    changed since reads it as it is now, not as BAT parsed it the first time."""
+    from .test_project_root import tiny_png
+
+    project = tmp_path / "proj"
+    tiny_png(project / "textures" / "first.png")
+    tiny_png(project / "textures" / "second.png")
+    blend = named_textures(project, "//textures/first.png")
+    staged = []
+    for run, texture in enumerate(("first", "second")):
+        if texture == "second":
+            blend = named_textures(project, "//textures/second.png")  # the artist's change
+        plan = PackPlan(blend, Mode.DIRECTORY, tmp_path / f"stage{run}")
+        try:
+            assert plan.strategise(BLENDER) == []
+            plan.execute()
+        finally:
+            plan.close()
+        staged.append(sorted(p.name for p in (tmp_path / f"stage{run}").rglob("*.png")))
+    assert staged == [["first.png"], ["second.png"]]

@@ -119,4 +119,7 @@ def main() -> None:
 if __name__ == "__main__":
     main()
     sys.stdout.flush()
+    # os._exit skips Blender's own exit, which removes its session folder (bpy.app.tempdir,
+    # blender_XXXXXX in the temporary folder): one was left behind by every staging.
+    shutil.rmtree(bpy.app.tempdir, ignore_errors=True)
     os._exit(0)  # a fluid or smoke scene can abort in mantaflow at shutdown: all is saved
