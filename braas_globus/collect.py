@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from .errors import BraasError
 from .records import JobScope, MissingRecord, frame_of_name, frame_path, read_progress
 from .store import JobRecord, Store
 from .worker import job_layout
@@ -42,6 +44,26 @@ def frame_states(job: JobRecord, store: Store) -> dict[int, str]:
     return states
 
 
+def preset_devices(job: JobRecord) -> str:
+    """The Cycles device a job renders with where it named none: each preset's own, as the
+    job recorded its presets at submit ("CPU", or "CUDA on karolina-gpu, CPU on local")."""
+    from .catalog import load_catalog
+
+    def device(fields: dict[str, Any]) -> str:
+        if "default_device" in fields:  # this machine's preset
+            return str(fields["default_device"])
+        return load_catalog().get(fields["cluster"]).cycles_device_for(fields["partition"])
+
+    try:
+        presets = json.loads((job.folder / job_layout.PRESETS).read_text(encoding="utf-8"))
+        devices = {name: device(fields) for name, fields in presets.items()}
+    except (OSError, ValueError, TypeError, KeyError, AttributeError, BraasError):
+        return "each preset's default"  # a job from before presets were recorded, or damaged
+    if len(set(devices.values())) == 1:
+        return next(iter(devices.values()))
+    return ", ".join(f"{device} on {name}" for name, device in sorted(devices.items()))
+
+
 def when(timestamp: float | None) -> str | None:
     """A store timestamp as local ISO time, to the second."""
     return datetime.fromtimestamp(timestamp).isoformat(timespec="seconds") if timestamp else None
@@ -71,7 +93,7 @@ def job_info(store: Store, job: JobRecord, warning: str | None = None) -> dict[s
         "parameters": spec,
         "resources": {
             "tasks": len(tasks),
-            "device": spec["device"] or "the preset's",
+            "device": spec["device"] or preset_devices(job),
             "walltime_minutes": spec["walltime_minutes"],
             "max_jobs": spec["max_jobs"],
             "blender": job.blender,

@@ -100,6 +100,7 @@ def test_a_job_renders_at_the_centre_and_comes_back(cli, scene, centre):
     info = cli("info", job["id"], "--json").json()
     assert info["state"] == "FINISHED", info
     assert info["frames"]["done"] == 6
+    assert info["resources"]["device"] == "CPU"  # qcpu's own: the job named no device
     remote_job = centre.dir / "jobs" / job["id"]
     assert (remote_job / "in" / "scene.blend").stat().st_nlink >= 2  # linked from objects/
     assert frame_files(remote_job) == [f"{n:06d}.png" for n in range(1, 7)]

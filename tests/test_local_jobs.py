@@ -76,6 +76,7 @@ def test_submit_and_wait_renders_every_frame(cli, scene, home):
     assert info["frames"] == {"total": 6, "done": 6, "failed": 0, "by_state": {"DONE": "1-6"}}
     assert info["submitted"] <= info["started"] <= info["ended"]
     assert info["parameters"]["walltime_minutes"] == 30 and info["resources"]["tasks"] == 1
+    assert info["resources"]["device"] == "CPU"  # the local preset's: the job named none
     assert Path(info["last_frame"]["file"]).is_file()
     assert [j["id"] for j in cli("list", "--json").json()] == [job["id"]]
     assert "attempt 1" in cli("logs", job["id"], "--json").json()["task-0000.log"]
