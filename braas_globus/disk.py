@@ -1,7 +1,7 @@
 """Writing to disk: a file is written whole or not at all (``write_atomically``), and a
 full disk is said in one line: which disk, what was being written, how much was needed,
 what to do. Used by the store, the stager, the runner and the CLI (the worker, stdlib
-only, has its own few lines in ``worker/render_task.py``)."""
+only, has its own few lines in ``worker/task_limits.py``)."""
 
 from __future__ import annotations
 

@@ -41,9 +41,8 @@ def copied_worker(tmp_path):
     """The worker files alone in a folder: proves they need nothing of braas_globus."""
     target = tmp_path / "worker-only"
     target.mkdir()
-    for name in ("render_task.py", "blender_render.py", "frames.py", "image_check.py",
-                 "preflight.py", "scene_files.py", "job_layout.py"):
-        shutil.copy(WORKER_DIR / name, target / name)
+    for path in WORKER_DIR.glob("*.py"):  # every worker module, as the image's %files has
+        shutil.copy(path, target / path.name)
     return target
 
 
@@ -73,9 +72,13 @@ def frame_events(records, state="done"):
     return [r for r in records if r["event"] == "frame" and r["state"] == state]
 
 
-def test_renders_every_frame_with_only_the_stdlib(job_root, copied_worker):
-    code, records = run_worker(copied_worker, write_task(job_root, "1-6"))
+def test_renders_every_frame_with_only_the_stdlib(job_root, copied_worker, tmp_path):
+    temp = tmp_path / "temp"  # Blender's session folder goes here: none may be left
+    temp.mkdir()
+    code, records = run_worker(copied_worker, write_task(job_root, "1-6"),
+                               env={"TMPDIR": str(temp)})
     assert code == 0, records[-1]
+    assert list(temp.iterdir()) == []
     assert frame_files(job_root) == [f"{n:06d}.png" for n in range(1, 7)]
     assert all(is_valid_image(p) for p in (job_root / "out").glob("*.png"))
     assert [r["frame"] for r in frame_events(records)] == [1, 2, 3, 4, 5, 6]

@@ -180,5 +180,7 @@ def render_frames(scene, frames: list[int], args, partial_dir: str) -> int:
 if __name__ == "__main__":
     code = main()
     sys.stdout.flush()
-    # os._exit: a bpy process can spend seconds tearing down; the frames are on disk.
+    # os._exit: a bpy process can spend seconds tearing down; the frames are on disk. It
+    # skips Blender's removal of its session folder (bpy.app.tempdir), so that goes first.
+    shutil.rmtree(bpy.app.tempdir, ignore_errors=True)
     os._exit(code)
