@@ -138,13 +138,13 @@ def test_command(name: str,
     from .. import auth
     from ..errors import RunError, UsageError
     from ..preset_probe import check_preset
-    from ..presets import get_preset
+    from ..presets import ClusterPreset, get_preset
 
     def command(out: Output, service: LazyService) -> None:
         from ..dispatch.functions import render_function_id
 
         preset = get_preset(name, service.home)
-        if preset.backend != "globus":
+        if not isinstance(preset, ClusterPreset):
             raise UsageError(f"'{name}' renders on this machine: nothing to test")
         transfer, compute = auth.transfer_client(), auth.compute_client()
 
