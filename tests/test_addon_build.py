@@ -289,8 +289,8 @@ def test_zip_is_named_for_its_blender_and_platform_and_says_so(zips, python, pla
     assert sorted(manifest["wheels"]) == sorted(f"./wheels/{name}" for name in wheels)
     with zipfile.ZipFile(path) as archive:
         names = set(archive.namelist())
-    assert {"__init__.py", "worker.py", "operators.py", "panels.py", "preferences.py",
-            "properties.py", "results.py"} <= names
+    assert {"__init__.py", "worker.py", "operations.py", "operators.py", "panels.py",
+            "preferences.py", "properties.py", "results.py"} <= names
     assert not [n for n in names if "__pycache__" in n or n.endswith(".pyc")]
     print(f"{path.name}: {path.stat().st_size / 2**20:.1f} MiB, {len(wheels)} wheels")
 

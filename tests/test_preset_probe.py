@@ -36,7 +36,8 @@ from .stand_ins.globus_services import (
 EP, COLL, MINE = (str(uuid.UUID(int=n)) for n in (21, 22, 23))
 BASE = ["karolina-gpu", "--cluster", "karolina", "--partition", "qgpu", "--account", "DD-24-1",
         "--endpoint", EP, "--collection", COLL, "--local-collection", MINE]
-ADDON_WORKER = Path(__file__).resolve().parents[1] / "addon" / "braas_globus_addon" / "worker.py"
+ADDON_OPERATIONS = (Path(__file__).resolve().parents[1] / "addon" / "braas_globus_addon"
+                    / "operations.py")
 
 
 def collection_document(collection: str, entity_type: str, high_assurance: bool = False,
@@ -514,26 +515,26 @@ def addon_fields(**changes) -> dict:
 
 
 def test_the_addon_finds_the_working_dir_and_adds_what_the_user_saw(home, centre):
-    worker = load_module("braas_addon_worker_presets", ADDON_WORKER)
+    operations = load_module("braas_addon_operations_presets", ADDON_OPERATIONS)
     ctx = AddonContext()
     try:
         with pytest.raises(UsageError, match=r"tried: /scratch/project/dd-24-1 \(not found\)"):
-            worker.op_find_working_dir(ctx, addon_fields(name=""))  # no name needed yet
+            operations.op_find_working_dir(ctx, addon_fields(name=""))  # no name needed yet
         (centre.root / "scratch" / "project" / "dd-24-1").mkdir(parents=True)
-        found = worker.op_find_working_dir(ctx, addon_fields(name=""))
+        found = operations.op_find_working_dir(ctx, addon_fields(name=""))
         assert found["found"] == "/scratch/project/dd-24-1"
         # Add with the field empty: the directory is proposed, nothing is added yet.
-        proposed = worker.op_add_preset(ctx, addon_fields())
+        proposed = operations.op_add_preset(ctx, addon_fields())
         assert proposed["found"] == "/scratch/project/dd-24-1" and "added" not in proposed
         assert not (home / "presets.json").exists()
-        added = worker.op_add_preset(ctx, addon_fields(remote_dir=proposed["found"],
+        added = operations.op_add_preset(ctx, addon_fields(remote_dir=proposed["found"],
                                                        worker_dir=str(centre.root / "work")))
         assert added["added"] == "karolina-gpu" and added["mapped"] is True
         assert any("as Globus says" in note for note in added["notes"])
         stored = load_cluster_presets(home)["karolina-gpu"]
         assert (stored.remote_dir, stored.collection_kind) == ("/scratch/project/dd-24-1",
                                                                "mapped")
-        tested = worker.op_test_preset(ctx, "karolina-gpu")
+        tested = operations.op_test_preset(ctx, "karolina-gpu")
         names = {c["name"]: c["ok"] for c in tested["checks"]}
         assert names["probe sent"] is True
         assert names["worker reads it"] is False  # worker_dir is .../work, not the scratch
