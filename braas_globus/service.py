@@ -34,6 +34,7 @@ from .pack import (
 )
 from .plan import assign_presets, plan_tasks
 from .presets import ClusterPreset, Preset, get_preset
+from .progress import BYTES, FRAMES
 from .project import ProjectRules, find_project_root, within
 from .scene_info import SceneInfo, read_scene_info
 from .settings import Settings, load_settings
@@ -47,15 +48,18 @@ from .worker.preflight import RENDER_ENGINE, file_is_newer, version_text
 
 
 class Reporter(Protocol):
+    """What a long call says as it goes: a step, and how far along it is (``unit``:
+    progress.FRAMES or progress.BYTES)."""
+
     def step(self, text: str) -> None: ...
-    def progress(self, done: int, total: int) -> None: ...
+    def progress(self, done: int, total: int, unit: str = FRAMES) -> None: ...
 
 
 class QuietReporter:
     def step(self, text: str) -> None:
         pass
 
-    def progress(self, done: int, total: int) -> None:
+    def progress(self, done: int, total: int, unit: str = FRAMES) -> None:
         pass
 
 
@@ -333,7 +337,8 @@ class Service:
                         rules=self.project_rules(spec))
         try:
             reporter.step(f"tracing and staging assets ({spec.mode.value} mode)")
-            missing = plan.strategise(blender, on_bytes=reporter.progress)
+            missing = plan.strategise(
+                blender, on_bytes=lambda done, total: reporter.progress(done, total, BYTES))
             if missing and not spec.allow_missing:
                 raise MissingAssetsError(spec.scene, missing)
             assert plan.report is not None  # set by strategise()

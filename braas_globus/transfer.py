@@ -28,6 +28,7 @@ from .auth import login_needed_from
 from .errors import RunError, StagingError
 from .pack import Manifest
 from .presets import ClusterPreset
+from .progress import BYTES
 from .worker import job_layout
 
 if TYPE_CHECKING:
@@ -193,7 +194,7 @@ class JobTransfers:
                 reporter.step(f"{what}: {moved}/{task.get('files') or '?'} files"
                               + (f"; Globus retries: {fault}" if fault else ""))
                 reporter.progress(task["bytes_transferred"],
-                                  max(total_bytes, task["bytes_transferred"]))
+                                  max(total_bytes, task["bytes_transferred"]), BYTES)
             status = task["status"] if task is not None else "UNKNOWN"
             if status == "SUCCEEDED":
                 assert task is not None  # "UNKNOWN" without a document

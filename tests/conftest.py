@@ -130,7 +130,16 @@ class CliResult:
     stderr: str
 
     def json(self):
-        return json.loads(self.stdout)
+        """The command's JSON result: all of stdout, or after JSON lines of progress
+        (`--json --wait`) its last line."""
+        try:
+            return json.loads(self.stdout)
+        except ValueError:
+            return json.loads(self.stdout.splitlines()[-1])
+
+    def events(self) -> list[dict]:
+        """The JSON lines of progress that `--json --wait` writes before its result."""
+        return [json.loads(line) for line in self.stdout.splitlines()[:-1]]
 
 
 @pytest.fixture

@@ -42,6 +42,7 @@ class Step:
 class Progress:
     done: int
     total: int
+    unit: str = "frames"  # or "bytes" (braas_globus.progress)
 
 
 @dataclass(frozen=True)
@@ -98,9 +99,9 @@ class Context:
         self.check()
         self._worker._send(Step(text))
 
-    def progress(self, done: int, total: int) -> None:
+    def progress(self, done: int, total: int, unit: str = "frames") -> None:
         self.check()
-        self._worker._send(Progress(done, total))
+        self._worker._send(Progress(done, total, unit))
 
     def check(self) -> None:
         if self._worker._abort.is_set():

@@ -31,7 +31,7 @@ def follow(out: Output, service: LazyService, job: JobRecord, wait: bool) -> Non
                                    f"{job.folder}")
         return
     out.note(f"job {job.id}: {job.frame_count} frames")
-    with out.reporter("rendering") as reporter:
+    with out.reporter("rendering", events=True) as reporter:
         job = service.wait(job.id, reporter)
     out.data(job_summary(job), f"{job.id}  {job.state.value}  {job.frames_done}/"
                                f"{job.frame_count} frames in {job.folder / 'out'}")
@@ -73,7 +73,7 @@ def submit(
                           allow_missing=allow_missing, allow_scripts=allow_scripts,
                           allow_older_blender=allow_older_blender,
                           project_root=project_root, allow_outside=allow_outside)
-        with out.reporter("submitting") as reporter:
+        with out.reporter("submitting", events=wait) as reporter:
             job = service.submit(spec, reporter)
         follow(out, service, job, wait)
 
@@ -90,7 +90,7 @@ def demo(
         out.note("building the demo scene" if rebuild else "preparing the demo scene")
         scene = service.demo_scene(rebuild)
         spec = build_spec(scene=scene, project="demo", mode=Mode.DIRECTORY)
-        with out.reporter("submitting") as reporter:
+        with out.reporter("submitting", events=True) as reporter:
             job = service.submit(spec, reporter)
         follow(out, service, job, wait=True)
         out.note(f"the demo's frames are in {job.folder / 'out'}")
@@ -176,7 +176,7 @@ def resume(job: JobArg, wait: WaitOption = False, as_json: JsonOption = False) -
     """Render only the frames of a job that are missing or failed."""
 
     def command(out: Output, service: LazyService) -> None:
-        with out.reporter("resuming") as reporter:
+        with out.reporter("resuming", events=wait) as reporter:
             record = service.resume(job, reporter)
         follow(out, service, record, wait)
 
