@@ -24,6 +24,7 @@ import logging
 import os
 import shutil
 import stat
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -69,6 +70,27 @@ def _display(scene: Path, path: Path) -> str:
 
 
 OnBytes = Callable[[int, int], None]  # (bytes copied, bytes in all)
+
+
+class _Packer(Packer):
+    """BAT's Packer, whose copying thread is stopped when packing fails: BAT starts it (a
+    thread that is no daemon), then forgets it when a copy fails before the end, and the
+    thread waits for more files forever, so the process could never exit."""
+
+    transferer: threading.Thread | None = None
+
+    def _create_file_transferer(self) -> Any:
+        self.transferer = super()._create_file_transferer()
+        return self.transferer
+
+    def execute_or_stop(self) -> None:
+        try:
+            self.execute()
+        except BaseException:
+            transferer = self.transferer
+            if transferer is not None and transferer.is_alive():
+                transferer.abort_and_join()  # type: ignore[attr-defined]  # BAT's FileTransferer
+            raise
 
 
 class _ByteProgress(progress.Callback):
@@ -152,13 +174,14 @@ class PackPlan:
         parses the files as they are then.
         """
         try:
-            with Packer(self.scene, rules.root, str(self.target)) as packer:
+            packer = _Packer(self.scene, rules.root, str(self.target))
+            with packer:
                 if on_bytes:
                     packer.progress_cb = _ByteProgress(on_bytes)
                 self.target.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
                 packer.strategise()
                 rules.check([Path(source) for source in packer._actions])  # noqa: SLF001
-                packer.execute()
+                packer.execute_or_stop()
                 self._staged_blend = Path(packer.output_path)
                 self._project = Path(packer.project)
                 self._copies = {Path(source): Path(action.new_path)

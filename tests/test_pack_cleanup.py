@@ -125,3 +125,28 @@ def test_a_scene_changed_between_two_packs_in_one_process_is_read_anew(tmp_path,
             plan.close()
         staged.append(sorted(p.name for p in (tmp_path / f"stage{run}").rglob("*.png")))
     assert staged == [["first.png"], ["second.png"]]
+
+
+def test_a_copy_that_fails_half_way_stops_bats_copying_thread(scene, tmp_path, temp_dir,
+                                                              monkeypatch):
+    """A file that cannot be read while BAT queues its copies (gone, or unreadable): BAT's
+    copying thread, no daemon, would wait for more files forever and the process (the CLI)
+    could never exit."""
+    import threading
+
+    from blender_asset_tracer.pack import Packer
+    from blender_asset_tracer.pack.transfer import FileTransferer
+
+    def unreadable(self, asset_path, action):
+        raise PermissionError(13, "Permission denied", str(asset_path))
+
+    monkeypatch.setattr(Packer, "_copy_asset_and_deps", unreadable)
+    plan = PackPlan(scene("anim6"), Mode.DIRECTORY, tmp_path / "stage")
+    try:
+        with pytest.raises(PermissionError):
+            plan.strategise(BLENDER)
+    finally:
+        plan.close()
+    left = [t for t in threading.enumerate() if isinstance(t, FileTransferer) and t.is_alive()]
+    assert left == []
+    assert bat_folders(temp_dir) == []
