@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import json
 import time
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from .cost import job_cost, recorded_presets
 from .errors import BraasError
 from .progress import Pace
 from .records import JobScope, MissingRecord, frame_of_name, frame_path, read_progress
@@ -70,9 +70,10 @@ def preset_devices(job: JobRecord) -> str:
         return load_catalog().get(fields["cluster"]).cycles_device_for(fields["partition"])
 
     try:
-        presets = json.loads((job.folder / job_layout.PRESETS).read_text(encoding="utf-8"))
-        devices = {name: device(fields) for name, fields in presets.items()}
-    except (OSError, ValueError, TypeError, KeyError, AttributeError, BraasError):
+        devices = {name: device(fields) for name, fields in recorded_presets(job).items()}
+    except (TypeError, KeyError, AttributeError, BraasError):
+        devices = {}
+    if not devices:
         return "each preset's default"  # a job from before presets were recorded, or damaged
     if len(set(devices.values())) == 1:
         return next(iter(devices.values()))
@@ -84,7 +85,8 @@ def when(timestamp: float | None) -> str | None:
     return datetime.fromtimestamp(timestamp).isoformat(timespec="seconds") if timestamp else None
 
 
-def job_info(store: Store, job: JobRecord, warning: str | None = None) -> dict[str, Any]:
+def job_info(store: Store, job: JobRecord, warning: str | None = None,
+             local_workers: int = 1) -> dict[str, Any]:
     states = frame_states(job, store)
     by_state: dict[str, list[int]] = {}
     for frame, state in sorted(states.items()):
@@ -120,6 +122,7 @@ def job_info(store: Store, job: JobRecord, warning: str | None = None) -> dict[s
             "by_state": {state: format_frames(frames) for state, frames in by_state.items()},
         },
         "progress": job_pace(job, len(by_state.get("DONE", []))),
+        "cost": job_cost(store, job, local_workers),
         "failed_frames": failed,
         # Files the scene uses that were missing when it rendered (--allow-missing).
         "missing_files": sorted({r.file for r in progress.records

@@ -262,7 +262,7 @@ class Service:
 
     def info(self, job_id: str) -> dict[str, Any]:
         job, warning = self.refresh(job_id)
-        return collect.job_info(self.store, job, warning)
+        return collect.job_info(self.store, job, warning, self.settings.local_workers)
 
     def logs(self, job_id: str, task: int | None = None) -> dict[str, str]:
         job = self.job(job_id)

@@ -34,6 +34,7 @@ def info_lines(details: dict[str, Any]) -> list[str]:
              f"frames     {details['frames']['done']}/{details['frames']['total']} done, "
              f"{details['frames']['failed']} failed" + pace_text(details["progress"])]
     lines += [f"  {state:<10} {spec}" for state, spec in details["frames"]["by_state"].items()]
+    lines.append(f"cost       {cost_text(details['cost'])}")
     lines += [f"  frame {f['frame']} failed: {f['reason']}" for f in details["failed_frames"]]
     lines += [f"  rendered without (missing): {name}" for name in details["missing_files"]]
     lines += [f"task {t['index']}{' (scout)' if t['scout'] else ''}  {t['state']}  frames "
@@ -45,6 +46,16 @@ def info_lines(details: dict[str, Any]) -> list[str]:
     lines.append("parameters " + ", ".join(f"{k}={v}" for k, v in
                                             details["parameters"].items()))
     return lines
+
+
+def cost_text(cost: dict[str, Any]) -> str:
+    """``0.42 core-hours, 0.10 GPU-hours (12 min of Blender's render time)``."""
+    from .progress import duration
+
+    used = f"{cost['core_hours']:.2f} core-hours"
+    if cost["gpu_hours"]:
+        used += f", {cost['gpu_hours']:.2f} GPU-hours"
+    return f"{used} ({duration(cost['render_seconds'])} of Blender's render time)"
 
 
 def pace_text(progress: dict[str, Any]) -> str:
