@@ -232,9 +232,27 @@ def scenario_register(args: dict) -> dict:
         idle(addon, 30)
         presets = [p.name for p in status().presets]
         drawn = draw_everything(addon)
+        # Not signed in: Log Out is greyed out. Another engine: one line instead of panels.
+        logout_enabled = bpy.ops.braas_globus.logout.poll()
+        scene = bpy.context.scene
+        engines = {}
+        for engine in ("CYCLES", "BLENDER_EEVEE_NEXT" if bpy.app.version >= (4, 2) and
+                       bpy.app.version < (5, 0) else "BLENDER_EEVEE", "BLENDER_WORKBENCH"):
+            scene.render.engine = engine
+            hint = addon.panels.RENDER_PT_braas_globus_needs_cycles
+            calls: list = []
+            if hint.poll(bpy.context):
+                from types import SimpleNamespace
+
+                hint.draw(SimpleNamespace(layout=FakeLayout([], calls)), bpy.context)
+            engines[engine] = {"panels": addon.panels.RENDER_PT_braas_globus.poll(bpy.context),
+                               "hint": [c[2].get("text", "") for c in calls
+                                        if c[0] == "label"]}
+        scene.render.engine = "CYCLES"
         worker_thread = addon.results._state.worker._thread
         disable()
         rounds.append({"present": present, "timer": timer, "presets": presets, "drawn": drawn,
+                       "logout_enabled": logout_enabled, "engines": engines,
                        "after": classes_present(),
                        "timer_after": bpy.app.timers.is_registered(addon.results.drain),
                        "worker_alive_after": worker_thread.is_alive(),

@@ -175,6 +175,12 @@ def test_extension_registers_and_unregisters_cleanly_twice(tmp_path, python):
                 "braas_globus.download_job", "braas_globus.open_folder",
                 "braas_globus.job_info"} <= set(drawn["operators"])
         assert "Not signed in" in drawn["labels"] and "Idle" in drawn["labels"]
+        assert round_["logout_enabled"] is False  # nothing to log out of
+        engines = round_["engines"]
+        assert engines.pop("CYCLES") == {"panels": True, "hint": []}
+        for engine, shown in engines.items():  # EEVEE, Workbench: one line says why
+            assert shown["panels"] is False, engine
+            assert " ".join(shown["hint"]).startswith("Rendering here needs Cycles"), engine
 
 
 # --- the New Job form checks input as the CLI does ----------------------------------------------

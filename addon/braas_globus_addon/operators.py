@@ -188,6 +188,14 @@ class BRAAS_GLOBUS_OT_logout(bpy.types.Operator):
     bl_idname = "braas_globus.logout"
     bl_label = "Log Out"
 
+    @classmethod
+    def poll(cls, context):
+        if context.window_manager.braas_globus.signed_in:
+            return True
+        cls.poll_message_set("Not signed in to Globus (`braas-globus logout` in a terminal "
+                             "removes saved tokens in any case)")
+        return False
+
     def execute(self, context):
         results.worker().request("logout")
         return {"FINISHED"}

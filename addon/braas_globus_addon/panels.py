@@ -49,6 +49,24 @@ class RENDER_PT_braas_globus(_RenderPanel, bpy.types.Panel):
         pass
 
 
+class RENDER_PT_braas_globus_needs_cycles(bpy.types.Panel):
+    """Where the scene renders with another engine: one line instead of hidden panels."""
+
+    bl_label = "BRaaS Globus"
+    bl_space_type = "PROPERTIES"
+    bl_region_type = "WINDOW"
+    bl_context = "render"
+
+    @classmethod
+    def poll(cls, context):
+        return context.scene is not None and \
+            context.scene.render.engine not in _RenderPanel.COMPAT_ENGINES
+
+    def draw(self, context):
+        _wrapped(self.layout, "Rendering here needs Cycles: set Render Engine to Cycles to "
+                 "submit this scene", icon="INFO")
+
+
 class RENDER_PT_braas_globus_status(_RenderPanel, bpy.types.Panel):
     bl_label = "Status"
     bl_parent_id = "RENDER_PT_braas_globus"
@@ -196,6 +214,7 @@ classes = (
     BRAAS_UL_presets,
     BRAAS_UL_jobs,
     RENDER_PT_braas_globus,
+    RENDER_PT_braas_globus_needs_cycles,
     RENDER_PT_braas_globus_status,
     RENDER_PT_braas_globus_new_job,
     RENDER_PT_braas_globus_jobs,
