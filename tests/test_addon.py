@@ -257,7 +257,8 @@ def test_local_job_from_the_addon(tmp_path, scene, no_runners_left):
     # ... and, on the longer job, while its frames arrived.
     running = result["running_states"]
     assert len({done for state, done in running if state == "RUNNING"}) >= 2, running
-    assert result["submit_message"].startswith(f"submitted {result['job']}")
+    # The Status message followed the job from "submitted" to its end.
+    assert result["submit_message"] == f"{result['job']}: FINISHED, 6/6 frames"
 
     preview = result["preview"]
     assert preview["frame"] == 6 and preview["file"].endswith("000006.png")

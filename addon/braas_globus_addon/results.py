@@ -23,7 +23,8 @@ INTERVAL = 0.25
 PREVIEW_SCALE = 8.0
 
 _state = SimpleNamespace(worker=None, previews=None, next_refresh=0.0, poll_seconds=2.0,
-                         select=None, applying=False, stale=True, info_for=None)
+                         select=None, applying=False, stale=True, info_for=None,
+                         message_job=None)  # the job the Status message is about
 
 
 def worker() -> Worker:
@@ -150,8 +151,19 @@ def _apply(current, message) -> None:
         current.message, current.is_error = f"{message.label}: aborted", False
 
 
-def _say(current, text: str) -> None:
+def _say(current, text: str, job: str | None = None) -> None:
     current.message, current.is_error = text, False
+    _state.message_job = job  # a message about a job follows it to its end
+
+
+def _follow_message(current, rows: list[dict]) -> None:
+    """The Status message said a job was submitted (or resumed): once it ends, say how."""
+    row = next((r for r in rows if r["id"] == _state.message_job), None)
+    if row is not None and row["state"] in ("FINISHED", "FAILED", "CANCELED"):
+        current.message = f"{row['id']}: {row['state']}, {row['frames_done']}/" \
+                          f"{row['frames_total']} frames"
+        current.is_error = row["state"] == "FAILED"
+        _state.message_job = None
 
 
 def _jobs(current, result: dict) -> None:
@@ -178,6 +190,7 @@ def _jobs(current, result: dict) -> None:
         current.job_index = index
     finally:
         _state.applying = False
+    _follow_message(current, result["jobs"])
     if result.get("info") and result["info"]["id"] == selected:
         _info(current, result["info"])
     elif index < 0 or _state.info_for != selected:
@@ -185,13 +198,14 @@ def _jobs(current, result: dict) -> None:
 
 
 def _submitted(current, row: dict) -> None:
-    _say(current, f"submitted {row['id']}: {row['frames_total']} frame(s) on {row['preset']}")
+    _say(current, f"submitted {row['id']}: {row['frames_total']} frame(s) on {row['preset']}",
+         job=row["id"])
     _state.select = row["id"]
     refresh_jobs(quiet=True)
 
 
 def _changed(current, row: dict) -> None:
-    _say(current, f"{row['id']}: {row['state']}")
+    _say(current, f"{row['id']}: {row['state']}", job=row["id"])
     refresh_jobs(quiet=True)
 
 
