@@ -7,3 +7,4 @@ from pathlib import Path
 SCRIPTS_DIR = Path(__file__).resolve().parent
 MAKE_DEMO_SCENE = SCRIPTS_DIR / "make_demo_scene.py"
 STAGE_SCENE = SCRIPTS_DIR / "stage_scene.py"
+MAKE_VIDEO = SCRIPTS_DIR / "make_video.py"

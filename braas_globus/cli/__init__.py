@@ -16,7 +16,7 @@ from typing import Annotated
 import typer
 
 from .. import __version__
-from . import auth, cleanup, clusters, container, endpoints, function, jobs, presets, store
+from . import auth, cleanup, clusters, container, endpoints, function, jobs, presets, preview, store
 
 app = typer.Typer(help="Render Blender scenes on HPC centres through Globus, or on this machine.",
                   pretty_exceptions_enable=False,
@@ -43,6 +43,7 @@ app.command()(jobs.logs)
 app.command()(jobs.cancel)
 app.command()(jobs.download)
 app.command()(jobs.resume)
+app.command()(preview.preview)
 app.command()(cleanup.delete)
 app.command()(cleanup.clean)
 app.command()(clusters.clusters)

@@ -47,6 +47,7 @@ CANCEL = f"{JOB}/CANCEL"
 RUNNER_LOCK = f"{JOB}/runner.lock"
 RUNNER_LOG = f"{JOB}/runner.log"
 CACHE = f"{JOB}/cache"
+PREVIEW = "preview"  # preview/contact-sheet.png, preview/preview.mp4 (braas_globus/preview.py)
 PARTIAL_PREFIX = ".partial"  # out/.partial-<pid>/: a frame being written, never a result
 
 JOBS = "jobs"  # beside objects/, in BRAAS_HOME and in a preset's working directory
