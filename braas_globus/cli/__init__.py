@@ -16,7 +16,19 @@ from typing import Annotated
 import typer
 
 from .. import __version__
-from . import auth, cleanup, clusters, container, endpoints, function, jobs, presets, preview, store
+from . import (
+    auth,
+    cleanup,
+    clusters,
+    container,
+    endpoints,
+    estimate,
+    function,
+    jobs,
+    presets,
+    preview,
+    store,
+)
 
 app = typer.Typer(help="Render Blender scenes on HPC centres through Globus, or on this machine.",
                   pretty_exceptions_enable=False,
@@ -36,6 +48,7 @@ def _options(version: Annotated[bool, typer.Option(
     """Render Blender scenes on HPC centres through Globus, or on this machine."""
 
 app.command()(jobs.submit)
+app.command()(estimate.estimate)
 app.command()(jobs.demo)
 app.command("list")(jobs.list_jobs)
 app.command()(jobs.info)

@@ -14,7 +14,7 @@ import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Optional
 
 import typer
 
@@ -22,11 +22,26 @@ from ..errors import BraasError, UsageError
 from ..output import Output
 from ..service import Service
 from ..settings import Settings, braas_home, load_settings
+from ..spec import Device, Mode
 
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON on stdout, for scripts.")]
 JobArg = Annotated[str, typer.Argument(
     help="A job id, a unique start of one, or `last` (the job submitted last).")]
 WaitOption = Annotated[bool, typer.Option("--wait", help="Wait for the job to end, showing progress.")]
+
+# What a scene is rendered with: `submit` and `estimate` take the same.
+SceneArg = Annotated[Path, typer.Argument(help="The .blend file to render.")]
+FramesOption = Annotated[Optional[str], typer.Option(help="Frames, e.g. 1-250, 1-100:10, 1,5,9 (default: the scene's range).")]
+ImageOption = Annotated[bool, typer.Option("--image", help="Render the scene's current frame only.")]
+PresetOption = Annotated[str, typer.Option(help="Where to render (`braas-globus presets`).")]
+ModeOption = Annotated[Mode, typer.Option(help="packed: one .blend with assets inside; directory: the .blend and its files.")]
+MaxJobsOption = Annotated[int, typer.Option(help="At most this many render tasks (1-10000).")]
+DeviceOption = Annotated[Optional[Device], typer.Option(case_sensitive=False, help="Cycles device (default: the preset's: CPU here, the partition's GPUs on a cluster).")]
+AllowMissingOption = Annotated[bool, typer.Option("--allow-missing", help="Submit even if assets are missing.")]
+AllowScriptsOption = Annotated[bool, typer.Option("--allow-scripts", help="Let Python scripts inside the .blend run.")]
+AllowOlderOption = Annotated[bool, typer.Option("--allow-older-blender", help="Render with a Blender older than the one that saved the scene.")]
+ProjectRootOption = Annotated[Optional[Path], typer.Option(help="Stage only files inside this folder (default: the nearest folder above the scene with .blender_project or .git, else the scene's folder).")]
+AllowOutsideOption = Annotated[bool, typer.Option("--allow-outside", help="Also stage files outside the project root (never BRAAS_HOME, hidden or system folders).")]
 
 
 class LazyService:

@@ -12,11 +12,29 @@ from rich.text import Text
 
 from ..collect import when
 from ..output import Output
-from ..spec import Device, Mode, build_spec, default_project
+from ..spec import Mode, build_spec, default_project
 from ..states import JobState
 from ..store import JobRecord
 from ..views import info_lines, job_summary
-from .common import JobArg, JsonOption, LazyService, WaitOption, run
+from .common import (
+    AllowMissingOption,
+    AllowOlderOption,
+    AllowOutsideOption,
+    AllowScriptsOption,
+    DeviceOption,
+    FramesOption,
+    ImageOption,
+    JobArg,
+    JsonOption,
+    LazyService,
+    MaxJobsOption,
+    ModeOption,
+    PresetOption,
+    ProjectRootOption,
+    SceneArg,
+    WaitOption,
+    run,
+)
 
 #: How `list` colours each state on a terminal (rich shows none off one or with NO_COLOR).
 STATE_STYLE = {JobState.CONFIGURING: "magenta", JobState.QUEUED: "yellow",
@@ -43,23 +61,23 @@ def follow(out: Output, service: LazyService, job: JobRecord, wait: bool) -> Non
 
 
 def submit(
-    scene: Annotated[Path, typer.Argument(help="The .blend file to render.")],
-    frames: Annotated[Optional[str], typer.Option(help="Frames, e.g. 1-250, 1-100:10, 1,5,9 (default: the scene's range).")] = None,
-    image: Annotated[bool, typer.Option("--image", help="Render the scene's current frame only.")] = False,
-    preset: Annotated[str, typer.Option(help="Where to render (`braas-globus presets`).")] = "local",
-    mode: Annotated[Mode, typer.Option(help="packed: one .blend with assets inside; directory: the .blend and its files.")] = Mode.PACKED,
+    scene: SceneArg,
+    frames: FramesOption = None,
+    image: ImageOption = False,
+    preset: PresetOption = "local",
+    mode: ModeOption = Mode.PACKED,
     walltime: Annotated[int, typer.Option(help="Minutes each task may run (1-2880).")] = 30,
-    max_jobs: Annotated[int, typer.Option(help="At most this many render tasks (1-10000).")] = 100,
+    max_jobs: MaxJobsOption = 100,
     project: Annotated[Optional[str], typer.Option(help="Project name, up to 25 characters (default: the file name).")] = None,
     email: Annotated[Optional[str], typer.Option(help="Mail the scheduler's job notices here.")] = None,
-    device: Annotated[Optional[Device], typer.Option(case_sensitive=False, help="Cycles device (default: the preset's: CPU here, the partition's GPUs on a cluster).")] = None,
+    device: DeviceOption = None,
     retries: Annotated[int, typer.Option(help="Tries again for a failed task (0-10).")] = 2,
     scout: Annotated[bool, typer.Option("--scout", help="Render the first, middle and last frames first.")] = False,
-    allow_missing: Annotated[bool, typer.Option("--allow-missing", help="Submit even if assets are missing.")] = False,
-    allow_scripts: Annotated[bool, typer.Option("--allow-scripts", help="Let Python scripts inside the .blend run.")] = False,
-    allow_older_blender: Annotated[bool, typer.Option("--allow-older-blender", help="Render with a Blender older than the one that saved the scene.")] = False,
-    project_root: Annotated[Optional[Path], typer.Option(help="Stage only files inside this folder (default: the nearest folder above the scene with .blender_project or .git, else the scene's folder).")] = None,
-    allow_outside: Annotated[bool, typer.Option("--allow-outside", help="Also stage files outside the project root (never BRAAS_HOME, hidden or system folders).")] = False,
+    allow_missing: AllowMissingOption = False,
+    allow_scripts: AllowScriptsOption = False,
+    allow_older_blender: AllowOlderOption = False,
+    project_root: ProjectRootOption = None,
+    allow_outside: AllowOutsideOption = False,
     wait: WaitOption = False,
     as_json: JsonOption = False,
 ) -> None:

@@ -1,0 +1,65 @@
+"""`braas-globus estimate`: render one probe frame where the job would run and project the
+whole job's wall time and core-hours. Registered on the app by ``cli/__init__``."""
+
+from __future__ import annotations
+
+from ..output import Output
+from ..progress import duration
+from ..spec import Mode, build_spec, default_project
+from .common import (
+    AllowMissingOption,
+    AllowOlderOption,
+    AllowOutsideOption,
+    AllowScriptsOption,
+    DeviceOption,
+    FramesOption,
+    ImageOption,
+    JsonOption,
+    LazyService,
+    MaxJobsOption,
+    ModeOption,
+    PresetOption,
+    ProjectRootOption,
+    SceneArg,
+    run,
+)
+
+
+def estimate(
+    scene: SceneArg,
+    frames: FramesOption = None,
+    image: ImageOption = False,
+    preset: PresetOption = "local",
+    mode: ModeOption = Mode.PACKED,
+    max_jobs: MaxJobsOption = 100,
+    device: DeviceOption = None,
+    allow_missing: AllowMissingOption = False,
+    allow_scripts: AllowScriptsOption = False,
+    allow_older_blender: AllowOlderOption = False,
+    project_root: ProjectRootOption = None,
+    allow_outside: AllowOutsideOption = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Render one probe frame on the preset and say how long the whole job would take and
+    what it would cost (core-hours, GPU-hours), before anything long runs."""
+
+    def command(out: Output, service: LazyService) -> None:
+        from ..estimate import estimate as project
+
+        spec = build_spec(scene=scene, frames=frames, image=image, preset=preset, mode=mode,
+                          max_jobs=max_jobs, project=default_project(scene), device=device,
+                          retries=0, allow_missing=allow_missing, allow_scripts=allow_scripts,
+                          allow_older_blender=allow_older_blender, project_root=project_root,
+                          allow_outside=allow_outside)
+        with out.reporter("probe frame", events=True) as reporter:
+            result = project(service.opened(), spec, reporter)
+        gpu = f", {result.gpu_hours:.2f} GPU-hours" if result.gpu_hours else ""
+        out.data(result.as_dict(), "\n".join([
+            f"probe      frames {result.probe_frames}: {result.frame_seconds:.2f} s a frame, "
+            f"{duration(result.start_seconds)} a task to start Blender and load the scene "
+            f"(job {result.probe_job})",
+            f"projected  {result.frames} frames in {result.tasks} task(s) on {result.preset}: "
+            f"about {duration(result.wall_seconds)}, {result.core_hours:.2f} core-hours{gpu}",
+        ]))
+
+    run(as_json, command)
