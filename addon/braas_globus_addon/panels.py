@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import bpy
 
+from braas_globus.worker.preflight import RENDER_ENGINE
+
 from . import results
 from .properties import form_error
 
@@ -35,7 +37,7 @@ class _RenderPanel:
     bl_space_type = "PROPERTIES"
     bl_region_type = "WINDOW"
     bl_context = "render"
-    COMPAT_ENGINES = {"CYCLES"}
+    COMPAT_ENGINES = {RENDER_ENGINE}  # what braas-globus renders (worker/preflight.py)
 
     @classmethod
     def poll(cls, context):
