@@ -268,6 +268,14 @@ def scenario_validate(args: dict) -> dict:
 
     open_scene(args["scene"])
     addon = enable()
+    reported_errors = []  # what went to Blender's Info area
+    report = addon.results.report_error
+
+    def recording(text):
+        reported_errors.append(text)
+        report(text)
+
+    addon.results.report_error = recording
     form = bpy.context.scene.braas_globus
     seen = {}
     for case, values in args["cases"].items():
@@ -291,7 +299,8 @@ def scenario_validate(args: dict) -> dict:
         assert reported is None, reported
         pump(addon, lambda: not addon.results.pending() and status().message, 60,
              f"the service's answer for {case}")
-        seen[case] = {"status": status().message, "is_error": status().is_error}
+        seen[case] = {"status": status().message, "is_error": status().is_error,
+                      "info_area": status().message in reported_errors}
     service = Service.open()
     jobs = service.store.jobs()
     home = service.settings.home

@@ -226,7 +226,9 @@ def test_form_and_service_checks_say_what_the_cli_says(tmp_path, scene, cli, no_
         assert seen["result"] == ["CANCELLED"] and seen["is_error"], case
         assert seen["status"] == expected[case], case
     for case in ("unknown_preset", "not_cycles", "missing_texture"):
-        assert result["cases"][case] == {"status": expected[case], "is_error": True}, case
+        # In the panel, and in Blender's Info area too (the panel may be closed).
+        assert result["cases"][case] == {"status": expected[case], "is_error": True,
+                                         "info_area": True}, case
     assert "missing asset" in expected["missing_texture"]
     assert "Cycles" in expected["not_cycles"]
     assert result["jobs"] == [] and result["job_folders"] == []  # nothing was written

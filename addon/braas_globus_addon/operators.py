@@ -274,7 +274,22 @@ class BRAAS_GLOBUS_OT_remove_preset(bpy.types.Operator):
         return {"FINISHED"}
 
 
+class BRAAS_GLOBUS_OT_report(bpy.types.Operator):
+    """Say an error of the background work in Blender's Info area and status bar"""
+
+    bl_idname = "braas_globus.report"
+    bl_label = "BRaaS Globus Report"
+    bl_options = {"INTERNAL"}
+
+    message: StringProperty()
+
+    def execute(self, context):
+        self.report({"ERROR"}, self.message)
+        return {"FINISHED"}
+
+
 classes = (
+    BRAAS_GLOBUS_OT_report,
     BRAAS_GLOBUS_OT_submit,
     BRAAS_GLOBUS_OT_abort,
     BRAAS_GLOBUS_OT_refresh_jobs,

@@ -146,9 +146,20 @@ def _apply(current, message) -> None:
         else:
             _state.next_refresh = time.monotonic() + 30  # don't repeat a failing refresh
         current.message, current.is_error = message.message, True
+        if not message.quiet:
+            report_error(message.message)
     elif isinstance(message, Stopped) and not message.quiet:
         current.operation, current.step = "", ""
         current.message, current.is_error = f"{message.label}: aborted", False
+
+
+def report_error(text: str) -> None:
+    """An error of the background work also in the Info area and the status bar, where
+    Blender's own errors are (the panel may not be open)."""
+    try:
+        bpy.ops.braas_globus.report(message=text)
+    except RuntimeError:  # without a window (background mode) an error report raises
+        pass
 
 
 def _say(current, text: str, job: str | None = None) -> None:
