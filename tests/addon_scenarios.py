@@ -249,10 +249,24 @@ def scenario_register(args: dict) -> dict:
                                "hint": [c[2].get("text", "") for c in calls
                                         if c[0] == "label"]}
         scene.render.engine = "CYCLES"
+        # Messages wrap to the region's width: a narrow and a wide Properties editor.
+        from types import SimpleNamespace
+
+        wrapping = {}
+        for width in (300, 900):
+            context = SimpleNamespace(region=SimpleNamespace(width=width),
+                                      preferences=SimpleNamespace(
+                                          view=SimpleNamespace(ui_scale=1.0)))
+            chars = addon.panels.line_characters(context)
+            calls = []
+            addon.panels._wrapped(FakeLayout([], calls), "word " * 60, width=chars)
+            wrapping[width] = {"chars": chars, "lines": [c[2]["text"] for c in calls
+                                                         if c[0] == "label"]}
         worker_thread = addon.results._state.worker._thread
         disable()
         rounds.append({"present": present, "timer": timer, "presets": presets, "drawn": drawn,
                        "logout_enabled": logout_enabled, "engines": engines,
+                       "wrapping": wrapping,
                        "after": classes_present(),
                        "timer_after": bpy.app.timers.is_registered(addon.results.drain),
                        "worker_alive_after": worker_thread.is_alive(),

@@ -176,6 +176,18 @@ def test_extension_registers_and_unregisters_cleanly_twice(tmp_path, python):
                 "braas_globus.job_info"} <= set(drawn["operators"])
         assert "Not signed in" in drawn["labels"] and "Idle" in drawn["labels"]
         assert round_["logout_enabled"] is False  # nothing to log out of
+        # The lists' headings, one a column; messages as wide as the editor.
+        labels = drawn["labels"]
+        for headings in (("Preset", "Account", "Cluster", "Partition", "Device"),
+                         ("ID", "Project", "Cluster", "State")):
+            start = labels.index(headings[0])
+            assert tuple(labels[start:start + len(headings)]) == headings
+        narrow, wide = round_["wrapping"]["300"], round_["wrapping"]["900"]
+        assert narrow["chars"] < wide["chars"]
+        for wrapped in (narrow, wide):
+            assert max(map(len, wrapped["lines"])) <= wrapped["chars"]
+            assert " ".join(wrapped["lines"]) == " ".join(["word"] * 60)
+        assert len(narrow["lines"]) > len(wide["lines"])
         engines = round_["engines"]
         assert engines.pop("CYCLES") == {"panels": True, "hint": []}
         for engine, shown in engines.items():  # EEVEE, Workbench: one line says why
@@ -276,7 +288,8 @@ def test_local_job_from_the_addon(tmp_path, scene, no_runners_left):
     drawn = result["drawn"]  # the panels as they are now, with a job and its last frame
     assert drawn["problems"] == [], drawn["problems"]
     assert {"factor": 1.0, "type": "BAR",
-            "text": f"{result['job']}: FINISHED, 6/6 frames"} in drawn["progress"]
+            "text": "FINISHED, 6/6 frames"} in drawn["progress"]
+    assert result["job"] in drawn["labels"]  # the job's id on a line of its own
     assert len(drawn["icons"]) == 1 and drawn["icons"][0]["scale"] > 1  # the preview
     assert any(label.startswith("frames 6/6 done, 0 failed, in ") for label in drawn["labels"])
     assert "6/6 frames in" in drawn["labels"] and str(downloaded / "out") in drawn["labels"]

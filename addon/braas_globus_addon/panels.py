@@ -18,8 +18,24 @@ def _status(context):
     return context.window_manager.braas_globus
 
 
-def _wrapped(layout, text: str, width: int = 70, icon: str = "NONE", alert: bool = False):
-    """Long messages as several labels (a label does not wrap)."""
+#: About how wide one character of Blender's UI font is, in pixels at a UI scale of 1.
+UI_CHARACTER_PIXELS = 7.0
+
+
+def line_characters(context, fallback: int = 70) -> int:
+    """How many characters fit on a line of the region being drawn (its width, less the
+    icon and margins); ``fallback`` where there is no region (drawn without a window)."""
+    region = getattr(context, "region", None)
+    if region is None or region.width <= 0:
+        return fallback
+    scale = context.preferences.view.ui_scale or 1.0
+    return max(16, int(region.width / (UI_CHARACTER_PIXELS * scale)) - 6)
+
+
+def _wrapped(layout, text: str, width: int | None = None, icon: str = "NONE",
+             alert: bool = False):
+    """Long messages as several labels (a label does not wrap), as wide as the region."""
+    width = width or line_characters(bpy.context)
     column = layout.column(align=True)
     column.alert = alert
     words, line, first = text.split(), "", True
@@ -31,6 +47,18 @@ def _wrapped(layout, text: str, width: int = 70, icon: str = "NONE", alert: bool
             line = f"{line} {word}" if line else word
     if line:
         column.label(text=line, icon=icon if first else "BLANK1")
+
+
+#: The lists' column headings, one a label, as their rows draw them.
+PRESET_COLUMNS = ("Preset", "Account", "Cluster", "Partition", "Device")
+JOB_COLUMNS = ("ID", "Project", "Cluster", "State")
+
+
+def _headings(row, names: tuple[str, ...]) -> None:
+    """A list's headings in a row split as its items are, so each stands over its column."""
+    headings = row.row(align=True)
+    for name in names:
+        headings.label(text=name)
 
 
 class _RenderPanel:
@@ -87,9 +115,11 @@ class RENDER_PT_braas_globus_status(_RenderPanel, bpy.types.Panel):
         sub.operator("braas_globus.abort", text="", icon="CANCEL")
         job = status.selected_job()
         if job is not None and job.frame_count:
+            # The id on its own line: in a narrow editor a bar cuts its text in the middle,
+            # and the state is what must stay readable.
+            layout.label(text=job.name, icon="RENDER_ANIMATION")
             layout.progress(factor=job.frames_done / job.frame_count, type="BAR",
-                            text=f"{job.name}: {job.state}, {job.frames_done}/"
-                                 f"{job.frame_count} frames")
+                            text=f"{job.state}, {job.frames_done}/{job.frame_count} frames")
         if status.message:
             _wrapped(layout, status.message, icon="ERROR" if status.is_error else "INFO",
                      alert=status.is_error)
@@ -99,12 +129,10 @@ class BRAAS_UL_presets(bpy.types.UIList):
     def draw_item(self, context, layout, data, item, icon, active_data, active_propname):
         row = layout.row(align=True)
         row.label(text=item.name, icon="NETWORK_DRIVE" if item.cluster else "HOME")
-        if item.cluster:  # "" for this machine's preset
-            row.label(text=item.account)
-            row.label(text=item.cluster)
-            row.label(text=item.partition)
-        else:
-            row.label(text="this machine")
+        # One label a column, as PRESET_COLUMNS heads them ("" for this machine's preset).
+        row.label(text=item.account)
+        row.label(text=item.cluster or "this machine")
+        row.label(text=item.partition)
         row.label(text=item.device)
 
 
@@ -118,7 +146,7 @@ class RENDER_PT_braas_globus_new_job(_RenderPanel, bpy.types.Panel):
         scene = context.scene
         form = scene.braas_globus
         header = layout.row()
-        header.label(text="Preset, Account, Cluster, Partition, Device")
+        _headings(header, PRESET_COLUMNS)
         header.operator("braas_globus.refresh_presets", text="", icon="FILE_REFRESH")
         layout.template_list("BRAAS_UL_presets", "", status, "presets", status,
                              "preset_index", rows=3)
@@ -187,18 +215,18 @@ class RENDER_PT_braas_globus_jobs(_RenderPanel, bpy.types.Panel):
         layout = self.layout
         status = _status(context)
         header = layout.row()
-        header.label(text="ID, Project, Cluster, State")
+        _headings(header, JOB_COLUMNS)
         header.operator("braas_globus.refresh_jobs", text="", icon="FILE_REFRESH")
         layout.template_list("BRAAS_UL_jobs", "", status, "jobs", status, "job_index",
                              rows=4)
-        row = layout.row(align=True)
-        row.operator("braas_globus.refresh_jobs", icon="FILE_REFRESH")
-        row.operator("braas_globus.job_info", icon="INFO")
-        row.operator("braas_globus.cancel_job", text="Cancel", icon="X")
-        row = layout.row(align=True)
-        row.operator("braas_globus.download_job", icon="IMPORT")
-        row.operator("braas_globus.open_folder", icon="FILE_FOLDER")
-        row.operator("braas_globus.resume_job", icon="PLAY")
+        # As many buttons a row as the width takes whole (a row of six cuts their names).
+        buttons = layout.grid_flow(row_major=True, columns=0, even_columns=True, align=True)
+        buttons.operator("braas_globus.refresh_jobs", icon="FILE_REFRESH")
+        buttons.operator("braas_globus.job_info", icon="INFO")
+        buttons.operator("braas_globus.cancel_job", text="Cancel", icon="X")
+        buttons.operator("braas_globus.download_job", icon="IMPORT")
+        buttons.operator("braas_globus.open_folder", icon="FILE_FOLDER")
+        buttons.operator("braas_globus.resume_job", icon="PLAY")
         if status.selected_job() is None:
             return
         if status.job_info:

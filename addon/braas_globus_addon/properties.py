@@ -70,7 +70,7 @@ class JobForm(bpy.types.PropertyGroup):
                (Mode.DIRECTORY.name, "Sources in Directory", "The .blend and its files, "
                                                              "folder structure kept")])
     walltime: IntProperty(
-        name="Walltime [minutes]", default=_default("walltime_minutes"),
+        name="Walltime (min)", default=_default("walltime_minutes"),
         min=_bound("walltime_minutes", "ge"), max=_bound("walltime_minutes", "le"),
         description="How long each render task may run")
     max_jobs: IntProperty(
