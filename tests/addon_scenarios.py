@@ -391,6 +391,7 @@ def scenario_local_job(args: dict) -> dict:
          and j.frames_done >= 2, 120, "frames of the second job", watch=watch)
     out["running_states"] = list(seen_states)
     second = status().selected_job()
+    out["running_bar"] = addon.panels.job_bar_text(second)  # what Status shows of it now
     result, reported = call(bpy.ops.braas_globus.cancel_job)
     assert result == {"FINISHED"}, (reported, second.state, second.frames_done)
     pump(addon, lambda: job(second.name).state == "CANCELED", 60, "the cancel")

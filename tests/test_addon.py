@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -269,6 +270,9 @@ def test_local_job_from_the_addon(tmp_path, scene, no_runners_left):
     assert result["states"][0][0] in ("QUEUED", "RUNNING")
     assert result["states"][-1] == ["FINISHED", 6], result["states"]
     # ... and, on the longer job, while its frames arrived.
+    # Running, with frames done: the Status bar says the time left, state first.
+    bar = result["running_bar"]
+    assert re.fullmatch(r"RUNNING, \d+/40 frames, about \d+ (s|min) left", bar), bar
     running = result["running_states"]
     assert len({done for state, done in running if state == "RUNNING"}) >= 2, running
     # The Status message followed the job from "submitted" to its end.

@@ -160,6 +160,7 @@ class JobItem(bpy.types.PropertyGroup):
     frames_done: IntProperty()
     frames_failed: IntProperty()
     frame_count: IntProperty()
+    seconds_left: FloatProperty(default=-1.0)  # -1: not known (not started, or ended)
     folder: StringProperty(subtype="DIR_PATH")
     downloaded_to: StringProperty(subtype="DIR_PATH")
 

@@ -195,6 +195,8 @@ def _jobs(current, result: dict) -> None:
                         "frames_failed", "folder"):
                 setattr(item, key, row[key])
             item.frame_count = row["frames_total"]
+            left = row.get("seconds_left")
+            item.seconds_left = -1.0 if left is None else float(left)
             item.downloaded_to = downloaded.get(row["id"], "")
             if row["id"] == selected:
                 index = len(current.jobs) - 1
