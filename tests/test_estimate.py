@@ -45,3 +45,11 @@ def test_estimate_says_it_in_words_and_refuses_what_submit_refuses(cli, scene):
     assert cli("estimate", scene("missing")).code == 2  # a missing texture, as at submit
     two = cli("estimate", scene("anim12"), "--preset", "local,local")
     assert two.code == 2
+
+
+def test_submit_estimate_only_estimates(cli, scene):
+    result = cli("submit", scene("anim6"), "--estimate", "--walltime", "20", "--json")
+    assert result.code == 0, result.stderr
+    estimate = result.json()
+    assert (estimate["frames"], estimate["probe_frames"]) == (6, "4,5")
+    assert [j["id"] for j in cli("list", "--json").json()] == [estimate["probe_job"]]

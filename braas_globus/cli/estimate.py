@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from ..output import Output
 from ..progress import duration
-from ..spec import Mode, build_spec, default_project
+from ..spec import JobSpec, Mode, build_spec, default_project
 from .common import (
     AllowMissingOption,
     AllowOlderOption,
@@ -44,22 +44,28 @@ def estimate(
     what it would cost (core-hours, GPU-hours), before anything long runs."""
 
     def command(out: Output, service: LazyService) -> None:
-        from ..estimate import estimate as project
-
         spec = build_spec(scene=scene, frames=frames, image=image, preset=preset, mode=mode,
                           max_jobs=max_jobs, project=default_project(scene), device=device,
                           retries=0, allow_missing=allow_missing, allow_scripts=allow_scripts,
                           allow_older_blender=allow_older_blender, project_root=project_root,
                           allow_outside=allow_outside)
-        with out.reporter("probe frame", events=True) as reporter:
-            result = project(service.opened(), spec, reporter)
-        gpu = f", {result.gpu_hours:.2f} GPU-hours" if result.gpu_hours else ""
-        out.data(result.as_dict(), "\n".join([
-            f"probe      frames {result.probe_frames}: {result.frame_seconds:.2f} s a frame, "
-            f"{duration(result.start_seconds)} a task to start Blender and load the scene "
-            f"(job {result.probe_job})",
-            f"projected  {result.frames} frames in {result.tasks} task(s) on {result.preset}: "
-            f"about {duration(result.wall_seconds)}, {result.core_hours:.2f} core-hours{gpu}",
-        ]))
+        show_estimate(out, service, spec)
 
     run(as_json, command)
+
+
+def show_estimate(out: Output, service: LazyService, spec: JobSpec) -> None:
+    """Render the probe frames of ``spec`` and print the projection (`estimate`, and
+    `submit --estimate`)."""
+    from ..estimate import estimate as project
+
+    with out.reporter("probe frames", events=True) as reporter:
+        result = project(service.opened(), spec, reporter)
+    gpu = f", {result.gpu_hours:.2f} GPU-hours" if result.gpu_hours else ""
+    out.data(result.as_dict(), "\n".join([
+        f"probe      frames {result.probe_frames}: {result.frame_seconds:.2f} s a frame, "
+        f"{duration(result.start_seconds)} a task to start Blender and load the scene "
+        f"(job {result.probe_job})",
+        f"projected  {result.frames} frames in {result.tasks} task(s) on {result.preset}: "
+        f"about {duration(result.wall_seconds)}, {result.core_hours:.2f} core-hours{gpu}",
+    ]))

@@ -79,6 +79,9 @@ def submit(
     project_root: ProjectRootOption = None,
     allow_outside: AllowOutsideOption = False,
     wait: WaitOption = False,
+    estimate: Annotated[bool, typer.Option(
+        "--estimate", help="Only estimate: render two probe frames and print the job's "
+                           "projected time and core-hours (as `braas-globus estimate`).")] = False,
     as_json: JsonOption = False,
 ) -> None:
     """Submit a scene for rendering; prints the job id."""
@@ -91,6 +94,11 @@ def submit(
                           allow_missing=allow_missing, allow_scripts=allow_scripts,
                           allow_older_blender=allow_older_blender,
                           project_root=project_root, allow_outside=allow_outside)
+        if estimate:
+            from .estimate import show_estimate
+
+            show_estimate(out, service, spec)
+            return
         with out.reporter("submitting", events=wait) as reporter:
             job = service.submit(spec, reporter)
         follow(out, service, job, wait)
