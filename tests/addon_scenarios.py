@@ -375,6 +375,14 @@ def scenario_local_job(args: dict) -> dict:
     idle(addon)
     out["info"] = status().job_info
 
+    call(bpy.ops.braas_globus.preview_job)
+    idle(addon, 120)
+    sheet = next((i for i in bpy.data.images if i.filepath.endswith("contact-sheet.png")), None)
+    video = next((i for i in bpy.data.images if i.filepath.endswith("preview.mp4")), None)
+    out["previewed"] = {"message": status().message,
+                        "sheet": list(sheet.size) if sheet else None,
+                        "video": [video.source, video.frame_duration] if video else None}
+
     call(bpy.ops.braas_globus.download_job)
     idle(addon)
     out["download_message"] = status().message

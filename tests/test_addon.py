@@ -283,6 +283,13 @@ def test_local_job_from_the_addon(tmp_path, scene, no_runners_left):
     assert preview["size"] == [64, 48]  # the frame file was loaded as the preview
     assert "frames 6/6 done, 0 failed" in result["info"]
 
+    # Preview: the contact sheet and the video, loaded as Blender images (in background mode
+    # there is no Image Editor to show them in: the message says where they are).
+    previewed = result["previewed"]
+    assert previewed["message"].startswith(f"preview of {result['job']}: contact sheet as "
+                                           "image 'contact-sheet.png'"), previewed
+    assert previewed["sheet"] is not None and previewed["sheet"][0] > previewed["sheet"][1]
+    assert previewed["video"] == ["MOVIE", 6]
     downloaded = storage / result["job"]
     assert result["download_message"] == f"6/6 frames in {downloaded / 'out'}"
     assert sorted(p.name for p in (downloaded / "out").glob("*.png")) == [

@@ -61,6 +61,13 @@ def op_info(ctx: Context, job_id: str) -> dict:
     return ctx.service().info(job_id)
 
 
+def op_preview(ctx: Context, job_id: str) -> dict:
+    """The job's contact sheet and, for an animation, its video (braas_globus.preview)."""
+    from braas_globus.preview import preview
+
+    return preview(ctx.service(), job_id)
+
+
 def op_cancel(ctx: Context, job_id: str) -> dict:
     service = ctx.service()
     return job_summary(service.cancel(job_id), _clusters(service.settings.home))
@@ -196,6 +203,7 @@ OPERATIONS: dict[str, tuple[str, "Operation"]] = {
     "jobs": ("Refreshing jobs", op_jobs),
     "submit": ("Submitting", op_submit),
     "info": ("Reading job info", op_info),
+    "preview": ("Making the preview", op_preview),
     "cancel": ("Canceling", op_cancel),
     "resume": ("Resuming", op_resume),
     "download": ("Downloading", op_download),

@@ -94,6 +94,18 @@ class BRAAS_GLOBUS_OT_job_info(_JobOperator, bpy.types.Operator):
         return {"FINISHED"}
 
 
+class BRAAS_GLOBUS_OT_preview_job(_JobOperator, bpy.types.Operator):
+    """Make a contact sheet of the selected job's frames (and a video of an animation) and
+    show them in an Image Editor"""
+
+    bl_idname = "braas_globus.preview_job"
+    bl_label = "Preview"
+
+    def execute(self, context):
+        results.worker().request("preview", job_id=_status(context).selected_job().name)
+        return {"FINISHED"}
+
+
 class BRAAS_GLOBUS_OT_cancel_job(_JobOperator, bpy.types.Operator):
     """Cancel the selected job: no frame of it renders afterwards"""
 
@@ -294,6 +306,7 @@ classes = (
     BRAAS_GLOBUS_OT_abort,
     BRAAS_GLOBUS_OT_refresh_jobs,
     BRAAS_GLOBUS_OT_job_info,
+    BRAAS_GLOBUS_OT_preview_job,
     BRAAS_GLOBUS_OT_cancel_job,
     BRAAS_GLOBUS_OT_resume_job,
     BRAAS_GLOBUS_OT_download_job,

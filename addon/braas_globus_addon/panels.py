@@ -231,6 +231,7 @@ class RENDER_PT_braas_globus_jobs(_RenderPanel, bpy.types.Panel):
         buttons = layout.grid_flow(row_major=True, columns=0, even_columns=True, align=True)
         buttons.operator("braas_globus.refresh_jobs", icon="FILE_REFRESH")
         buttons.operator("braas_globus.job_info", icon="INFO")
+        buttons.operator("braas_globus.preview_job", icon="IMAGE_DATA")
         buttons.operator("braas_globus.cancel_job", text="Cancel", icon="X")
         buttons.operator("braas_globus.download_job", icon="IMPORT")
         buttons.operator("braas_globus.open_folder", icon="FILE_FOLDER")

@@ -345,10 +345,53 @@ def _logged_out(current, result: dict) -> None:
                       "was not logged in")
 
 
+def _previewed(current, result: dict) -> None:
+    """Load the contact sheet and the video as images and show the sheet in an Image
+    Editor (the video is the editor's other image: a movie, played with the timeline)."""
+    sheet = _load_image(result["contact_sheet"])
+    video = _load_image(result["video"]) if result.get("video") else None
+    shown = show_in_image_editor(sheet)
+    where = "in an Image Editor" if shown else f"as image {sheet.name!r}"
+    extra = f"; the video is image {video.name!r}" if video is not None else ""
+    _say(current, f"preview of {result['job']}: contact sheet {where}{extra} "
+                  f"({result['contact_sheet']})")
+
+
+def _load_image(path: str):
+    """``path`` as a Blender image, read again if it was loaded before (a new preview)."""
+    image = bpy.data.images.load(path, check_existing=True)
+    image.reload()
+    return image
+
+
+def _image_editor(manager):
+    return next((area for window in manager.windows for area in window.screen.areas
+                 if area.type == "IMAGE_EDITOR"), None)
+
+
+def show_in_image_editor(image) -> bool:
+    """Show ``image`` in an Image Editor of the open windows, else in the render window as
+    F12 opens it; False without a window (background mode)."""
+    manager = bpy.context.window_manager
+    if manager is None or not manager.windows:
+        return False
+    area = _image_editor(manager)
+    if area is None:
+        window = manager.windows[0]
+        with bpy.context.temp_override(window=window, screen=window.screen):
+            bpy.ops.render.view_show("INVOKE_DEFAULT")
+        area = _image_editor(manager)
+    if area is None:
+        return False
+    area.spaces.active.image = image
+    return True
+
+
 _FINISHED = {
     "jobs": _jobs,
     "submit": _submitted,
     "info": _selected_info,
+    "preview": _previewed,
     "cancel": _changed,
     "resume": _changed,
     "download": _downloaded,
