@@ -347,7 +347,7 @@ def _logged_out(current, result: dict) -> None:
 
 def _previewed(current, result: dict) -> None:
     """Load the contact sheet and the video as images and show the sheet in an Image
-    Editor (the video is the editor's other image: a movie, played with the timeline)."""
+    Editor (the video is loaded beside it as a movie image, to pick in the editor)."""
     sheet = _load_image(result["contact_sheet"])
     video = _load_image(result["video"]) if result.get("video") else None
     shown = show_in_image_editor(sheet)
