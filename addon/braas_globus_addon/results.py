@@ -17,6 +17,7 @@ import bpy.utils.previews
 from braas_globus.views import info_panel_lines
 
 from . import worker as worker_module
+from .image_editor import show_preview
 from .worker import Failed, Finished, Progress, Started, Step, Stopped, Worker
 
 INTERVAL = 0.25
@@ -346,45 +347,7 @@ def _logged_out(current, result: dict) -> None:
 
 
 def _previewed(current, result: dict) -> None:
-    """Load the contact sheet and the video as images and show the sheet in an Image
-    Editor (the video is loaded beside it as a movie image, to pick in the editor)."""
-    sheet = _load_image(result["contact_sheet"])
-    video = _load_image(result["video"]) if result.get("video") else None
-    shown = show_in_image_editor(sheet)
-    where = "in an Image Editor" if shown else f"as image {sheet.name!r}"
-    extra = f"; the video is image {video.name!r}" if video is not None else ""
-    _say(current, f"preview of {result['job']}: contact sheet {where}{extra} "
-                  f"({result['contact_sheet']})")
-
-
-def _load_image(path: str):
-    """``path`` as a Blender image, read again if it was loaded before (a new preview)."""
-    image = bpy.data.images.load(path, check_existing=True)
-    image.reload()
-    return image
-
-
-def _image_editor(manager):
-    return next((area for window in manager.windows for area in window.screen.areas
-                 if area.type == "IMAGE_EDITOR"), None)
-
-
-def show_in_image_editor(image) -> bool:
-    """Show ``image`` in an Image Editor of the open windows, else in the render window as
-    F12 opens it; False without a window (background mode)."""
-    manager = bpy.context.window_manager
-    if manager is None or not manager.windows:
-        return False
-    area = _image_editor(manager)
-    if area is None:
-        window = manager.windows[0]
-        with bpy.context.temp_override(window=window, screen=window.screen):
-            bpy.ops.render.view_show("INVOKE_DEFAULT")
-        area = _image_editor(manager)
-    if area is None:
-        return False
-    area.spaces.active.image = image
-    return True
+    _say(current, show_preview(result))
 
 
 _FINISHED = {
