@@ -34,7 +34,8 @@ def submit_all(home: Path, blend: Path, count: int, *args: str) -> list[dict]:
     for process in processes:
         out, err = process.communicate(timeout=900)
         assert process.returncode == 0 and "Traceback" not in err, err
-        answers.append(json.loads(out.splitlines()[-1]))  # after a --wait's JSON lines
+        answers.append(json.loads(out if "--wait" not in args else  # then JSON lines of
+                                  out.splitlines()[-1]))  # progress, the answer last
     return answers
 
 
