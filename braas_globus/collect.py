@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import time
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from .cost import job_cost, recorded_presets
 from .errors import BraasError
-from .progress import Pace
+from .progress import job_pace
 from .records import JobScope, MissingRecord, frame_of_name, frame_path, read_progress
 from .store import JobRecord, Store
 from .worker import job_layout
@@ -44,19 +43,6 @@ def frame_states(job: JobRecord, store: Store) -> dict[int, str]:
         if row["frame"] in states:  # a row for any other frame is not one of the job's
             states[row["frame"]] = row["state"]
     return states
-
-
-def job_pace(job: JobRecord, done: int, now: float | None = None) -> dict[str, Any]:
-    """How the job goes since its first task started: elapsed seconds, frames a minute and
-    the seconds left at that speed (None until they are known; no time left once ended)."""
-    if job.started is None:
-        return {"elapsed_seconds": None, "frames_per_minute": None, "seconds_left": None}
-    end = job.ended if job.ended is not None else time.time() if now is None else now
-    pace = Pace(done, job.frame_count, max(end - job.started, 0.0), done)
-    rate, left = pace.per_minute, pace.seconds_left
-    return {"elapsed_seconds": round(pace.seconds, 1),
-            "frames_per_minute": None if rate is None else round(rate, 3),
-            "seconds_left": None if left is None or job.state.is_final else round(left, 1)}
 
 
 def preset_devices(job: JobRecord) -> str:

@@ -8,7 +8,12 @@ ones), and the time left is what remains at that speed.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .store import JobRecord
 
 #: How each unit is counted and shown.
 FRAMES = "frames"
@@ -76,3 +81,16 @@ def speed_and_left(pace: Pace, unit: str) -> str:
     left = pace.seconds_left
     return speed if left is None or pace.done >= pace.total else \
         f"{speed}, about {duration(left)} left"
+
+
+def job_pace(job: JobRecord, done: int, now: float | None = None) -> dict[str, Any]:
+    """How the job goes since its first task started: elapsed seconds, frames a minute and
+    the seconds left at that speed (None until they are known; no time left once ended)."""
+    if job.started is None:
+        return {"elapsed_seconds": None, "frames_per_minute": None, "seconds_left": None}
+    end = job.ended if job.ended is not None else time.time() if now is None else now
+    pace = Pace(done, job.frame_count, max(end - job.started, 0.0), done)
+    rate, left = pace.per_minute, pace.seconds_left
+    return {"elapsed_seconds": round(pace.seconds, 1),
+            "frames_per_minute": None if rate is None else round(rate, 3),
+            "seconds_left": None if left is None or job.state.is_final else round(left, 1)}

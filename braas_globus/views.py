@@ -19,21 +19,16 @@ def job_summary(job: JobRecord) -> dict[str, Any]:
     return {"id": job.id, "project": job.project, "preset": job.preset, "state": job.state.value,
             "frames": job.frames, "frames_total": job.frame_count, "frames_done": job.frames_done,
             "frames_failed": job.frames_failed, "folder": str(job.folder),
-            "seconds_left": seconds_left(job)}
+            "seconds_left": _seconds_left(job)}
 
 
-def seconds_left(job: JobRecord, now: float | None = None) -> float | None:
-    """A running job's time left at its speed so far (progress.py); None before a frame is
-    done, and once it has ended."""
-    import time
+def _seconds_left(job: JobRecord) -> float | None:
+    """A running job's time left at its speed so far; None before it is known, and once
+    it has ended (progress.job_pace, as `info` gives it)."""
+    from .progress import job_pace
 
-    from .progress import Pace
-
-    if job.started is None or job.state.is_final:
-        return None
-    elapsed = (time.time() if now is None else now) - job.started
-    left = Pace(job.frames_done, job.frame_count, elapsed, job.frames_done).seconds_left
-    return None if left is None else round(left, 1)
+    left: float | None = job_pace(job, job.frames_done)["seconds_left"]
+    return left
 
 
 def info_lines(details: dict[str, Any]) -> list[str]:

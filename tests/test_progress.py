@@ -107,7 +107,7 @@ def test_json_wait_writes_json_lines_ending_in_the_result(cli, scene):
 
 
 def test_info_says_how_long_a_job_took_its_speed_and_while_running_the_time_left(cli, home):
-    from braas_globus.collect import job_pace
+    from braas_globus.progress import job_pace
     from braas_globus.states import TaskState
 
     from .test_cleanup import make_job
