@@ -17,7 +17,7 @@ from typing import Any
 
 from .cost import holding, recorded_presets
 from .errors import RunError, UsageError
-from .plan import plan_tasks
+from .plan import plan_for_slots
 from .service import QuietReporter, Reporter, Service
 from .spec import JobSpec
 from .states import JobState
@@ -66,7 +66,7 @@ def estimate(service: Service, spec: JobSpec, reporter: Reporter = QuietReporter
     start_seconds = max(spent - len(probed) * frame_seconds, 0.0)
     (preset,) = spec.presets
     slots = service.backend(preset).task_slots()
-    planned = plan_tasks(frames, min(spec.max_jobs, slots))
+    planned = plan_for_slots(frames, spec.max_jobs, slots, scout=spec.scout)  # as submit
     fields = recorded_presets(job).get(preset, {})
     held = holding(fields, service.settings.local_workers)
     if held is None:

@@ -26,6 +26,15 @@ def scout_frames(frames: list[int]) -> list[int]:
     return sorted({frames[0], frames[len(frames) // 2], frames[-1]})
 
 
+def plan_for_slots(frames: list[int], max_jobs: int, slots: int,
+                   scout: bool = False) -> list[PlannedTask]:
+    """The job's tasks where ``slots`` of them run at once: no more than run at once, and
+    a scout task of its own only where other tasks can run beside it (with one slot, the
+    one task renders the scout frames first: no extra Blender start)."""
+    return plan_tasks(frames, min(max_jobs, slots + (1 if scout and slots > 1 else 0)),
+                      scout=scout)
+
+
 def plan_tasks(frames: list[int], max_tasks: int, scout: bool = False) -> list[PlannedTask]:
     """Split sorted unique ``frames`` into at most ``max_tasks`` contiguous tasks.
 

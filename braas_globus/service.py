@@ -32,7 +32,7 @@ from .pack import (
     build_manifest,
     manifest_to_json,
 )
-from .plan import assign_presets, plan_tasks
+from .plan import assign_presets, plan_for_slots
 from .presets import ClusterPreset, Preset, get_preset
 from .progress import BYTES, FRAMES
 from .project import ProjectRules, find_project_root, within
@@ -223,11 +223,7 @@ class Service:
             backend = self.backend(name)
             backend.stage(job, manifest, reporter)
             slots[name] = backend.task_slots()
-        # A scout task of its own only where other tasks can run beside it; with one slot,
-        # the one task renders the scout frames first (no extra Blender start).
-        total = sum(slots.values())
-        max_tasks = min(spec.max_jobs, total + (1 if spec.scout and total > 1 else 0))
-        tasks = plan_tasks(frames, max_tasks, scout=spec.scout)
+        tasks = plan_for_slots(frames, spec.max_jobs, sum(slots.values()), scout=spec.scout)
         self.store.add_tasks(job.id, tasks, max_attempts=spec.retries + 1, blender=blender,
                              entry=(Path(job_layout.IN) / entry).as_posix(),
                              presets=assign_presets(tasks, slots))
