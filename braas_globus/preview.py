@@ -169,25 +169,17 @@ def contact_sheet(job: JobRecord, frames: list[int], on_disk: dict[int, Path],
 # --- the video ---------------------------------------------------------------------------
 def scene_fps(job: JobRecord) -> tuple[int, float, str | None]:
     """The staged scene's frame rate (fps, fps_base), and a note where it is a default."""
-    from blender_asset_tracer import blendfile
-
-    from .scene_info import _active_scene
+    from .errors import UsageError
+    from .scene_info import read_scene_info
 
     if not job.entry:
         return (*DEFAULT_FPS, f"the job has no staged scene: {DEFAULT_FPS[0]} fps")
     path = job.folder / job.entry
     try:
-        bfile = blendfile.BlendFile(path)
-    except Exception as err:  # BAT raises its own errors, OSError, EOFError, ValueError
-        return (*DEFAULT_FPS, f"{path} could not be read ({err}): {DEFAULT_FPS[0]} fps")
-    try:
-        scene = _active_scene(bfile)
-        fps, base = int(scene.get((b"r", b"frs_sec"))), float(scene.get((b"r", b"frs_sec_base")))
-    except Exception as err:
-        return (*DEFAULT_FPS, f"{path}'s frame rate could not be read ({err}): "
-                              f"{DEFAULT_FPS[0]} fps")
-    finally:
-        bfile.close()
+        scene = read_scene_info(path)
+    except UsageError as err:  # not readable, or damaged: said in its own words
+        return (*DEFAULT_FPS, f"{err}: {DEFAULT_FPS[0]} fps")
+    fps, base = scene.fps, scene.fps_base
     if fps < 1 or not base > 0:
         return (*DEFAULT_FPS, f"{path} has a frame rate of {fps}/{base}: {DEFAULT_FPS[0]} fps")
     return fps, base, None

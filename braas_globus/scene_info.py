@@ -20,6 +20,8 @@ class SceneInfo:
     frame_end: int
     frame_step: int
     frame_current: int
+    fps: int  # frames a second are fps / fps_base (29.97: 30000 / 1001)
+    fps_base: float
 
 
 def _text(value: object) -> str:
@@ -45,6 +47,8 @@ def read_scene_info(path: Path) -> SceneInfo:
             frame_end=int(render(b"efra")),
             frame_step=int(render(b"frame_step")),
             frame_current=int(render(b"cfra")),
+            fps=int(render(b"frs_sec")),
+            fps_base=float(render(b"frs_sec_base")),
         )
     except (KeyError, IndexError, blend_exceptions.SegmentationFault, EOFError, ValueError) as err:
         raise UsageError(f"{path} is damaged: its scene settings cannot be read ({err})") from err
