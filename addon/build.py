@@ -3,10 +3,13 @@
     python addon/build.py                    # both Pythons, linux-x64 macos-arm64 windows-x64
     python addon/build.py --python 3.13 --platform linux-x64                   # one zip
     python addon/build.py --platform all     # every platform Blender names
+    python addon/build.py --python 3.13 --platform linux-x64 --blender-min 4.2.0
+                                             # a distribution's Blender on Python 3.13
 
 Each zip is named as Blender's ``extension build --split-platforms`` names it, with the
 Blender series before the platform: ``dist/braas_globus-<version>-blender4.2-5.0-linux_x64.zip``
-(Python 3.11) and ``dist/braas_globus-<version>-blender5.1-up-linux_x64.zip`` (Python 3.13).
+(Python 3.11) and ``dist/braas_globus-<version>-blender5.1-up-linux_x64.zip`` (Python 3.13);
+with ``--blender-min`` the name says the Python too (``blender4.2-up-py313``).
 It holds the add-on package (``addon/braas_globus_addon/``), its ``blender_manifest.toml``
 with ``blender_version_min``/``blender_version_max``, ``platforms`` and ``wheels`` filled in,
 and ``wheels/``: this project's wheel and the wheels of its base dependencies for that Python
@@ -102,14 +105,38 @@ def manifest_text(version: str) -> str:
     return text
 
 
-def zip_name(version: str, python: str, platform: str) -> str:
-    # Blender's split-platform name, <id>-<version>-<platform>.zip, with the Blender series.
-    return f"braas_globus-{version}-{PYTHONS[python].label}-{platform.replace('-', '_')}.zip"
-
-
-def manifest_for(manifest: str, python: str, platform: str, wheels: list[str]) -> str:
-    """The manifest for one zip: its Blender range, platform and wheels, before any table."""
+def target_for(python: str, blender_min: str | None = None) -> Target:
+    """The Blender range of the zip for ``python``. ``blender_min`` opens it to older Blenders
+    that run this Python anyway: a Linux distribution's build on its own system Python (Debian
+    trixie's Blender 4.3 runs Python 3.13); the zip's name then says which Python it needs."""
     target = PYTHONS[python]
+    if blender_min is None or blender_min == target.blender_min:
+        return target
+    if not re.fullmatch(r"\d+\.\d+\.\d+", blender_min) or _version(blender_min) < (4, 2, 0):
+        raise BuildError(f"--blender-min {blender_min}: a version like 4.2.0, 4.2.0 or newer "
+                         "(the first Blender with extensions)")
+    if target.blender_max and _version(blender_min) >= _version(target.blender_max):
+        raise BuildError(f"--blender-min {blender_min}: Python {python} zips stop before "
+                         f"Blender {target.blender_max}")
+    major_minor = ".".join(blender_min.split(".")[:2])
+    upper = target.label.rsplit("-", 1)[1]
+    return Target(blender_min, target.blender_max,
+                  f"blender{major_minor}-{upper}-py{python.replace('.', '')}")
+
+
+def _version(text: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in text.split("."))
+
+
+def zip_name(version: str, target: Target, platform: str) -> str:
+    # Blender's split-platform name, <id>-<version>-<platform>.zip, with the Blender series.
+    return f"braas_globus-{version}-{target.label}-{platform.replace('-', '_')}.zip"
+
+
+def manifest_for(manifest: str, python: str, platform: str, wheels: list[str],
+                 target: Target | None = None) -> str:
+    """The manifest for one zip: its Blender range, platform and wheels, before any table."""
+    target = target or PYTHONS[python]
     manifest, found = re.subn(r"^blender_version_min\s*=.*\n", "", manifest, flags=re.M)
     if found != 1:
         raise BuildError(f"{ADDON / MANIFEST} must set blender_version_min once")
@@ -216,21 +243,23 @@ def write_zip(target: Path, manifest: str, wheels: list[Path]) -> None:
     partial.replace(target)
 
 
-def build(out_dir: Path, platforms: list[str], pythons: list[str] | None = None) -> list[Path]:
+def build(out_dir: Path, platforms: list[str], pythons: list[str] | None = None,
+          blender_min: str | None = None) -> list[Path]:
     """One zip for each of ``pythons`` (default: all) and ``platforms``; their paths."""
     version = project_version()
+    targets = {python: target_for(python, blender_min) for python in pythons or list(PYTHONS)}
     manifest = manifest_text(version)
     out_dir.mkdir(parents=True, exist_ok=True)
     built = []
     with tempfile.TemporaryDirectory(prefix="braas-addon-build-") as temporary:
         folder = Path(temporary)
         own = project_wheel(folder / "project")
-        for python in pythons or list(PYTHONS):
+        for python, blenders in targets.items():
             for platform in platforms:
                 wheels = collect_wheels(folder / f"{python}-{platform}", own, python, platform)
-                target = out_dir / zip_name(version, python, platform)
+                target = out_dir / zip_name(version, blenders, platform)
                 write_zip(target, manifest_for(manifest, python, platform,
-                                               [w.name for w in wheels]), wheels)
+                                               [w.name for w in wheels], blenders), wheels)
                 built.append(target)
     return built
 
@@ -249,6 +278,11 @@ def main(argv: list[str] | None = None) -> int:
                         choices=list(PYTHONS), dest="python",
                         help="the Python of the target Blender (repeat for several; default "
                              "all): 3.11 for Blender 4.2-5.0, 3.13 for 5.1 and newer")
+    parser.add_argument("--blender-min", metavar="X.Y.Z",
+                        help="the oldest Blender the zip installs in (default: the first one "
+                             "released on that Python); for a Linux distribution's Blender on "
+                             "its system Python, e.g. Debian trixie's 4.3: --python 3.13 "
+                             "--blender-min 4.2.0")
     parser.add_argument("--out", type=Path, default=ROOT / "dist",
                         help="where the zips go (default: dist/)")
     args = parser.parse_args(argv)
@@ -258,7 +292,12 @@ def main(argv: list[str] | None = None) -> int:
     platforms = list(PLATFORMS) if "all" in platforms else list(dict.fromkeys(platforms))
     pythons = list(dict.fromkeys(args.python or PYTHONS))
     try:
-        targets = build(args.out, platforms, pythons)
+        for python in pythons:
+            target_for(python, args.blender_min)  # bad input before any download
+    except BuildError as err:
+        parser.error(str(err))
+    try:
+        targets = build(args.out, platforms, pythons, args.blender_min)
     except (BuildError, OSError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1

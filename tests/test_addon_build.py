@@ -217,7 +217,10 @@ def test_build_refuses_a_manifest_whose_version_differs_or_that_sets_what_it_add
     (["--python", "3.12"], "invalid choice: '3.12'"),
     (["--out", str(BUILD_SCRIPT)], "is not a folder"),
     (["--platfrom", "linux-x64"], "unrecognized arguments"),
-], ids=["platform", "python", "out", "option"])
+    (["--blender-min", "4.1.0"], "4.2.0 or newer"),
+    (["--blender-min", "4.2"], "a version like 4.2.0"),
+    (["--python", "3.11", "--blender-min", "5.1.0"], "stop before Blender 5.1.0"),
+], ids=["platform", "python", "out", "option", "too-old", "not-a-version", "past-the-range"])
 def test_bad_input_is_one_line_and_exit_2(args, says):
     done = subprocess.run([sys.executable, str(BUILD_SCRIPT), *args], capture_output=True,
                           text=True, cwd=REPO, timeout=60)
@@ -235,9 +238,21 @@ def test_default_builds_both_pythons_for_blenders_release_platforms(monkeypatch,
     assert build.main(["--python-version", "3.11", "--platform", "linux-x64",
                        "--platform", "linux-x64"]) == 0
     assert calls == [
-        (REPO / "dist", ["linux-x64", "macos-arm64", "windows-x64"], ["3.11", "3.13"]),
-        (tmp_path, list(build.PLATFORMS), ["3.13"]),
-        (REPO / "dist", ["linux-x64"], ["3.11"])]
+        (REPO / "dist", ["linux-x64", "macos-arm64", "windows-x64"], ["3.11", "3.13"], None),
+        (tmp_path, list(build.PLATFORMS), ["3.13"], None),
+        (REPO / "dist", ["linux-x64"], ["3.11"], None)]
+
+
+def test_a_zip_for_a_distributions_blender_says_its_python_and_range():
+    # Debian trixie's Blender 4.3 runs Python 3.13: the 3.13 wheels, from Blender 4.2 on.
+    target = build.target_for("3.13", "4.2.0")
+    name = build.zip_name(VERSION, target, "linux-x64")
+    assert name == f"braas_globus-{VERSION}-blender4.2-up-py313-linux_x64.zip"
+    manifest = tomllib.loads(build.manifest_for(build.manifest_text(VERSION), "3.13",
+                                                "linux-x64", ["a.whl"], target))
+    assert manifest["blender_version_min"] == "4.2.0"
+    assert "blender_version_max" not in manifest
+    assert build.target_for("3.13", build.PYTHONS["3.13"].blender_min) == build.PYTHONS["3.13"]
     assert sorted(build.PLATFORMS) == sorted(ALL_PLATFORMS)
 
 
