@@ -10,6 +10,8 @@ from .cost import job_cost, recorded_presets
 from .errors import BraasError
 from .progress import job_pace
 from .records import JobScope, MissingRecord, frame_of_name, frame_path, read_progress
+from .sizing import read_sizing
+from .spec import render_settings
 from .store import JobRecord, Store
 from .worker import job_layout
 from .worker.frames import format_frames, parse_frames
@@ -94,11 +96,16 @@ def job_info(store: Store, job: JobRecord, warning: str | None = None,
         "started": when(job.started),
         "ended": when(job.ended),
         "parameters": spec,
+        # Settings over the scene's: what the worker applies (each absent: the scene's).
+        "render": {**render_settings(spec),
+                   **({"frame_step": spec["frame_step"]} if spec.get("frame_step") else {})},
         "resources": {
             "tasks": len(tasks),
             "device": spec["device"] or preset_devices(job),
             "walltime_minutes": spec["walltime_minutes"],
             "max_jobs": spec["max_jobs"],
+            "task_minutes": spec.get("task_minutes"),
+            "sizing": read_sizing(job.folder) if spec.get("task_minutes") else None,
             "blender": job.blender,
         },
         "frames": {

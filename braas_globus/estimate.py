@@ -17,10 +17,11 @@ from typing import Any
 
 from .cost import holding, recorded_presets
 from .errors import RunError, UsageError
-from .plan import plan_for_slots
+from .plan import plan_for_job
 from .service import QuietReporter, Reporter, Service
 from .spec import JobSpec
 from .states import JobState
+from .store import JobRecord
 
 
 @dataclass(frozen=True)
@@ -40,17 +41,27 @@ class Estimate:
         return asdict(self)
 
 
-def estimate(service: Service, spec: JobSpec, reporter: Reporter = QuietReporter()
-             ) -> Estimate:
-    """Render the probe frame of ``spec`` where it would run and project the whole job."""
-    if len(spec.presets) != 1:
-        raise UsageError("estimate one preset at a time: the speed of each is its own")
-    _, frames = service.preflight(spec)  # every check a submit makes, before the probe
+@dataclass(frozen=True)
+class Probe:
+    """What a probe job measured: a task's steady time a frame, and its time once."""
+
+    job: JobRecord
+    frames: list[int]  # the probe frames
+    first_seconds: float  # the task's first frame: it syncs the scene
+    frame_seconds: float  # a frame after the first (persistent data)
+    start_seconds: float  # Blender, loading and syncing the scene, once a task
+
+
+def probe(service: Service, spec: JobSpec, frames: list[int],
+          reporter: Reporter = QuietReporter()) -> Probe:
+    """Render two of ``frames`` from the middle (neither the often empty first nor the
+    last) as a job of their own on ``spec``'s first preset; RunError if they do not render."""
     middle = len(frames) // 2
     probed = frames[middle:middle + 2] if len(frames) > 1 else frames
-    probe = spec.model_copy(update={"frames": ",".join(map(str, probed)), "image": False,
-                                    "max_jobs": 1, "scout": False, "retries": 0})
-    job = service.wait(service.submit(probe, reporter).id, reporter)
+    probe_spec = spec.model_copy(update={
+        "frames": ",".join(map(str, probed)), "image": False, "max_jobs": 1, "scout": False,
+        "retries": 0, "task_minutes": None, "frame_step": None, "preset": spec.presets[0]})
+    job = service.wait(service.submit(probe_spec, reporter).id, reporter)
     rows = {r["frame"]: r for r in service.store.frames(job.id)}
     seconds = [float(rows[f]["seconds"]) for f in probed
                if f in rows and rows[f]["seconds"] is not None]
@@ -63,10 +74,26 @@ def estimate(service: Service, spec: JobSpec, reporter: Reporter = QuietReporter
     first, frame_seconds = seconds[0], seconds[-1]
     (task,) = service.store.tasks(job.id)
     spent = (task.ended or 0.0) - (task.started or 0.0)
-    start_seconds = max(spent - len(probed) * frame_seconds, 0.0)
+    return Probe(job=job, frames=probed, first_seconds=first, frame_seconds=frame_seconds,
+                 start_seconds=max(spent - len(probed) * frame_seconds, 0.0))
+
+
+def estimate(service: Service, spec: JobSpec, reporter: Reporter = QuietReporter()
+             ) -> Estimate:
+    """Render the probe frame of ``spec`` where it would run and project the whole job."""
+    if len(spec.presets) != 1:
+        raise UsageError("estimate one preset at a time: the speed of each is its own")
+    _, frames = service.preflight(spec)  # every check a submit makes, before the probe
+    measured = probe(service, spec, frames, reporter)
+    job, probed = measured.job, measured.frames
+    first, frame_seconds = measured.first_seconds, measured.frame_seconds
+    start_seconds = measured.start_seconds
     (preset,) = spec.presets
     slots = service.backend(preset).task_slots()
-    planned = plan_for_slots(frames, spec.max_jobs, slots, scout=spec.scout)  # as submit
+    planned = plan_for_job(frames, slots, max_jobs=spec.max_jobs, scout=spec.scout,  # as submit
+                           walltime_minutes=spec.walltime_minutes,
+                           task_minutes=spec.task_minutes, seconds_per_frame=frame_seconds,
+                           start_seconds=start_seconds)
     fields = recorded_presets(job).get(preset, {})
     held = holding(fields, service.settings.local_workers)
     if held is None:

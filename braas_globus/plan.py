@@ -7,10 +7,15 @@ frames share most of their scene data, which is what persistent data reuses.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 from .worker.frames import format_frames
+from .worker.task_limits import block_margin
+
+#: The most tasks a job has (spec.max_jobs' bound; a task's number has 4 digits).
+MAX_TASKS = 10000
 
 
 @dataclass(frozen=True)
@@ -66,6 +71,52 @@ def plan_tasks(frames: list[int], max_tasks: int, scout: bool = False) -> list[P
         tasks.append(PlannedTask(len(tasks), format_frames(chunk), len(chunk)))
         start = end
     return tasks
+
+
+def task_seconds_cap(walltime_minutes: int) -> int:
+    """The longest a task may be planned to run: its walltime less the margin the worker
+    keeps before a batch job's end (task_limits.block_margin; the centre's own override is
+    the centre's, not read here)."""
+    walltime = walltime_minutes * 60
+    return walltime - block_margin(walltime, environ={})
+
+
+def frames_per_task(seconds_per_frame: float, task_minutes: int, walltime_minutes: int,
+                    start_seconds: float = 0.0) -> int:
+    """How many frames make a task of about ``task_minutes``: each frame takes
+    ``seconds_per_frame``, and a task spends ``start_seconds`` once (starting Blender,
+    loading the scene). Never planned past task_seconds_cap; at least one frame."""
+    per_frame = max(seconds_per_frame, 1e-3)  # a measured 0.0 s: as fast as it gets
+    about = round((task_minutes * 60 - start_seconds) / per_frame)
+    most = math.floor((task_seconds_cap(walltime_minutes) - start_seconds) / per_frame)
+    return max(1, min(about, most))
+
+
+def plan_by_time(frames: list[int], seconds_per_frame: float, task_minutes: int,
+                 walltime_minutes: int, start_seconds: float = 0.0, scout: bool = False,
+                 ) -> list[PlannedTask]:
+    """``frames`` in contiguous tasks of about ``task_minutes`` each (frames_per_task),
+    after a scout task of the first, middle and last frames when ``scout``; at most
+    MAX_TASKS in all (then each is longer)."""
+    per_task = frames_per_task(seconds_per_frame, task_minutes, walltime_minutes,
+                               start_seconds)
+    scouts = set(scout_frames(frames)) if scout and len(frames) > 3 else set()
+    rest = len(frames) - len(scouts)
+    count = (1 if scouts else 0) + math.ceil(rest / per_task)
+    return plan_tasks(frames, min(max(count, 1), MAX_TASKS), scout=scout)
+
+
+def plan_for_job(frames: list[int], slots: int, *, max_jobs: int, scout: bool,
+                 walltime_minutes: int, task_minutes: int | None = None,
+                 seconds_per_frame: float | None = None, start_seconds: float = 0.0,
+                 ) -> list[PlannedTask]:
+    """The one rule for a job's tasks (submit plans by it, estimate projects by it): tasks
+    of about ``task_minutes`` where a time a frame was measured, else split by
+    ``max_jobs`` over the ``slots`` that run at once (plan_for_slots)."""
+    if task_minutes and seconds_per_frame is not None:
+        return plan_by_time(frames, seconds_per_frame, task_minutes, walltime_minutes,
+                            start_seconds, scout=scout)
+    return plan_for_slots(frames, max_jobs, slots, scout=scout)
 
 
 def assign_presets(tasks: Sequence[object], slots: dict[str, int]) -> list[str]:

@@ -8,6 +8,7 @@ from typing import Any
 
 from blender_asset_tracer import blendfile
 from blender_asset_tracer.blendfile import exceptions as blend_exceptions
+from blender_asset_tracer.blendfile import iterators
 
 from .errors import UsageError
 
@@ -22,6 +23,10 @@ class SceneInfo:
     frame_current: int
     fps: int  # frames a second are fps / fps_base (29.97: 30000 / 1001)
     fps_base: float
+    # What --camera and --view-layer may name: the file's own camera objects (a scene may
+    # render with any of them; linked ones are not read here), the scene's view layers.
+    cameras: tuple[str, ...] = ()
+    view_layers: tuple[str, ...] = ()
 
 
 def _text(value: object) -> str:
@@ -49,11 +54,22 @@ def read_scene_info(path: Path) -> SceneInfo:
             frame_current=int(render(b"cfra")),
             fps=int(render(b"frs_sec")),
             fps_base=float(render(b"frs_sec_base")),
+            cameras=_camera_names(bfile),
+            view_layers=tuple(_text(layer[b"name"]) for layer in iterators.listbase(
+                scene.get_pointer((b"view_layers", b"first")))),
         )
     except (KeyError, IndexError, blend_exceptions.SegmentationFault, EOFError, ValueError) as err:
         raise UsageError(f"{path} is damaged: its scene settings cannot be read ({err})") from err
     finally:
         bfile.close()
+
+
+OB_CAMERA = 11  # Object.type of a camera (DNA_object_types.h)
+
+
+def _camera_names(bfile: blendfile.BlendFile) -> tuple[str, ...]:
+    return tuple(sorted(_text(ob.id_name)[2:] for ob in bfile.find_blocks_from_code(b"OB")
+                        if ob[b"type"] == OB_CAMERA))
 
 
 def _active_scene(bfile: blendfile.BlendFile) -> blendfile.BlendFileBlock:

@@ -32,12 +32,13 @@ from .pack import (
     build_manifest,
     manifest_to_json,
 )
-from .plan import assign_presets, plan_for_slots
+from .plan import assign_presets, plan_for_job
 from .presets import ClusterPreset, Preset, get_preset
 from .progress import BYTES, FRAMES
 from .project import ProjectRules, find_project_root, within
 from .scene_info import SceneInfo, read_scene_info
 from .settings import Settings, load_settings
+from .sizing import Sizing, read_sizing, write_sizing
 from .spec import JobSpec
 from .stage import LocalStager
 from .states import JobState, TaskState
@@ -77,11 +78,14 @@ def new_job_id(project: str, taken: Callable[[str], bool]) -> str:
 
 
 def resolve_frames(spec: JobSpec, scene: SceneInfo) -> list[int]:
+    """The job's frames: --frames (every --frame-step-th of them), the current frame for
+    --image, else the scene's range with its own step or --frame-step."""
     if spec.frames:
-        return parse_frames(spec.frames)
+        return parse_frames(spec.frames)[::spec.frame_step or 1]
     if spec.image:
         return [scene.frame_current]
-    start, end, step = scene.frame_start, scene.frame_end, max(scene.frame_step, 1)
+    start, end = scene.frame_start, scene.frame_end
+    step = spec.frame_step or max(scene.frame_step, 1)
     if end < start:
         raise UsageError(f"the scene's frame range {start}-{end} is empty; give --frames")
     if start < 0:
@@ -108,6 +112,21 @@ def check_blenders(spec: JobSpec, report: StageReport, presets: list[Preset]) ->
                              f"{version_text(report.file_version)}, and {who} with Blender "
                              f"{version_text(version)}, which is older: render it with a "
                              "newer Blender, or submit with --allow-older-blender")
+
+
+def check_render_names(spec: JobSpec, scene: SceneInfo) -> None:
+    """A --camera and --view-layer the scene has (the worker checks again in Blender)."""
+    def names(found: tuple[str, ...]) -> str:
+        return ", ".join(repr(name) for name in found) or "none"
+
+    if spec.camera is not None and spec.camera not in scene.cameras:
+        raise UsageError(f"--camera {spec.camera!r}: {spec.scene.name} has no such camera "
+                         f"(its cameras: {names(scene.cameras)})")
+    unknown = [name for name in spec.view_layers if name not in scene.view_layers]
+    if unknown:
+        raise UsageError(f"--view-layer {unknown[0]!r}: scene {scene.name!r} of "
+                         f"{spec.scene.name} has no such view layer (its view layers: "
+                         f"{names(scene.view_layers)})")
 
 
 def check_device(preset: ClusterPreset, device: str | None) -> None:
@@ -158,10 +177,12 @@ class Service:
         if scene.engine != RENDER_ENGINE:
             raise UsageError(f"{spec.scene.name} renders with {scene.engine}; braas-globus "
                              "renders Cycles scenes: set Render Engine to Cycles and save")
+        check_render_names(spec, scene)
         return presets, resolve_frames(spec, scene)
 
     def submit(self, spec: JobSpec, reporter: Reporter = QuietReporter()) -> JobRecord:
         presets, frames = self.preflight(spec)
+        sizing = self.measure(spec, frames, reporter)
         blender = find_blender(self.settings)
         with self._traced(spec, blender, reporter) as plan:
             job_id = self.claim_job_id(spec.project, preset=spec.preset,
@@ -177,7 +198,10 @@ class Service:
                 # The presets as they were: where and how (image or host) the job renders.
                 (folder / job_layout.PRESETS).write_text(
                     json.dumps({p.name: p.model_dump(mode="json") for p in presets}, indent=1))
-                self._configure(self.store.job(job_id), plan, frames, blender, reporter)
+                if sizing is not None:
+                    write_sizing(folder, sizing)
+                self._configure(self.store.job(job_id), plan, frames, blender, reporter,
+                                sizing)
             except StagingError:
                 raise  # the scene is packed and recorded: `resume` sends it again
             except Exception:
@@ -189,6 +213,29 @@ class Service:
         for backend in self.backends(job):
             backend.start(job)
         return self.store.job(job_id)
+
+    def measure(self, spec: JobSpec, frames: list[int], reporter: Reporter) -> Sizing | None:
+        """What --task-minutes sizes the tasks from: a probe job's frames (estimate.probe,
+        on the first preset), rendered now; with --scout, the scout task's, later
+        (sizing.resize_after_scout). None for a job without --task-minutes."""
+        minutes = spec.task_minutes
+        if not minutes:
+            return None
+        if spec.scout:
+            return Sizing(minutes, None, note="measured by the scout task once it has "
+                                              "rendered; until then split by --max-jobs")
+        if len(frames) <= 2:
+            return Sizing(minutes, None, note="two frames or fewer: nothing to size")
+        from .estimate import probe  # estimate submits through this service
+
+        reporter.step("probe frames: timing a frame for --task-minutes")
+        try:
+            measured = probe(self, spec, frames, reporter)
+        except RunError as err:  # the job itself then says what is wrong with the scene
+            return Sizing(minutes, None, note=f"no measurement ({err}): split by --max-jobs")
+        return Sizing.measured(minutes, spec.walltime_minutes, measured.frame_seconds,
+                               measured.start_seconds,
+                               f"probe job {measured.job.id} on {spec.presets[0]}")
 
     def claim_job_id(self, project: str, **record: Any) -> str:
         """A new job's id, claimed by inserting its record: the store's primary key is
@@ -209,7 +256,7 @@ class Service:
 
     def _configure(self, job: JobRecord, plan: PackPlan, frames: list[int],
                    blender: dict[str, Any],
-                   reporter: Reporter) -> None:
+                   reporter: Reporter, sizing: Sizing | None = None) -> None:
         """pack -> stage -> plan: the job leaves CONFIGURING when its tasks are recorded."""
         spec = JobSpec(**job.spec)
         entry = plan.execute()
@@ -223,7 +270,11 @@ class Service:
             backend = self.backend(name)
             backend.stage(job, manifest, reporter)
             slots[name] = backend.task_slots()
-        tasks = plan_for_slots(frames, spec.max_jobs, sum(slots.values()), scout=spec.scout)
+        tasks = plan_for_job(frames, sum(slots.values()), max_jobs=spec.max_jobs,
+                             scout=spec.scout, walltime_minutes=spec.walltime_minutes,
+                             task_minutes=spec.task_minutes,
+                             seconds_per_frame=sizing.seconds_per_frame if sizing else None,
+                             start_seconds=sizing.start_seconds if sizing else 0.0)
         self.store.add_tasks(job.id, tasks, max_attempts=spec.retries + 1, blender=blender,
                              entry=(Path(job_layout.IN) / entry).as_posix(),
                              presets=assign_presets(tasks, slots))
@@ -310,7 +361,9 @@ class Service:
         with self._traced(spec, blender, reporter) as plan:
             for sub in job_layout.SUBFOLDERS:
                 (job.folder / sub).mkdir(parents=True, exist_ok=True)
-            self._configure(job, plan, parse_frames(job.frames), blender, reporter)
+            recorded = read_sizing(job.folder)  # as measured at submit
+            self._configure(job, plan, parse_frames(job.frames), blender, reporter,
+                            Sizing(**recorded) if recorded else None)
 
     def project_rules(self, spec: JobSpec) -> ProjectRules:
         """What a submit of ``spec`` may stage: the root it names, else the configured

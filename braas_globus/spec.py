@@ -8,14 +8,23 @@ batch script.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, cast
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from .errors import UsageError
-from .worker.frames import FrameSpecError, normalise
+from .worker.frames import MAX_FRAME, FrameSpecError, normalise
+from .worker.job_layout import FORMAT_EXTENSIONS, RENDER_SETTINGS, RenderSettings
 
 PROJECT_MAX = 25  # the original product's limit, kept for job names on clusters
 _PROJECT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
@@ -39,6 +48,53 @@ class Device(StrEnum):
     OPTIX = "OPTIX"
     HIP = "HIP"
     ONEAPI = "ONEAPI"
+
+
+class OutputFormat(StrEnum):
+    """What a job's frames are written as, overriding the scene's (job_layout names the
+    files: FORMAT_EXTENSIONS)."""
+
+    PNG = "PNG"
+    OPEN_EXR = "OPEN_EXR"
+    OPEN_EXR_MULTILAYER = "OPEN_EXR_MULTILAYER"
+    JPEG = "JPEG"
+    TIFF = "TIFF"
+
+
+assert set(OutputFormat) == set(FORMAT_EXTENSIONS), "every format has its file extension"
+
+#: Blender's limits: an image side (pixels), the resolution scale (%), a Cycles sample count.
+MAX_RESOLUTION = 65536
+MAX_RESOLUTION_PERCENT = 32767
+MAX_SAMPLES = 1 << 24
+#: A Blender name (a camera object, a view layer): at most 255 bytes of UTF-8 (Blender 5's
+#: limit for names), no control character (it reaches a worker's argv and its log lines).
+NAME_BYTES = 255
+MAX_VIEW_LAYERS = 64
+_RESOLUTION = re.compile(r"^([0-9]{1,5})x([0-9]{1,5})$")
+
+
+def blender_name(raw: str, what: str) -> str:
+    """A camera's or a view layer's name as the user gave it, checked (never changed: it
+    must match the scene's)."""
+    if not raw:
+        raise ValueError(f"the {what} name is empty")
+    if len(raw.encode("utf-8")) > NAME_BYTES:
+        raise ValueError(f"the {what} name is longer than Blender's {NAME_BYTES} bytes")
+    if any(ord(c) < 32 or ord(c) == 127 for c in raw):
+        raise ValueError(f"the {what} name {raw!r} holds a control character")
+    return raw
+
+
+def resolution_text(raw: str) -> str:
+    """``WxH`` in pixels, each side 1 to Blender's MAX_RESOLUTION, as ``64x48``."""
+    match = _RESOLUTION.match(raw.strip().lower())
+    if not match:
+        raise ValueError(f"{raw!r} is not WIDTHxHEIGHT in pixels, e.g. 1920x1080")
+    width, height = int(match[1]), int(match[2])
+    if not (1 <= width <= MAX_RESOLUTION and 1 <= height <= MAX_RESOLUTION):
+        raise ValueError(f"{raw!r}: each side is 1 to {MAX_RESOLUTION} pixels")
+    return f"{width}x{height}"
 
 
 def project_name(raw: str) -> str:
@@ -78,6 +134,19 @@ class JobSpec(BaseModel):
     # allow_outside files elsewhere too (never BRAAS_HOME, hidden or system folders).
     project_root: Path | None = None  # None: the nearest marked folder, else the scene's
     allow_outside: bool = False
+    # Render settings over the scene's, applied by the worker in Blender before the first
+    # frame (the user's .blend is never changed). None (or empty): the scene's own.
+    samples: Annotated[int | None, Field(ge=1, le=MAX_SAMPLES)] = None
+    resolution: str | None = None  # "WxH" pixels
+    resolution_percent: Annotated[int | None, Field(ge=1, le=MAX_RESOLUTION_PERCENT)] = None
+    camera: str | None = None  # a camera object's name
+    view_layers: tuple[str, ...] = ()  # render only these
+    file_format: OutputFormat | None = None
+    denoise: bool | None = None
+    frame_step: Annotated[int | None, Field(ge=1, le=MAX_FRAME)] = None  # every K-th frame
+    # Tasks of about this many minutes, from a measured time a frame (plan.plan_by_time);
+    # at most the walltime.
+    task_minutes: Annotated[int | None, Field(ge=1, le=2880)] = None
 
     @field_validator("scene")
     @classmethod
@@ -137,6 +206,34 @@ class JobSpec(BaseModel):
             raise ValueError("a preset is named twice")
         return ",".join(names)
 
+    @field_validator("resolution")
+    @classmethod
+    def _resolution(cls, value: str | None) -> str | None:
+        return None if value is None else resolution_text(value)
+
+    @field_validator("camera")
+    @classmethod
+    def _camera(cls, value: str | None) -> str | None:
+        return None if value is None else blender_name(value, "camera")
+
+    @field_validator("view_layers")
+    @classmethod
+    def _view_layers(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        if len(value) > MAX_VIEW_LAYERS:
+            raise ValueError(f"at most {MAX_VIEW_LAYERS} view layers")
+        if len(set(value)) != len(value):
+            raise ValueError("a view layer is named twice")
+        return tuple(blender_name(name, "view layer") for name in value)
+
+    @model_validator(mode="after")
+    def _task_minutes_within_walltime(self) -> "JobSpec":
+        if self.task_minutes is not None and self.task_minutes > self.walltime_minutes:
+            raise ValueError(f"--task-minutes {self.task_minutes} is longer than the walltime "
+                             f"({self.walltime_minutes} min): a task must end inside it")
+        if self.frame_step is not None and self.image:
+            raise ValueError("--frame-step needs an animation, not --image")
+        return self
+
     @property
     def presets(self) -> list[str]:
         """The presets the job fans out to, in the order given."""
@@ -144,7 +241,10 @@ class JobSpec(BaseModel):
 
 
 _FIELD_NAMES = {"walltime_minutes": "walltime", "max_jobs": "max-jobs",
-                "project_root": "--project-root"}
+                "project_root": "--project-root", "samples": "--samples",
+                "resolution": "--resolution", "resolution_percent": "--resolution-percent",
+                "camera": "--camera", "view_layers": "--view-layer", "file_format": "--format",
+                "frame_step": "--frame-step", "task_minutes": "--task-minutes"}
 
 
 def build_spec(**fields: Any) -> JobSpec:
@@ -155,9 +255,21 @@ def build_spec(**fields: Any) -> JobSpec:
         return JobSpec(**fields)
     except ValidationError as err:
         first = err.errors()[0]
-        field = ".".join(str(part) for part in first["loc"]) or "input"
+        # The field, not an item's index (view_layers.1); a whole-model rule names its own.
+        field = str(first["loc"][0]) if first["loc"] else "input"
         message = first["msg"].removeprefix("Value error, ")
+        if field == "input":
+            raise UsageError(message) from None
         raise UsageError(f"{_FIELD_NAMES.get(field, field)}: {message}") from None
+
+
+def render_settings(spec: Mapping[str, Any]) -> RenderSettings:
+    """A recorded job's render settings over the scene's (``job.spec``, JSON): those it
+    sets; None and an empty list are the scene's own, and a job recorded before these
+    existed has none."""
+    settings = {key: spec[key] for key in RENDER_SETTINGS
+                if spec.get(key) is not None and spec.get(key) != []}
+    return cast(RenderSettings, settings)
 
 
 def default_project(scene: Path) -> str:

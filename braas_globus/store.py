@@ -45,6 +45,10 @@ from .worker import job_layout
 from .worker.frames import FrameSpecError, parse_frames
 
 
+class _TaskStarted(Exception):
+    """A task to be replaced started meanwhile (Store.replace_waiting_tasks)."""
+
+
 @dataclass(frozen=True)
 class TaskRecord:
     job_id: str
@@ -211,6 +215,34 @@ class Store:
                   TaskState.QUEUED, max_attempts) for t, preset in zip(tasks, presets)])
             db.execute("UPDATE jobs SET blender = ?, entry = ? WHERE id = ?",
                        (json.dumps(blender), entry, job_id))
+
+    def replace_waiting_tasks(self, job_id: str, waiting: list[int],
+                              tasks: list[PlannedTask], preset: str, max_attempts: int
+                              ) -> list[int] | None:
+        """Put ``tasks`` in place of the ``waiting`` ones (queued, never tried), in one
+        transaction: they take the waiting ones' numbers, then numbers after the job's
+        last. None, and nothing changed, if one of them has started meanwhile (another
+        process may start tasks); else the new tasks' numbers."""
+        try:
+            with self.transaction() as db:
+                last = db.query_one("SELECT max(idx) AS last FROM tasks WHERE job_id = ?",
+                                    (job_id,))
+                after = (last.integer_or_none("last") if last else None) or 0
+                for index in waiting:
+                    if db.execute("DELETE FROM tasks WHERE job_id = ? AND idx = ? AND "
+                                  "state = ? AND attempts = 0",
+                                  (job_id, index, TaskState.QUEUED)).rowcount != 1:
+                        raise _TaskStarted  # rolls the transaction back
+                numbers = sorted(waiting)[:len(tasks)]
+                numbers += range(after + 1, after + 1 + len(tasks) - len(numbers))
+                db.executemany(
+                    "INSERT INTO tasks (job_id, idx, frames, frame_count, scout, preset, "
+                    "state, max_attempts) VALUES (?,?,?,?,?,?,?,?)",
+                    [(job_id, number, t.frames, t.frame_count, int(t.scout), preset,
+                      TaskState.QUEUED, max_attempts) for number, t in zip(numbers, tasks)])
+                return numbers
+        except _TaskStarted:
+            return None
 
     def restore_job(self, job: dict[str, Any], tasks: list[dict[str, Any]],
                     frames: list[dict[str, Any]]) -> None:

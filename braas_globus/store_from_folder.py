@@ -139,10 +139,13 @@ def _inside(folder: Path, path: Path) -> bool:
 def _job_frames(folder: Path, spec: Row, entry: str | None,
                 task_files: dict[int, Row]) -> list[int]:
     """The frames the job renders: as given, else the staged scene's (its range, or its
-    current frame for --image), else the user's scene's, else what its tasks rendered."""
+    current frame for --image), else the user's scene's, else what its tasks rendered;
+    every --frame-step-th of them (as service.resolve_frames)."""
+    step = spec.get("frame_step")
+    step = step if isinstance(step, int) and not isinstance(step, bool) and step >= 1 else None
     if isinstance(spec.get("frames"), str):
         try:
-            return parse_frames(spec["frames"])
+            return parse_frames(spec["frames"])[::step or 1]
         except FrameSpecError as err:
             raise FolderError(f"{folder}: job/spec.json has bad frames ({err})") from None
     for scene in ([folder / entry] if entry else []) + [Path(spec["scene"])]:
@@ -152,7 +155,7 @@ def _job_frames(folder: Path, spec: Row, entry: str | None,
                 if spec.get("image"):
                     return [info.frame_current]
                 return parse_frames(f"{info.frame_start}-{info.frame_end}:"
-                                    f"{max(info.frame_step, 1)}")
+                                    f"{step or max(info.frame_step, 1)}")
             except (BraasError, FrameSpecError):
                 continue
     frames = sorted({f for task in task_files.values() for f in parse_frames(task["frames"])})

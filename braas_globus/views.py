@@ -37,7 +37,9 @@ def info_lines(details: dict[str, Any]) -> list[str]:
              f"scene      {details['scene']}",
              f"preset     {details['preset']}  device {details['resources']['device']}  "
              f"walltime {details['resources']['walltime_minutes']} min  "
-             f"tasks {details['resources']['tasks']}",
+             f"tasks {details['resources']['tasks']}"
+             + task_minutes_text(details["resources"]),
+             f"render     {render_text(details.get('render') or {})}",
              f"submitted  {details['submitted']}   started {details['started'] or '-'}"
              f"   ended {details['ended'] or '-'}",
              f"folder     {details['folder']}",
@@ -56,6 +58,51 @@ def info_lines(details: dict[str, Any]) -> list[str]:
     lines.append("parameters " + ", ".join(f"{k}={v}" for k, v in
                                             details["parameters"].items()))
     return lines
+
+
+def render_text(render: dict[str, Any]) -> str:
+    """The job's render settings over the scene's, as `info` shows them:
+    ``samples 4, 64x48 at 50%, camera 'Side', view layers 'A', 'B', OPEN_EXR, no denoising,
+    every 2nd frame``; ``the scene's own settings`` where it sets none."""
+    parts = []
+    if "samples" in render:
+        parts.append(f"samples {render['samples']}")
+    size = render.get("resolution", "")
+    if "resolution_percent" in render:
+        size = f"{size} at {render['resolution_percent']}%".strip()
+    if size:
+        parts.append(size)
+    if "camera" in render:
+        parts.append(f"camera {render['camera']!r}")
+    if render.get("view_layers"):
+        layers = ", ".join(repr(name) for name in render["view_layers"])
+        parts.append(f"view layer{'s' if len(render['view_layers']) > 1 else ''} {layers}")
+    if "file_format" in render:
+        parts.append(str(render["file_format"]))
+    if "denoise" in render:
+        parts.append("denoising" if render["denoise"] else "no denoising")
+    if "frame_step" in render:
+        parts.append(f"every {render['frame_step']}{_ordinal(render['frame_step'])} frame")
+    return ", ".join(parts) or "the scene's own settings"
+
+
+def _ordinal(number: int) -> str:
+    if 10 <= number % 100 <= 20:
+        return "th"
+    return {1: "st", 2: "nd", 3: "rd"}.get(number % 10, "th")
+
+
+def task_minutes_text(resources: dict[str, Any]) -> str:
+    """``  (about 5 min each, 2.4 s a frame measured by the scout task)`` for a job sized by
+    time; "" for one split by --max-jobs."""
+    minutes = resources.get("task_minutes")
+    if not minutes:
+        return ""
+    sizing = resources.get("sizing") or {}
+    if sizing.get("seconds_per_frame") is None:
+        return f"  (--task-minutes {minutes}: {sizing.get('note') or 'not measured yet'})"
+    return (f"  (about {minutes} min each: {sizing['seconds_per_frame']:.2f} s a frame "
+            f"measured by {sizing['measured_by']}, {sizing['frames_per_task']} frames a task)")
 
 
 def cost_text(cost: dict[str, Any]) -> str:
@@ -91,7 +138,9 @@ def info_panel_lines(info: dict[str, Any]) -> list[str]:
              f"ended {info['ended'] or '-'}",
              f"scene {info['scene']}",
              f"preset {info['preset']}, device {resources['device']}, walltime "
-             f"{resources['walltime_minutes']} min, {resources['tasks']} task(s)",
+             f"{resources['walltime_minutes']} min, {resources['tasks']} task(s)"
+             + task_minutes_text(resources),
+             f"render: {render_text(info.get('render') or {})}",
              f"frames {frames['done']}/{frames['total']} done, {frames['failed']} failed"
              + pace_text(info["progress"])]
     lines += [f"  {state}: {spec}" for state, spec in frames["by_state"].items()]

@@ -232,6 +232,10 @@ def scenario_register(args: dict) -> dict:
         idle(addon, 30)
         presets = [p.name for p in status().presets]
         drawn = draw_everything(addon)
+        # The New Job form's render settings, unfolded: they draw with this UILayout API too.
+        bpy.context.scene.braas_globus.show_render_settings = True
+        drawn_settings = draw_everything(addon)
+        bpy.context.scene.braas_globus.show_render_settings = False
         # Not signed in: Log Out is greyed out. Another engine: one line instead of panels.
         logout_enabled = bpy.ops.braas_globus.logout.poll()
         scene = bpy.context.scene
@@ -265,6 +269,7 @@ def scenario_register(args: dict) -> dict:
         worker_thread = addon.results._state.worker._thread
         disable()
         rounds.append({"present": present, "timer": timer, "presets": presets, "drawn": drawn,
+                       "drawn_settings": drawn_settings,
                        "logout_enabled": logout_enabled, "engines": engines,
                        "wrapping": wrapping,
                        "after": classes_present(),

@@ -176,6 +176,9 @@ def test_extension_registers_and_unregisters_cleanly_twice(tmp_path, python):
                 "braas_globus.download_job", "braas_globus.open_folder",
                 "braas_globus.job_info"} <= set(drawn["operators"])
         assert "Not signed in" in drawn["labels"] and "Idle" in drawn["labels"]
+        unfolded = round_["drawn_settings"]  # the render settings, one property a line
+        assert unfolded["problems"] == [], unfolded["problems"]
+        assert unfolded["calls"] >= drawn["calls"] + 10
         assert round_["logout_enabled"] is False  # nothing to log out of
         # The lists' headings, one a column; messages as wide as the editor.
         labels = drawn["labels"]
@@ -207,6 +210,9 @@ FORM_CASES = {
     "reversed_range": ({"frames_from": "RANGE", "frame_start": 6, "frame_end": 1},
                        ["--frames", "6-1"]),
     "bad_preset_name": ({"preset": "Bad Preset"}, ["--preset", "Bad Preset"]),
+    "resolution_one_side": ({"resolution_x": 64}, ["--resolution", "64x0"]),
+    "task_longer_than_walltime": ({"resolution_x": 0, "task_minutes": 45, "walltime": 30},
+                                  ["--task-minutes", "45", "--walltime", "30"]),
 }
 
 

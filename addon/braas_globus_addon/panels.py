@@ -180,6 +180,7 @@ class RENDER_PT_braas_globus_new_job(_RenderPanel, bpy.types.Panel):
         column.prop(form, "allow_outside")
         column.prop(form, "allow_missing")
         column.prop(form, "allow_older_blender")
+        _draw_render_settings(layout, form, scene)
         error = form_error(form, scene, bpy.data.filepath)
         if error:
             _wrapped(layout, error, icon="ERROR", alert=True)
@@ -189,6 +190,29 @@ class RENDER_PT_braas_globus_new_job(_RenderPanel, bpy.types.Panel):
         row.scale_y = 1.4
         row.enabled = error is None
         row.operator("braas_globus.submit", icon="RENDER_ANIMATION")
+
+
+def _draw_render_settings(layout, form, scene) -> None:
+    """The job's settings over the scene's, folded away until asked for: one property a
+    line, short names, so the form stays readable in a narrow editor."""
+    shown = form.show_render_settings
+    layout.prop(form, "show_render_settings", emboss=False,
+                icon="DISCLOSURE_TRI_DOWN" if shown else "DISCLOSURE_TRI_RIGHT")
+    if not shown:
+        return
+    column = layout.column()
+    column.prop(form, "samples")
+    size = column.column(align=True)
+    size.prop(form, "resolution_x", text="Resolution X")
+    size.prop(form, "resolution_y", text="Y")
+    column.prop(form, "resolution_percent")
+    column.prop(form, "camera")
+    column.prop_search(form, "view_layer", scene, "view_layers")
+    column.prop(form, "file_format")
+    column.prop(form, "denoise")
+    if form.render_type == "ANIMATION":
+        column.prop(form, "frame_step")
+        column.prop(form, "task_minutes")
 
 
 class BRAAS_UL_jobs(bpy.types.UIList):

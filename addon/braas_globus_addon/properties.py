@@ -24,7 +24,17 @@ from bpy.props import (
 )
 
 from braas_globus.errors import UsageError
-from braas_globus.spec import PROJECT_MAX, JobSpec, Mode, build_spec, default_project
+from braas_globus.spec import (
+    MAX_RESOLUTION,
+    MAX_RESOLUTION_PERCENT,
+    MAX_SAMPLES,
+    PROJECT_MAX,
+    JobSpec,
+    Mode,
+    OutputFormat,
+    build_spec,
+    default_project,
+)
 from braas_globus.states import JobState
 
 
@@ -92,6 +102,61 @@ class JobForm(bpy.types.PropertyGroup):
         name="Allow an Older Blender", default=False,
         description="Render even where the Blender that renders is older than this one, "
                     "which saves the scene")
+    # Render settings over the scene's, for this job only (the saved scene keeps its own).
+    # 0, "" and SCENE: the scene's own (the CLI's option left out).
+    show_render_settings: BoolProperty(
+        name="Render Settings", default=False,
+        description="Settings over the scene's for this job only: samples, size, camera, "
+                    "view layer, format, denoising, frame step, task length")
+    samples: IntProperty(name="Samples", default=0, min=0, max=MAX_SAMPLES,
+                         description="Cycles samples per pixel (0: the scene's)")
+    resolution_x: IntProperty(name="Width", default=0, min=0, max=MAX_RESOLUTION,
+                              subtype="PIXEL", description="Image width (0: the scene's)")
+    resolution_y: IntProperty(name="Height", default=0, min=0, max=MAX_RESOLUTION,
+                              subtype="PIXEL", description="Image height (0: the scene's)")
+    resolution_percent: IntProperty(
+        name="Scale %", default=0, min=0, max=MAX_RESOLUTION_PERCENT,
+        description="Scale the image size, e.g. 25 for a quick check (0: the scene's)")
+    camera: PointerProperty(
+        name="Camera", type=bpy.types.Object, poll=lambda _form, obj: obj.type == "CAMERA",
+        description="Render through this camera (empty: the scene's camera)")
+    view_layer: StringProperty(
+        name="View Layer", default="",
+        description="Render only this view layer (empty: the scene's enabled ones; the CLI "
+                    "takes several)")
+    file_format: EnumProperty(
+        name="Format", default="SCENE",
+        items=[("SCENE", "Scene's", "The scene's own output format")]
+        + [(f.value, f.value.replace("_", " ").title().replace("Open Exr", "OpenEXR"),
+            f"Write the frames as {f.value}") for f in OutputFormat])
+    denoise: EnumProperty(
+        name="Denoise", default="SCENE",
+        items=[("SCENE", "Scene's", "Denoise as the scene says"),
+               ("ON", "On", "Denoise every frame"), ("OFF", "Off", "Do not denoise")])
+    frame_step: IntProperty(
+        name="Frame Step", default=0, min=0, max=_bound("frame_step", "le"),
+        description="Render every K-th frame (0: the scene's step for its range, every "
+                    "frame of a frame spec)")
+    task_minutes: IntProperty(
+        name="Task Minutes", default=0, min=0, max=_bound("task_minutes", "le"),
+        description="Size tasks to run about this many minutes each, measured by a probe "
+                    "render (0: split the frames by Max Jobs)")
+
+
+def render_setting_fields(form: JobForm) -> dict:
+    """The form's render settings as ``build_spec`` keyword arguments (the CLI's
+    cli.common.render_fields)."""
+    width, height = form.resolution_x, form.resolution_y
+    return {"samples": form.samples or None,
+            "resolution": f"{width}x{height}" if width or height else None,
+            "resolution_percent": form.resolution_percent or None,
+            "camera": form.camera.name if form.camera else None,
+            "view_layers": (form.view_layer,) if form.view_layer.strip() else (),
+            "file_format": None if form.file_format == "SCENE" else form.file_format,
+            "denoise": {"SCENE": None, "ON": True, "OFF": False}[form.denoise],
+            "frame_step": form.frame_step or None if form.render_type == "ANIMATION" else None,
+            "task_minutes": form.task_minutes or None if form.render_type == "ANIMATION"
+            else None}
 
 
 def spec_fields(form: JobForm, scene: bpy.types.Scene, blend_path: str) -> dict:
@@ -105,7 +170,7 @@ def spec_fields(form: JobForm, scene: bpy.types.Scene, blend_path: str) -> dict:
                     "allow_older_blender": form.allow_older_blender,
                     "project_root": Path(bpy.path.abspath(form.project_root))
                     if form.project_root.strip() else None,
-                    "allow_outside": form.allow_outside}
+                    "allow_outside": form.allow_outside, **render_setting_fields(form)}
     if form.render_type == "IMAGE":
         # The frame shown now: changing frames does not mark the file as changed.
         fields["frames"] = str(scene.frame_current)

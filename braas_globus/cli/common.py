@@ -22,7 +22,7 @@ from ..errors import BraasError, UsageError
 from ..output import Output
 from ..service import Service
 from ..settings import Settings, braas_home, load_settings
-from ..spec import Device, Mode
+from ..spec import Device, Mode, OutputFormat
 
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON on stdout, for scripts.")]
 JobArg = Annotated[str, typer.Argument(
@@ -42,6 +42,29 @@ AllowScriptsOption = Annotated[bool, typer.Option("--allow-scripts", help="Let P
 AllowOlderOption = Annotated[bool, typer.Option("--allow-older-blender", help="Render with a Blender older than the one that saved the scene.")]
 ProjectRootOption = Annotated[Optional[Path], typer.Option(help="Stage only files inside this folder (default: the nearest folder above the scene with .blender_project or .git, else the scene's folder).")]
 AllowOutsideOption = Annotated[bool, typer.Option("--allow-outside", help="Also stage files outside the project root (never BRAAS_HOME, hidden or system folders).")]
+
+# Render settings over the scene's (`submit` and `estimate`): the worker applies them in
+# Blender; the .blend is never changed. render_fields gathers them for build_spec.
+SamplesOption = Annotated[Optional[int], typer.Option(help="Cycles samples per pixel (default: the scene's).")]
+ResolutionOption = Annotated[Optional[str], typer.Option(metavar="WxH", help="Image size in pixels, e.g. 1920x1080 (default: the scene's).")]
+ResolutionPercentOption = Annotated[Optional[int], typer.Option(help="Scale the image size by this percentage, e.g. 25 for a quick check (default: the scene's).")]
+CameraOption = Annotated[Optional[str], typer.Option(help="Render through this camera object (default: the scene's camera).")]
+ViewLayerOption = Annotated[Optional[list[str]], typer.Option("--view-layer", help="Render only this view layer; repeat for several (default: the scene's enabled ones).")]
+FormatOption = Annotated[Optional[OutputFormat], typer.Option("--format", case_sensitive=False, help="Write the frames as PNG, OPEN_EXR, OPEN_EXR_MULTILAYER, JPEG or TIFF (default: the scene's format).")]
+DenoiseOption = Annotated[Optional[bool], typer.Option("--denoise/--no-denoise", help="Denoise the frames or not (default: as the scene says).", show_default=False)]
+FrameStepOption = Annotated[Optional[int], typer.Option(help="Render every K-th frame of the scene's range or of --frames.")]
+TaskMinutesOption = Annotated[Optional[int], typer.Option(help="Size tasks to run about this many minutes each (1 to the walltime), from a measured time a frame (the scout's, else a probe render); without one, --max-jobs.")]
+
+
+def render_fields(samples: int | None, resolution: str | None,
+                  resolution_percent: int | None, camera: str | None,
+                  view_layers: list[str] | None, file_format: OutputFormat | None,
+                  denoise: bool | None, frame_step: int | None) -> dict[str, Any]:
+    """The render-settings options as ``build_spec`` keyword arguments."""
+    return {"samples": samples, "resolution": resolution,
+            "resolution_percent": resolution_percent, "camera": camera,
+            "view_layers": tuple(view_layers or ()), "file_format": file_format,
+            "denoise": denoise, "frame_step": frame_step}
 
 
 class LazyService:

@@ -11,8 +11,12 @@ from .common import (
     AllowOlderOption,
     AllowOutsideOption,
     AllowScriptsOption,
+    CameraOption,
+    DenoiseOption,
     DeviceOption,
+    FormatOption,
     FramesOption,
+    FrameStepOption,
     ImageOption,
     JsonOption,
     LazyService,
@@ -20,7 +24,12 @@ from .common import (
     ModeOption,
     PresetOption,
     ProjectRootOption,
+    ResolutionOption,
+    ResolutionPercentOption,
+    SamplesOption,
     SceneArg,
+    ViewLayerOption,
+    render_fields,
     run,
 )
 
@@ -38,6 +47,14 @@ def estimate(
     allow_older_blender: AllowOlderOption = False,
     project_root: ProjectRootOption = None,
     allow_outside: AllowOutsideOption = False,
+    samples: SamplesOption = None,
+    resolution: ResolutionOption = None,
+    resolution_percent: ResolutionPercentOption = None,
+    camera: CameraOption = None,
+    view_layer: ViewLayerOption = None,
+    file_format: FormatOption = None,
+    denoise: DenoiseOption = None,
+    frame_step: FrameStepOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """Render one probe frame on the preset and say how long the whole job would take and
@@ -48,7 +65,9 @@ def estimate(
                           max_jobs=max_jobs, project=default_project(scene), device=device,
                           retries=0, allow_missing=allow_missing, allow_scripts=allow_scripts,
                           allow_older_blender=allow_older_blender, project_root=project_root,
-                          allow_outside=allow_outside)
+                          allow_outside=allow_outside,
+                          **render_fields(samples, resolution, resolution_percent, camera,
+                                          view_layer, file_format, denoise, frame_step))
         show_estimate(out, service, spec)
 
     run(as_json, command)

@@ -21,8 +21,12 @@ from .common import (
     AllowOlderOption,
     AllowOutsideOption,
     AllowScriptsOption,
+    CameraOption,
+    DenoiseOption,
     DeviceOption,
+    FormatOption,
     FramesOption,
+    FrameStepOption,
     ImageOption,
     JobArg,
     JsonOption,
@@ -31,8 +35,14 @@ from .common import (
     ModeOption,
     PresetOption,
     ProjectRootOption,
+    ResolutionOption,
+    ResolutionPercentOption,
+    SamplesOption,
     SceneArg,
+    TaskMinutesOption,
+    ViewLayerOption,
     WaitOption,
+    render_fields,
     run,
 )
 
@@ -78,6 +88,15 @@ def submit(
     allow_older_blender: AllowOlderOption = False,
     project_root: ProjectRootOption = None,
     allow_outside: AllowOutsideOption = False,
+    samples: SamplesOption = None,
+    resolution: ResolutionOption = None,
+    resolution_percent: ResolutionPercentOption = None,
+    camera: CameraOption = None,
+    view_layer: ViewLayerOption = None,
+    file_format: FormatOption = None,
+    denoise: DenoiseOption = None,
+    frame_step: FrameStepOption = None,
+    task_minutes: TaskMinutesOption = None,
     wait: WaitOption = False,
     estimate: Annotated[bool, typer.Option(
         "--estimate", help="Only estimate: render two probe frames and print the job's "
@@ -93,7 +112,10 @@ def submit(
                           email=email, device=device, retries=retries, scout=scout,
                           allow_missing=allow_missing, allow_scripts=allow_scripts,
                           allow_older_blender=allow_older_blender,
-                          project_root=project_root, allow_outside=allow_outside)
+                          project_root=project_root, allow_outside=allow_outside,
+                          task_minutes=task_minutes,
+                          **render_fields(samples, resolution, resolution_percent, camera,
+                                          view_layer, file_format, denoise, frame_step))
         if estimate:
             from .estimate import show_estimate
 

@@ -9,6 +9,7 @@ a cancel is marked before a backend delivers it. The store only keeps the record
 from __future__ import annotations
 
 from ..records import FrameRecord
+from ..sizing import resize_after_scout
 from ..states import TaskState
 from ..store import JobRecord, Store, TaskRecord
 from ..worker import job_layout
@@ -31,7 +32,9 @@ def settle_attempt(store: Store, job_id: str, index: int, state: TaskState,
     """End one attempt of a task: queue it again while tries remain, else end it.
 
     A scout task that ends without finishing cancels the queued tasks of its preset,
-    so the rest of the job is not rendered. True when the task was queued again.
+    so the rest of the job is not rendered; one that finishes sizes the tasks that waited
+    for it by its frames' times, where the job asks for --task-minutes (sizing.py). True
+    when the task was queued again.
     """
     task = next(t for t in store.tasks(job_id) if t.index == index)
     if state in RETRIED and task.attempts < task.max_attempts:
@@ -39,6 +42,9 @@ def settle_attempt(store: Store, job_id: str, index: int, state: TaskState,
                        f"attempt {task.attempts} {state.lower()}: {reason}")
         return True
     store.end_task(job_id, index, state, reason)
+    if task.scout and state is TaskState.FINISHED:  # its frames' times size the rest
+        ended = next(t for t in store.tasks(job_id) if t.index == index)
+        resize_after_scout(store, store.job(job_id), ended)
     if task.scout and state is not TaskState.FINISHED:
         for other in store.tasks(job_id, preset=task.preset):
             if other.state is TaskState.QUEUED:

@@ -5,6 +5,7 @@ importing the dispatch package that picks them.)"""
 from __future__ import annotations
 
 from ..plan import scout_frames
+from ..spec import render_settings
 from ..store import JobRecord, TaskRecord
 from ..worker.frames import format_frames, parse_frames
 from ..worker.job_layout import TaskFile
@@ -34,6 +35,7 @@ def task_description(job: JobRecord, task: TaskRecord, attempt: int,
         allow_missing=spec["allow_missing"],
         allow_older_blender=spec.get("allow_older_blender", False),
         walltime_seconds=spec["walltime_minutes"] * 60,
+        render=render_settings(spec),
     )
     description.update(backend)  # type: ignore[typeddict-item]
     return description

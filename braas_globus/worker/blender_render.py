@@ -10,7 +10,9 @@ The scene loads once and Cycles keeps its synced data between frames
 rendered to a temporary name and moved into ``out/`` when complete, then reported
 on stdout as ``BRAAS_FRAME {json}``.
 
-Before the first frame it checks that this Blender can render the scene as it asks
+Before the first frame it applies the job's render settings over the scene's (samples,
+resolution, camera, view layers, output format, denoising: ``apply_render_settings``; in
+memory only, the .blend is never written), then checks that this Blender can render the scene as it asks
 (``preflight.py``) and that every file the loaded scene uses is among the job's staged
 files (``scene_files.py``); a miss is ``BRAAS_FATAL`` (or, when the job allows missing
 files, one ``BRAAS_MISSING`` record each). A frame that raises is reported and this
@@ -54,6 +56,15 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--staged", default="", help="the job's in/: every used file is here")
     parser.add_argument("--allow-missing", action="store_true")
     parser.add_argument("--allow-older-blender", action="store_true")
+    # The job's render settings over the scene's (render_task.render_args); absent: the
+    # scene's own.
+    parser.add_argument("--samples", type=int)
+    parser.add_argument("--resolution", help="WxH pixels")
+    parser.add_argument("--resolution-percent", type=int)
+    parser.add_argument("--camera")
+    parser.add_argument("--view-layer", dest="view_layers", action="append", default=[])
+    parser.add_argument("--format", dest="file_format")
+    parser.add_argument("--denoise", action=argparse.BooleanOptionalAction, default=None)
     return parser.parse_args(argv)
 
 
@@ -82,6 +93,53 @@ def use_still_image_output(scene) -> None:
             settings.media_type = "IMAGE"
         settings.file_format = "PNG"
         print("braas: the scene writes a movie; frames are written as PNG", flush=True)
+
+
+def use_output_format(scene, file_format: str) -> None:
+    settings = scene.render.image_settings
+    if hasattr(settings, "media_type"):  # Blender 5.0: a multilayer EXR is its own kind
+        settings.media_type = "MULTI_LAYER_IMAGE" if file_format == "OPEN_EXR_MULTILAYER" \
+            else "IMAGE"
+    settings.file_format = file_format  # Blender fits the colour mode (JPEG: no alpha)
+
+
+def apply_render_settings(scene, args) -> str:
+    """Set the job's render settings over the scene's (in memory: the .blend on disk is
+    never written); why they cannot be applied, or ''."""
+    if args.camera is not None:
+        camera = bpy.data.objects.get(args.camera)
+        if camera is None or camera.type != "CAMERA":
+            found = sorted(o.name for o in bpy.data.objects if o.type == "CAMERA")
+            return f"the scene has no camera {args.camera!r} (its cameras: {found})"
+        scene.camera = camera
+    if args.view_layers:
+        names = [layer.name for layer in scene.view_layers]
+        unknown = [name for name in args.view_layers if name not in names]
+        if unknown:
+            return f"the scene has no view layer {unknown[0]!r} (its view layers: {names})"
+        for layer in scene.view_layers:
+            layer.use = layer.name in args.view_layers
+        scene.render.use_single_layer = False  # every chosen layer, not only the active one
+    if args.samples is not None:
+        scene.cycles.samples = args.samples
+    if args.resolution is not None:
+        width, height = (int(side) for side in args.resolution.split("x"))
+        scene.render.resolution_x, scene.render.resolution_y = width, height
+    if args.resolution_percent is not None:
+        scene.render.resolution_percentage = args.resolution_percent
+    if args.denoise is not None:
+        scene.cycles.use_denoising = args.denoise
+    if args.file_format is not None:
+        use_output_format(scene, args.file_format)
+    applied = {key: value for key, value in vars(args).items()
+               if key in RENDER_SETTING_ARGS and value not in (None, [])}
+    if applied:
+        print(f"braas: render settings over the scene's: {applied}", flush=True)
+    return ""
+
+
+RENDER_SETTING_ARGS = ("samples", "resolution", "resolution_percent", "camera", "view_layers",
+                       "file_format", "denoise")
 
 
 def check_scene(scene, args) -> str:
@@ -124,7 +182,9 @@ def main() -> int:
                           parse_frames(args.first) if args.first else [])
     bpy.ops.wm.open_mainfile(filepath=args.scene, load_ui=False, use_scripts=args.allow_scripts)
     scene = bpy.context.scene
-    reason = check_scene(scene, args)
+    use_still_image_output(scene)
+    # The job's settings first: the checks below judge the scene as it will render.
+    reason = apply_render_settings(scene, args) or check_scene(scene, args)
     if reason:
         report("FATAL", reason=reason)
         return 1
@@ -137,7 +197,6 @@ def main() -> int:
         scene.render.threads_mode = "FIXED"
         scene.render.threads = args.threads
     scene.render.use_persistent_data = True
-    use_still_image_output(scene)
     scene.render.use_file_extension = True
 
     # Blender writes each frame here first, then it moves into out/ whole. One folder per
@@ -158,6 +217,8 @@ def render_frames(scene, frames: list[int], args, partial_dir: str) -> int:
         started = time.monotonic()
         try:
             scene.frame_set(frame)
+            if args.camera is not None:  # a timeline marker bound to a camera switches it
+                scene.camera = bpy.data.objects[args.camera]
             name = job_layout.frame_name(frame, scene.render.file_extension)
             scene.render.filepath = os.path.join(partial_dir, name)
             bpy.ops.render.render(write_still=True)

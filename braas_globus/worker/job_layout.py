@@ -10,6 +10,7 @@ directory at a centre) holds:
     job/spec.json                 the job as submitted
     job/presets.json              its presets as they were at submit
     job/manifest.json             the staged tree: relative path -> sha256, size
+    job/sizing.json               what --task-minutes sized the tasks from (sizing.py)
     job/tasks/task-NNNN.json      the task file the worker reads (task_file, TaskFile)
     job/progress/task-NNNN.jsonl  the worker's records, one JSON line per event
                                   (progress_file; their shapes: braas_globus/records.py)
@@ -41,6 +42,7 @@ RESULT_FOLDERS = (OUT, LOG, JOB)
 SPEC = f"{JOB}/spec.json"
 PRESETS = f"{JOB}/presets.json"
 MANIFEST = f"{JOB}/manifest.json"
+SIZING = f"{JOB}/sizing.json"  # what --task-minutes sized the tasks from (sizing.py)
 TASKS = f"{JOB}/tasks"
 PROGRESS = f"{JOB}/progress"
 CANCEL = f"{JOB}/CANCEL"
@@ -88,6 +90,12 @@ def root_of_task_file(path: Path) -> Path:
     return path.parent.parent.parent
 
 
+#: The file extension of each output format a job may ask for (spec.OutputFormat), as
+#: Blender writes it (``scene.render.file_extension``); a scene's own format keeps Blender's.
+FORMAT_EXTENSIONS = {"PNG": ".png", "OPEN_EXR": ".exr", "OPEN_EXR_MULTILAYER": ".exr",
+                     "JPEG": ".jpg", "TIFF": ".tif"}
+
+
 def frame_name(frame: int, extension: str) -> str:
     """A frame's file in out/: ``000012.png`` (the original's ###### numbering);
     ``extension`` as Blender gives it, with its dot."""
@@ -113,6 +121,24 @@ class Blender(TypedDict, total=False):
     command: list[str]  # absent for "image": render_task reads it in the image
 
 
+class RenderSettings(TypedDict, total=False):
+    """Settings over the scene's that the worker applies in Blender before the first frame
+    (spec.JobSpec's; each absent = the scene's own)."""
+
+    samples: int
+    resolution: str  # "WxH" pixels
+    resolution_percent: int
+    camera: str  # a camera object's name
+    view_layers: list[str]  # render only these
+    file_format: str  # a FORMAT_EXTENSIONS key
+    denoise: bool
+
+
+#: The RenderSettings keys, as the job's spec names them.
+RENDER_SETTINGS = ("samples", "resolution", "resolution_percent", "camera", "view_layers",
+                   "file_format", "denoise")
+
+
 class TaskFile(TypedDict, total=False):
     """The task file (``job/tasks/task-NNNN.json``): what one attempt at one task renders.
 
@@ -133,6 +159,7 @@ class TaskFile(TypedDict, total=False):
     allow_missing: bool
     allow_older_blender: bool
     walltime_seconds: int
+    render: RenderSettings  # absent or {}: the scene's own settings
     # What the backend adds:
     blender: Blender  # at a centre, compute_task sets it from the endpoint's environment
     device: str  # the Cycles device: CPU, CUDA, OPTIX, HIP, ONEAPI, METAL

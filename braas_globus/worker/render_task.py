@@ -112,6 +112,53 @@ def link_inputs(job_root: Path, objects_dir: Path) -> int:
     return made
 
 
+_RESOLUTION = re.compile(r"[0-9]{1,5}x[0-9]{1,5}")
+
+
+def render_args(render: dict[str, Any]) -> list[str]:
+    """blender_render.py's arguments for the task's render settings (job_layout's
+    RenderSettings); ValueError for a value of the wrong kind. Each is ``--name=value``,
+    one argv item, so a name that starts with '-' stays a value."""
+    def whole(key: str) -> int:
+        value = render[key]
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"render {key} {value!r} is not a positive whole number")
+        return int(value)
+
+    def text(key: str, value: object) -> str:
+        if not isinstance(value, str) or not value:
+            raise ValueError(f"render {key} {value!r} is not a name")
+        return value
+
+    unknown = set(render) - set(job_layout.RENDER_SETTINGS)
+    if unknown:
+        raise ValueError(f"unknown render settings {sorted(unknown)}")
+    args = []
+    for key in ("samples", "resolution_percent"):
+        if key in render:
+            args.append(f"--{key.replace('_', '-')}={whole(key)}")
+    if "resolution" in render:
+        if not _RESOLUTION.fullmatch(text("resolution", render["resolution"])):
+            raise ValueError(f"render resolution {render['resolution']!r} is not WxH")
+        args.append(f"--resolution={render['resolution']}")
+    if "camera" in render:
+        args.append(f"--camera={text('camera', render['camera'])}")
+    layers = render.get("view_layers", [])
+    if not isinstance(layers, list):
+        raise ValueError("render view_layers is not a list")
+    args += [f"--view-layer={text('view_layers', name)}" for name in layers]
+    if "file_format" in render:
+        if render["file_format"] not in job_layout.FORMAT_EXTENSIONS:
+            raise ValueError(f"render file_format {render['file_format']!r} is not one of "
+                             f"{sorted(job_layout.FORMAT_EXTENSIONS)}")
+        args.append(f"--format={render['file_format']}")
+    if "denoise" in render:
+        if not isinstance(render["denoise"], bool):
+            raise ValueError("render denoise is not true or false")
+        args.append("--denoise" if render["denoise"] else "--no-denoise")
+    return args
+
+
 def blender_argv(blender: dict[str, Any], script: Path, script_args: list[str],
                  allow_scripts: bool = False) -> list[str]:
     """argv that runs ``script`` in Blender: an executable, or a Python with PyPI ``bpy``."""
@@ -312,6 +359,7 @@ class TaskRun:
         for flag in ("allow_scripts", "allow_missing", "allow_older_blender"):
             if self.task.get(flag):
                 script_args.append("--" + flag.replace("_", "-"))
+        script_args += render_args(self.task.get("render") or {})  # checked by main()
         argv = blender_argv(self.task["blender"], BLENDER_SCRIPT, script_args,
                             bool(self.task.get("allow_scripts")))
         run = BlenderRun()
@@ -389,7 +437,8 @@ def main(argv: list[str] | None = None) -> int:
         if task["blender"].get("kind") == "image":
             task["blender"] = json.loads(IMAGE_BLENDER.read_text(encoding="utf-8"))
         task["scene"], task["blender"]["command"]  # noqa: B018 - required keys
-    except (OSError, ValueError, KeyError, TypeError) as err:
+        render_args(task.get("render") or {})
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as err:
         print(f"render_task: bad task file {args.task_file}: {err}", file=sys.stderr)
         return 2
     job_root = (args.job_root or job_layout.root_of_task_file(args.task_file.resolve())).resolve()
