@@ -52,13 +52,28 @@ def _wrapped(layout, text: str, width: int | None = None, icon: str = "NONE",
 #: The lists' column headings, one a label, as their rows draw them.
 PRESET_COLUMNS = ("Preset", "Account", "Cluster", "Partition", "Device")
 JOB_COLUMNS = ("ID", "Project", "Cluster", "State")
+#: In a region narrower than this many characters a line (the factory layout's Properties
+#: editor has about 29) the lists keep only the columns that say the most, so none is cut.
+NARROW_CHARACTERS = 60
+NARROW_PRESET_COLUMNS = ("Preset", "Cluster", "Device")
+NARROW_JOB_COLUMNS = ("Project", "State")
+
+
+def is_narrow(context) -> bool:
+    return line_characters(context) < NARROW_CHARACTERS
+
+
+def _columns(layout, count: int):
+    """A row of ``count`` columns, split the same way for the headings and each item (a
+    plain row of labels gives an icon's column more room in one than in the other)."""
+    row = layout.row(align=True)
+    return [row.column(align=True) for _ in range(count)]
 
 
 def _headings(row, names: tuple[str, ...]) -> None:
     """A list's headings in a row split as its items are, so each stands over its column."""
-    headings = row.row(align=True)
-    for name in names:
-        headings.label(text=name)
+    for column, name in zip(_columns(row, len(names)), names):
+        column.label(text=name)
 
 
 class _RenderPanel:
@@ -135,13 +150,14 @@ class RENDER_PT_braas_globus_status(_RenderPanel, bpy.types.Panel):
 
 class BRAAS_UL_presets(bpy.types.UIList):
     def draw_item(self, context, layout, data, item, icon, active_data, active_propname):
-        row = layout.row(align=True)
-        row.label(text=item.name, icon="NETWORK_DRIVE" if item.cluster else "HOME")
         # One label a column, as PRESET_COLUMNS heads them ("" for this machine's preset).
-        row.label(text=item.account)
-        row.label(text=item.cluster or "this machine")
-        row.label(text=item.partition)
-        row.label(text=item.device)
+        cells = {"Preset": item.name, "Account": item.account,
+                 "Cluster": item.cluster or "this machine", "Partition": item.partition,
+                 "Device": item.device}
+        names = NARROW_PRESET_COLUMNS if is_narrow(context) else PRESET_COLUMNS
+        for column, name in zip(_columns(layout, len(names)), names):
+            where = "NETWORK_DRIVE" if item.cluster else "HOME"
+            column.label(text=cells[name], icon=where if name == "Preset" else "NONE")
 
 
 class RENDER_PT_braas_globus_new_job(_RenderPanel, bpy.types.Panel):
@@ -154,7 +170,7 @@ class RENDER_PT_braas_globus_new_job(_RenderPanel, bpy.types.Panel):
         scene = context.scene
         form = scene.braas_globus
         header = layout.row()
-        _headings(header, PRESET_COLUMNS)
+        _headings(header, NARROW_PRESET_COLUMNS if is_narrow(context) else PRESET_COLUMNS)
         header.operator("braas_globus.refresh_presets", text="", icon="FILE_REFRESH")
         layout.template_list("BRAAS_UL_presets", "", status, "presets", status,
                              "preset_index", rows=3)
@@ -177,9 +193,11 @@ class RENDER_PT_braas_globus_new_job(_RenderPanel, bpy.types.Panel):
         column.prop(form, "mode")
         column.prop(form, "walltime")
         column.prop(form, "project_root")
-        column.prop(form, "allow_outside")
-        column.prop(form, "allow_missing")
-        column.prop(form, "allow_older_blender")
+        # Blender's own style for options: one heading, short names (each tooltip says more).
+        allow = column.column(heading="Allow")
+        allow.prop(form, "allow_outside", text="Outside Files")
+        allow.prop(form, "allow_missing", text="Missing Assets")
+        allow.prop(form, "allow_older_blender", text="Older Blender")
         _draw_render_settings(layout, form, scene)
         error = form_error(form, scene, bpy.data.filepath)
         if error:
@@ -196,7 +214,9 @@ def _draw_render_settings(layout, form, scene) -> None:
     """The job's settings over the scene's, folded away until asked for: one property a
     line, short names, so the form stays readable in a narrow editor."""
     shown = form.show_render_settings
-    layout.prop(form, "show_render_settings", emboss=False,
+    toggle = layout.row()
+    toggle.use_property_split = False  # the whole width for its name, not the label column
+    toggle.prop(form, "show_render_settings", emboss=False,
                 icon="DISCLOSURE_TRI_DOWN" if shown else "DISCLOSURE_TRI_RIGHT")
     if not shown:
         return
@@ -217,13 +237,13 @@ def _draw_render_settings(layout, form, scene) -> None:
 
 class BRAAS_UL_jobs(bpy.types.UIList):
     def draw_item(self, context, layout, data, item, icon, active_data, active_propname):
-        row = layout.row(align=True)
-        row.label(text=item.name)
-        row.label(text=item.project)
-        row.label(text=item.cluster)
-        state = row.row()
-        state.alert = item.state == "FAILED"
-        state.label(text=f"{item.state} {item.frames_done}/{item.frame_count}")
+        # Narrow: the project and the state (the selected job's whole id is in Status).
+        cells = {"ID": item.name, "Project": item.project, "Cluster": item.cluster,
+                 "State": f"{item.state} {item.frames_done}/{item.frame_count}"}
+        names = NARROW_JOB_COLUMNS if is_narrow(context) else JOB_COLUMNS
+        for column, name in zip(_columns(layout, len(names)), names):
+            column.alert = name == "State" and item.state == "FAILED"
+            column.label(text=cells[name])
 
     def filter_items(self, context, data, propname):
         items = getattr(data, propname)
@@ -247,7 +267,7 @@ class RENDER_PT_braas_globus_jobs(_RenderPanel, bpy.types.Panel):
         layout = self.layout
         status = _status(context)
         header = layout.row()
-        _headings(header, JOB_COLUMNS)
+        _headings(header, NARROW_JOB_COLUMNS if is_narrow(context) else JOB_COLUMNS)
         header.operator("braas_globus.refresh_jobs", text="", icon="FILE_REFRESH")
         layout.template_list("BRAAS_UL_jobs", "", status, "jobs", status, "job_index",
                              rows=4)
