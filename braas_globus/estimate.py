@@ -1,13 +1,11 @@
 """What a whole job would take, before it runs: `braas-globus estimate`.
 
-A probe job renders two frames from the middle of the job's (neither the often empty first
-nor the last) where the job would run, through the same pipeline. A task's first frame
-costs more than the next ones (Blender syncs the scene once, then keeps it: persistent
-data), so the second frame's time is the steady one, and the rest of the probe task's time
-is what every task spends once: starting Blender, loading and syncing the scene. Each task
-then renders its frames one after another; the tasks run side by side, as many as the
-preset runs at once. Core- and GPU-hours count the frames' render time, as `info` counts
-them for a finished job (cost.py). The probe job stays, as any job does: its frame shows what the render looks like.
+A probe job (probe.py) renders two frames from the middle of the job's where the job would
+run, through the same pipeline: the steady time a frame, and a task's time once (starting
+Blender, loading and syncing the scene). Each task then renders its frames one after
+another; the tasks run side by side, as many as the preset runs at once. Core- and
+GPU-hours count the frames' render time, as `info` counts them for a finished job
+(cost.py). The probe job stays, as any job does: its frame shows what the render looks like.
 """
 
 from __future__ import annotations
@@ -18,10 +16,9 @@ from typing import Any
 from .cost import holding, recorded_presets
 from .errors import RunError, UsageError
 from .plan import plan_for_job
+from .probe import probe
 from .service import QuietReporter, Reporter, Service
 from .spec import JobSpec
-from .states import JobState
-from .store import JobRecord
 
 
 @dataclass(frozen=True)
@@ -39,43 +36,6 @@ class Estimate:
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
-
-
-@dataclass(frozen=True)
-class Probe:
-    """What a probe job measured: a task's steady time a frame, and its time once."""
-
-    job: JobRecord
-    frames: list[int]  # the probe frames
-    first_seconds: float  # the task's first frame: it syncs the scene
-    frame_seconds: float  # a frame after the first (persistent data)
-    start_seconds: float  # Blender, loading and syncing the scene, once a task
-
-
-def probe(service: Service, spec: JobSpec, frames: list[int],
-          reporter: Reporter = QuietReporter()) -> Probe:
-    """Render two of ``frames`` from the middle (neither the often empty first nor the
-    last) as a job of their own on ``spec``'s first preset; RunError if they do not render."""
-    middle = len(frames) // 2
-    probed = frames[middle:middle + 2] if len(frames) > 1 else frames
-    probe_spec = spec.model_copy(update={
-        "frames": ",".join(map(str, probed)), "image": False, "max_jobs": 1, "scout": False,
-        "retries": 0, "task_minutes": None, "frame_step": None, "preset": spec.presets[0]})
-    job = service.wait(service.submit(probe_spec, reporter).id, reporter)
-    rows = {r["frame"]: r for r in service.store.frames(job.id)}
-    seconds = [float(rows[f]["seconds"]) for f in probed
-               if f in rows and rows[f]["seconds"] is not None]
-    if job.state is not JobState.FINISHED or len(seconds) != len(probed):
-        reasons = [str(rows[f]["reason"]) for f in probed if f in rows and rows[f]["reason"]]
-        why = f": {reasons[0]}" if reasons else ""
-        raise RunError(f"the probe frames {','.join(map(str, probed))} did not render (job "
-                       f"{job.id}, {job.state.value}){why}; `braas-globus logs {job.id}` "
-                       "says why")
-    first, frame_seconds = seconds[0], seconds[-1]
-    (task,) = service.store.tasks(job.id)
-    spent = (task.ended or 0.0) - (task.started or 0.0)
-    return Probe(job=job, frames=probed, first_seconds=first, frame_seconds=frame_seconds,
-                 start_seconds=max(spent - len(probed) * frame_seconds, 0.0))
 
 
 def estimate(service: Service, spec: JobSpec, reporter: Reporter = QuietReporter()

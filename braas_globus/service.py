@@ -34,6 +34,7 @@ from .pack import (
 )
 from .plan import assign_presets, plan_for_job
 from .presets import ClusterPreset, Preset, get_preset
+from .probe import probe
 from .progress import BYTES, FRAMES
 from .project import ProjectRules, find_project_root, within
 from .scene_info import SceneInfo, read_scene_info
@@ -226,8 +227,6 @@ class Service:
                                               "rendered; until then split by --max-jobs")
         if len(frames) <= 2:
             return Sizing(minutes, None, note="two frames or fewer: nothing to size")
-        from .estimate import probe  # estimate submits through this service
-
         reporter.step("probe frames: timing a frame for --task-minutes")
         try:
             measured = probe(self, spec, frames, reporter)

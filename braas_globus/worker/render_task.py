@@ -11,7 +11,8 @@ and ``job/``. The entry point
 
 - skips frames whose file in ``out/`` already reads as a valid image (resume, retry);
 - runs Blender once for all other frames (``blender_render.py``), autoexec off
-  unless the job opted in, scout frames (``first_frames``) first; Blender first checks
+  unless the job opted in, scout frames (``first_frames``) first, with the job's render
+  settings over the scene's (``render``: render_args makes them argv); Blender first checks
   that it can render the scene and that every file the scene uses is staged in ``in/``;
 - after a failed frame, renders the rest in a fresh Blender (persistent data is not
   trusted after an error), unless nothing rendered yet or a scout frame failed;
