@@ -113,6 +113,15 @@ class StageReport:
     outside: list[dict[str, Any]]  # files used from outside the stage that could not be staged
     used: list[str]  # staged paths the scene still reads (packed mode: what stays beside)
     unbaked: list[dict[str, Any]] = field(default_factory=list)  # caches never baked
+    # ``problems`` with denoising turned on and off ("on", "off"): a job's --denoise or
+    # --no-denoise changes what this Blender must have. None in reports cached before it.
+    problems_by_denoise: dict[str, list[str]] | None = None
+
+    def problems_with(self, denoise: bool | None) -> list[str]:
+        """What this Blender lacks for the scene as the job renders it."""
+        if denoise is None or self.problems_by_denoise is None:
+            return self.problems
+        return self.problems_by_denoise["on" if denoise else "off"]
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> "StageReport":
@@ -233,7 +242,7 @@ class PackPlan:
         blend = record.with_suffix(".blend") if record else None  # set exactly when record is
         if record and blend and record.exists() and (blend.exists() or not packed):
             report = json.loads(record.read_text(encoding="utf-8"))
-            if _still_true(report):
+            if "problems_by_denoise" in report and _still_true(report):  # else: from before it
                 for copy in report["copied"]:
                     copy_in(copy["file"], self.target / copy["staged"])  # as Blender did
                 if packed:

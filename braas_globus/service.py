@@ -102,8 +102,9 @@ def resolve_frames(spec: JobSpec, scene: SceneInfo) -> list[int]:
 def check_blenders(spec: JobSpec, report: StageReport, presets: list[Preset]) -> None:
     """The checks a worker makes before rendering, made at submit where the Blender that
     will render is known: this machine's (local), or the version a cluster preset records."""
-    if "local" in spec.presets and report.problems:  # this machine's Blender staged it
-        raise UsageError(f"{spec.scene.name}: {report.problems[0]}")
+    problems = report.problems_with(spec.denoise)
+    if "local" in spec.presets and problems:  # this machine's Blender staged it
+        raise UsageError(f"{spec.scene.name}: {problems[0]}")
     renderers = [("this machine renders", report.blender_version)] * ("local" in spec.presets)
     renderers += [(f"preset {p.name} renders", _version_tuple(p.blender_version))
                   for p in presets if isinstance(p, ClusterPreset) and p.blender_version]

@@ -267,6 +267,19 @@ def test_a_blender_without_the_denoiser_is_refused_at_submit(cli, scene, home,
     assert cli("list", "--json").json() == []
 
 
+def test_the_submit_check_judges_denoising_as_the_job_renders_it(cli, scene, home,
+                                                                 flaky_blender, monkeypatch):
+    # A Blender without OpenImageDenoise: --no-denoise renders the denoising scene, and
+    # --denoise on a scene that does not denoise is refused at submit, not by the worker.
+    monkeypatch.setenv("FLAKY_NO_DENOISER", "1")
+    done = cli("submit", scene("denoised"), "--no-denoise", "--wait", "--json")
+    assert done.code == 0, done.stderr
+    assert len(frame_files(Path(job_info(cli, done.json()["id"])["folder"]))) == 3
+    refused = cli("submit", scene("anim6"), "--denoise")
+    assert refused.code == 2 and "OpenImageDenoise" in refused.stderr
+    assert "Traceback" not in refused.stderr and len(cli("list", "--json").json()) == 1
+
+
 def test_missing_assets_refused_unless_allowed(cli, scene, home):
     blend = scene("missing")
     refused = cli("submit", blend)

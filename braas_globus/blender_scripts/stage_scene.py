@@ -112,6 +112,9 @@ def main() -> None:
     print("BRAAS_STAGE " + json.dumps({
         "blender_version": list(bpy.app.version), "file_version": file_version,
         "problems": preflight.problems(bpy.context.scene), "copied": copied,
+        # As the job's --denoise / --no-denoise would render it (in memory; nothing saved).
+        "problems_by_denoise": {"on": preflight.problems(bpy.context.scene, True),
+                                "off": preflight.problems(bpy.context.scene, False)},
         **final_state(args.stage, folders),
     }), flush=True)
 

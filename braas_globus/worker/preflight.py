@@ -41,8 +41,9 @@ def _compositor_denoises(scene: Any) -> bool:  # a bpy Scene
 RENDER_ENGINE = "CYCLES"
 
 
-def problems(scene: Any) -> list[str]:  # a bpy Scene
-    """What keeps this Blender from rendering ``scene`` right, one sentence each."""
+def problems(scene: Any, denoise: bool | None = None) -> list[str]:  # a bpy Scene
+    """What keeps this Blender from rendering ``scene`` right, one sentence each; with
+    ``denoise``, as it renders with the job's --denoise/--no-denoise over the scene's own."""
     import bpy
 
     found: list[str] = []
@@ -52,7 +53,8 @@ def problems(scene: Any) -> list[str]:  # a bpy Scene
         return found
     if not _has_openimagedenoise():
         # Without OpenImageDenoise Blender lists no such denoiser: the setting reads ''.
-        if scene.cycles.use_denoising and scene.cycles.denoiser != "OPTIX":
+        denoises = scene.cycles.use_denoising if denoise is None else denoise
+        if denoises and scene.cycles.denoiser != "OPTIX":
             found.append(f"the scene denoises with OpenImageDenoise, which this Blender "
                          f"({bpy.app.version_string}) was built without: turn denoising off "
                          "or render with a Blender that has it")
