@@ -31,7 +31,20 @@ def valid_frames_on_disk(out_dir: Path) -> dict[int, Path]:
     return found
 
 
+def valid_parts_on_disk(parts_dir: Path) -> dict[int, Path]:
+    """Part number -> file, for every complete part of a split still in ``parts_dir``."""
+    if not parts_dir.is_dir():
+        return {}
+    return {part: path for path in parts_dir.iterdir()
+            if (part := job_layout.part_of_name(path.name)) is not None
+            and not path.is_symlink() and path.is_file() and is_valid_image(path)}
+
+
 def missing_frames(job: JobRecord, store: Store) -> set[int]:
+    """The job's frames (a split still's parts) with no whole image on disk."""
+    if job.spec.get("split"):
+        return set(parse_frames(job.frames)) - set(valid_parts_on_disk(
+            job.folder / job_layout.PARTS))
     return set(parse_frames(job.frames)) - set(valid_frames_on_disk(job.folder / job_layout.OUT))
 
 
@@ -125,12 +138,30 @@ def job_info(store: Store, job: JobRecord, warning: str | None = None,
                    "scout": t.scout, "attempts": t.attempts, "max_attempts": t.max_attempts,
                    "started": when(t.started), "ended": when(t.ended), "reason": t.reason}
                   for t in tasks],
-        "last_frame": last_frame(store, job, states),
+        "last_frame": split_still(job)["still"] if spec.get("split") else
+        last_frame(store, job, states),
+        # What the job's frames are: a still split by samples renders parts.
+        "unit": "parts" if spec.get("split") else "frames",
+        "split": split_still(job) if spec.get("split") else None,
         # Progress records left out: not what a worker writes, or not of this job.
         "rejected_records": {"count": progress.rejected.count,
                              "reasons": progress.rejected.reasons},
         "warning": "; ".join(w for w in (warning, progress.rejected.note()) if w) or None,
     }
+
+
+def split_still(job: JobRecord) -> dict[str, Any]:
+    """A still split by samples: its parts, the samples each renders, and its merge (the
+    record, and the merged still once it is a whole image)."""
+    from .merge import merged_file, read_record
+
+    parts, samples = int(job.spec["split"]), int(job.spec["samples"])
+    each = job_layout.part_samples(samples, parts)
+    still = merged_file(job.folder)
+    return {"frame": int(job.spec["frames"]), "parts": parts, "samples_each": each,
+            "samples_total": each * parts, "adaptive_sampling": False, "denoised": False,
+            "merge": read_record(job.folder),
+            "still": {"frame": int(job.spec["frames"]), "file": str(still)} if still else None}
 
 
 def last_frame(store: Store, job: JobRecord,

@@ -116,6 +116,9 @@ class StageReport:
     # ``problems`` with denoising turned on and off ("on", "off"): a job's --denoise or
     # --no-denoise changes what this Blender must have. None in reports cached before it.
     problems_by_denoise: dict[str, list[str]] | None = None
+    # The scene's own samples and denoising ({"samples": int, "denoise": bool}): what a
+    # split still is checked against. None in reports cached before it.
+    render: dict[str, Any] | None = None
 
     def problems_with(self, denoise: bool | None) -> list[str]:
         """What this Blender lacks for the scene as the job renders it."""
@@ -242,7 +245,7 @@ class PackPlan:
         blend = record.with_suffix(".blend") if record else None  # set exactly when record is
         if record and blend and record.exists() and (blend.exists() or not packed):
             report = json.loads(record.read_text(encoding="utf-8"))
-            if "problems_by_denoise" in report and _still_true(report):  # else: from before it
+            if "render" in report and _still_true(report):  # else: from before it
                 for copy in report["copied"]:
                     copy_in(copy["file"], self.target / copy["staged"])  # as Blender did
                 if packed:

@@ -22,6 +22,7 @@ from PIL import Image, ImageDraw, ImageFont, ImageOps, UnidentifiedImageError
 from .blender import find_blender, run_blender_script
 from .blender_scripts import MAKE_VIDEO
 from .collect import frame_states, valid_frames_on_disk
+from .merge import merged_file
 from .store import JobRecord
 from .worker import job_layout
 from .worker.frames import parse_frames
@@ -64,6 +65,11 @@ def preview(service: Service, job_id: str, columns: int | None = None,
     frames = parse_frames(job.frames)
     on_disk = valid_frames_on_disk(job.folder / job_layout.OUT)
     states = frame_states(job, service.store)
+    if job.spec.get("split"):  # a still split by samples: the merged still, not its parts
+        frames = [int(job.spec["frames"])]
+        merged = merged_file(job.folder)
+        on_disk = {frames[0]: merged} if merged else {}
+        states = {frames[0]: job.state.value if job.state.value == "FAILED" else "QUEUED"}
     rendered = [f for f in frames if f in on_disk]
     failed = [f for f in frames if f not in on_disk and states.get(f) == "FAILED"]
     missing = [f for f in frames if f not in on_disk and f not in failed]

@@ -76,8 +76,11 @@ def frame_of_name(name: str) -> int | None:
 
 
 def frame_of_file(file: str) -> int | None:
-    """The frame a record's ``file`` (``out/000012.png``, relative, posix) is for, or None."""
-    folder, _, name = file.partition("/")
+    """The frame a record's ``file`` (``out/000012.png``, relative, posix) is for, or None;
+    a split still's part (``out/parts/part-0003.exr``) is for its part number."""
+    folder, _, name = file.rpartition("/")
+    if folder == job_layout.PARTS:
+        return job_layout.part_of_name(name)
     return frame_of_name(name) if folder == job_layout.OUT else None
 
 
@@ -88,7 +91,8 @@ def frame_path(job_folder: Path, file: str | None, frame: int) -> Path | None:
         return None
     path = job_folder / file
     try:
-        inside = path.resolve().parent == job_folder.resolve() / job_layout.OUT  # no link
+        folder = job_layout.PARTS if file.startswith(job_layout.PARTS + "/") else job_layout.OUT
+        inside = path.resolve().parent == job_folder.resolve() / folder  # no link
     except (OSError, RuntimeError):  # a link loop
         return None
     return path if inside else None

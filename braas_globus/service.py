@@ -18,7 +18,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol
 
-from . import collect
+from . import collect, merge
 from .blender import find_blender, run_blender_script
 from .blender_scripts import MAKE_DEMO_SCENE
 from .catalog import load_catalog
@@ -40,7 +40,7 @@ from .project import ProjectRules, find_project_root, within
 from .scene_info import SceneInfo, read_scene_info
 from .settings import Settings, load_settings
 from .sizing import Sizing, read_sizing, write_sizing
-from .spec import JobSpec
+from .spec import SPLIT_DENOISE, JobSpec
 from .stage import LocalStager
 from .states import JobState, TaskState
 from .store import JobIdTaken, JobRecord, Store
@@ -99,6 +99,10 @@ def resolve_frames(spec: JobSpec, scene: SceneInfo) -> list[int]:
                          f"({err}); give --frames") from None
 
 
+def spec_split(job: JobRecord) -> bool:
+    return bool(job.spec.get("split"))
+
+
 def check_blenders(spec: JobSpec, report: StageReport, presets: list[Preset]) -> None:
     """The checks a worker makes before rendering, made at submit where the Blender that
     will render is known: this machine's (local), or the version a cluster preset records."""
@@ -114,6 +118,27 @@ def check_blenders(spec: JobSpec, report: StageReport, presets: list[Preset]) ->
                              f"{version_text(report.file_version)}, and {who} with Blender "
                              f"{version_text(version)}, which is older: render it with a "
                              "newer Blender, or submit with --allow-older-blender")
+
+
+def check_split(spec: JobSpec, report: StageReport) -> list[str]:
+    """A still split by samples, judged against the staged scene's own samples and
+    denoising (where the job does not set them); what the submit says of it."""
+    if not spec.split:
+        return []
+    scene = report.render or {}
+    samples = spec.samples or int(scene.get("samples", 0))
+    if spec.split > samples:
+        raise UsageError(f"--split {spec.split}: {spec.scene.name} renders {samples} samples, "
+                         "fewer than the parts: each part renders at least one sample")
+    if spec.denoise is None and scene.get("denoise", True):
+        raise UsageError(SPLIT_DENOISE)
+    each = job_layout.part_samples(samples, spec.split)
+    notes = [f"--split {spec.split}: {spec.split} parts of {each} samples each, "
+             "adaptive sampling off"]
+    if each * spec.split > samples:
+        notes.append(f"--split {spec.split}: {each * spec.split} samples in all, not "
+                     f"{samples} (every part renders the same number)")
+    return notes
 
 
 def check_render_names(spec: JobSpec, scene: SceneInfo) -> None:
@@ -175,6 +200,9 @@ class Service:
                 user_config_for(preset, spec.model_dump(mode="json"))
                 check_device(preset, spec.device)
                 preset.worker_path()  # the nodes' view of the working directory is known
+        if spec.split and any(p.backend != "local" for p in presets):
+            raise UsageError("--split renders on this machine's preset (local) for now: the "
+                             "merge of the parts runs where the parts are")
         scene = read_scene_info(spec.scene)
         if scene.engine != RENDER_ENGINE:
             raise UsageError(f"{spec.scene.name} renders with {scene.engine}; braas-globus "
@@ -184,9 +212,20 @@ class Service:
 
     def submit(self, spec: JobSpec, reporter: Reporter = QuietReporter()) -> JobRecord:
         presets, frames = self.preflight(spec)
+        if spec.split:
+            # The still's frame is recorded with the job; its units are the parts 1..N.
+            parts = spec.split
+            spec = spec.model_copy(update={"frames": str(frames[0])})
+            frames = list(range(1, parts + 1))
         sizing = self.measure(spec, frames, reporter)
         blender = find_blender(self.settings)
         with self._traced(spec, blender, reporter) as plan:
+            assert plan.report is not None  # set by strategise()
+            for note in check_split(spec, plan.report):
+                reporter.step(note)
+            if spec.split and spec.samples is None:  # the samples the parts divide, recorded
+                spec = spec.model_copy(update={"samples": int((plan.report.render or {})
+                                                              ["samples"])})
             job_id = self.claim_job_id(spec.project, preset=spec.preset,
                                        backend=",".join(sorted({p.backend for p in presets})),
                                        spec=spec.model_dump(mode="json"),
@@ -347,9 +386,12 @@ class Service:
             reopen = [t.index for t in self.store.tasks(job.id)
                       if t.state is not TaskState.FINISHED
                       or any(f in missing for f in parse_frames(t.frames))]
-            if not reopen:
+            if not reopen and not (spec_split(job) and merge.needed(job)):
                 return job
-            self.store.reopen(job.id, reopen)
+            if reopen:
+                self.store.reopen(job.id, reopen)
+            if spec_split(job):
+                merge.forget_failure(job)  # the runner merges again once the parts are in
         job = self.store.job(job.id)
         for backend in self.backends(job):
             backend.start(job)
@@ -393,6 +435,7 @@ class Service:
             assert plan.report is not None  # set by strategise()
             check_blenders(spec, plan.report,
                            [get_preset(name, self.settings.home) for name in spec.presets])
+            check_split(spec, plan.report)
             yield plan
         finally:
             plan.close()

@@ -24,7 +24,7 @@ from pydantic import (
 
 from .errors import UsageError
 from .worker.frames import MAX_FRAME, FrameSpecError, normalise
-from .worker.job_layout import FORMAT_EXTENSIONS, RENDER_SETTINGS, RenderSettings
+from .worker.job_layout import FORMAT_EXTENSIONS, MAX_SPLIT, RENDER_SETTINGS, RenderSettings
 
 PROJECT_MAX = 25  # the original product's limit, kept for job names on clusters
 _PROJECT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
@@ -147,6 +147,9 @@ class JobSpec(BaseModel):
     # Tasks of about this many minutes, from a measured time a frame (plan.plan_by_time);
     # at most the walltime.
     task_minutes: Annotated[int | None, Field(ge=1, le=2880)] = None
+    # One still split by samples into this many parts, each its own unit of the job's tasks
+    # (rendered, retried and resumed as frames are), merged when all are in (merge.py).
+    split: Annotated[int | None, Field(ge=2, le=MAX_SPLIT)] = None
 
     @field_validator("scene")
     @classmethod
@@ -232,7 +235,29 @@ class JobSpec(BaseModel):
                              f"({self.walltime_minutes} min): a task must end inside it")
         if self.frame_step is not None and self.image:
             raise ValueError("--frame-step needs an animation, not --image")
+        if self.split is not None:
+            self._check_split(self.split)
         return self
+
+    def _check_split(self, parts: int) -> None:
+        one_frame = self.image or (self.frames is not None and self.frames.isdigit())
+        if not one_frame:
+            raise ValueError("--split renders one still: give --image or one frame "
+                             "(--frames N), not an animation")
+        if self.samples is not None and parts > self.samples:
+            raise ValueError(f"--split {parts} is more parts than --samples {self.samples}: "
+                             "each part renders at least one sample")
+        if self.scout or self.task_minutes is not None:
+            raise ValueError("--split renders one still: --scout and --task-minutes are "
+                             "for animations")
+        if self.denoise:
+            raise ValueError(SPLIT_DENOISE)
+
+    @property
+    def still_frame(self) -> int | None:
+        """The frame of a still split by samples, once submit recorded it (``frames``)."""
+        return int(self.frames) if self.split and self.frames and self.frames.isdigit() \
+            else None
 
     @property
     def presets(self) -> list[str]:
@@ -240,11 +265,17 @@ class JobSpec(BaseModel):
         return self.preset.split(",")
 
 
+#: Why a split still does not denoise (yet): Blender 5's multilayer EXR holds only the
+#: Combined pass, not the passes a denoise of the merged still needs.
+SPLIT_DENOISE = ("--split: a still split by samples is not denoised yet (Blender 5 writes no "
+                 "denoising passes to the parts); submit with --no-denoise")
+
 _FIELD_NAMES = {"walltime_minutes": "walltime", "max_jobs": "max-jobs",
                 "project_root": "--project-root", "samples": "--samples",
                 "resolution": "--resolution", "resolution_percent": "--resolution-percent",
                 "camera": "--camera", "view_layers": "--view-layer", "file_format": "--format",
-                "frame_step": "--frame-step", "task_minutes": "--task-minutes"}
+                "frame_step": "--frame-step", "task_minutes": "--task-minutes",
+                "split": "--split"}
 
 
 def build_spec(**fields: Any) -> JobSpec:

@@ -301,11 +301,16 @@ class Store:
         counts = self._frame_counts(job_id, frames)
         canceled = bool(row.integer("canceled"))
         state = job_state((t.state for t in tasks), canceled=canceled)
+        spec = row.json_object("spec")
+        if spec.get("split") and state is JobState.FINISHED:  # a still split by samples
+            from .merge import merge_state  # FINISHED once its parts are merged
+
+            state = JobState(merge_state(Path(row.text("folder"))) or JobState.RUNNING)
         starts = [t.started for t in tasks if t.started]
         ends = [t.ended for t in tasks if t.ended]
         return JobRecord(
             id=job_id, project=row.text("project"), preset=row.text("preset"),
-            backend=row.text("backend"), spec=row.json_object("spec"), frames=frames,
+            backend=row.text("backend"), spec=spec, frames=frames,
             frame_count=row.integer("frame_count"), folder=Path(row.text("folder")),
             created=row.real("created"), canceled=canceled,
             runner_pid=row.integer_or_none("runner_pid"),

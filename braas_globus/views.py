@@ -33,6 +33,8 @@ def _seconds_left(job: JobRecord) -> float | None:
 
 def info_lines(details: dict[str, Any]) -> list[str]:
     """`braas-globus info`: a job's service ``info`` in aligned lines, everything in it."""
+    unit = details.get("unit", "frames")  # a still split by samples renders parts
+    one = unit[:-1]
     lines = [f"job        {details['id']}  ({details['state']})",
              f"scene      {details['scene']}",
              f"preset     {details['preset']}  device {details['resources']['device']}  "
@@ -43,21 +45,37 @@ def info_lines(details: dict[str, Any]) -> list[str]:
              f"submitted  {details['submitted']}   started {details['started'] or '-'}"
              f"   ended {details['ended'] or '-'}",
              f"folder     {details['folder']}",
-             f"frames     {details['frames']['done']}/{details['frames']['total']} done, "
+             f"{unit:<10} {details['frames']['done']}/{details['frames']['total']} done, "
              f"{details['frames']['failed']} failed" + pace_text(details["progress"])]
+    lines += split_lines(details.get("split"))
     lines += [f"  {state:<10} {spec}" for state, spec in details["frames"]["by_state"].items()]
     lines.append(f"cost       {cost_text(details['cost'])}")
-    lines += [f"  frame {f['frame']} failed: {f['reason']}" for f in details["failed_frames"]]
+    lines += [f"  {one} {f['frame']} failed: {f['reason']}" for f in details["failed_frames"]]
     lines += [f"  rendered without (missing): {name}" for name in details["missing_files"]]
-    lines += [f"task {t['index']}{' (scout)' if t['scout'] else ''}  {t['state']}  frames "
+    lines += [f"task {t['index']}{' (scout)' if t['scout'] else ''}  {t['state']}  {unit} "
               f"{t['frames']}  tries {t['attempts']}/{t['max_attempts']}"
               + (f"  {t['reason']}" if t["reason"] else "") for t in details["tasks"]]
     if details["last_frame"]:
-        lines.append(f"last frame {details['last_frame']['frame']}: "
+        lines.append(f"{'still' if details.get('split') else 'last frame'} "
+                     f"{details['last_frame']['frame']}: "
                      f"{details['last_frame']['file']}")
     lines.append("parameters " + ", ".join(f"{k}={v}" for k, v in
                                             details["parameters"].items()))
     return lines
+
+
+def split_lines(split: dict[str, Any] | None) -> list[str]:
+    """A still split by samples: its parts and its merge (none for a job of frames)."""
+    if not split:
+        return []
+    merge = split.get("merge") or {}
+    state = merge.get("state", "waiting for the parts")
+    said = merge.get("reason") or (f"{merge.get('file')} in {merge.get('seconds')} s"
+                                   if state == "FINISHED" else "")
+    return [f"split      frame {split['frame']} in {split['parts']} parts of "
+            f"{split['samples_each']} samples ({split['samples_total']} in all), adaptive "
+            "sampling off, not denoised",
+            f"merge      {state}" + (f": {said}" if said else "")]
 
 
 def render_text(render: dict[str, Any]) -> str:

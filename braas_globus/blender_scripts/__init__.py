@@ -8,3 +8,4 @@ SCRIPTS_DIR = Path(__file__).resolve().parent
 MAKE_DEMO_SCENE = SCRIPTS_DIR / "make_demo_scene.py"
 STAGE_SCENE = SCRIPTS_DIR / "stage_scene.py"
 MAKE_VIDEO = SCRIPTS_DIR / "make_video.py"
+MERGE_PARTS = SCRIPTS_DIR / "merge_parts.py"

@@ -115,6 +115,9 @@ def main() -> None:
         # As the job's --denoise / --no-denoise would render it (in memory; nothing saved).
         "problems_by_denoise": {"on": preflight.problems(bpy.context.scene, True),
                                 "off": preflight.problems(bpy.context.scene, False)},
+        # What a split still (--split) is checked against at submit.
+        "render": {"samples": int(bpy.context.scene.cycles.samples),
+                   "denoise": bool(bpy.context.scene.cycles.use_denoising)},
         **final_state(args.stage, folders),
     }), flush=True)
 

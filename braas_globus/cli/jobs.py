@@ -97,6 +97,7 @@ def submit(
     denoise: DenoiseOption = None,
     frame_step: FrameStepOption = None,
     task_minutes: TaskMinutesOption = None,
+    split: Annotated[Optional[int], typer.Option(help="Split one still (--image, or one frame) by samples into N parts (2-64), rendered as tasks and merged; needs --no-denoise unless the scene does not denoise.")] = None,
     wait: WaitOption = False,
     estimate: Annotated[bool, typer.Option(
         "--estimate", help="Only estimate: render two probe frames and print the job's "
@@ -113,7 +114,7 @@ def submit(
                           allow_missing=allow_missing, allow_scripts=allow_scripts,
                           allow_older_blender=allow_older_blender,
                           project_root=project_root, allow_outside=allow_outside,
-                          task_minutes=task_minutes,
+                          task_minutes=task_minutes, split=split,
                           **render_fields(samples, resolution, resolution_percent, camera,
                                           view_layer, file_format, denoise, frame_step))
         if estimate:

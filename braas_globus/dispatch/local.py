@@ -23,7 +23,7 @@ import psutil
 from ..presets import LOCAL, Preset
 from ..settings import Settings
 from ..stage import LocalStager
-from ..states import TaskState
+from ..states import JobState, TaskState
 from ..store import JobRecord, Store, StoreError
 from ..worker import job_layout
 
@@ -87,7 +87,12 @@ class LocalBackend:
 
     def refresh(self, job: JobRecord) -> str | None:
         mine = self.store.tasks(job.id, preset=self.name)
-        if job.canceled or all(t.state.is_final for t in mine) or runner_alive(job):
+        if runner_alive(job) or job.canceled:
+            return None
+        if all(t.state.is_final for t in mine):
+            if job.state is JobState.RUNNING and job.spec.get("split"):  # not merged yet
+                return (f"job {job.id}'s parts are rendered but not merged (its local runner "
+                        f"stopped); merge them with `braas-globus resume {job.id}`")
             return None
         warning = (f"job {job.id} is not rendering (its local runner stopped); "
                    f"continue it with `braas-globus resume {job.id}`")

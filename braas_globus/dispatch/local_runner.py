@@ -28,6 +28,7 @@ from typing import IO, TypedDict
 
 import psutil
 
+from .. import merge
 from ..disk import disk_full_error, is_disk_full_error
 from ..errors import BraasError
 from ..records import EndRecord, FrameRecord, JobScope, RecordError, bounded_lines, parse_line
@@ -181,6 +182,22 @@ def stop_workers(grace: float = 5.0) -> None:
             child.kill()
 
 
+def merge_if_ready(store: Store, job_id: str) -> None:
+    """A still split by samples whose parts are all in: merge them (merge.py) unless that
+    was done, or failed (``resume`` clears the failure)."""
+    job = store.job(job_id)
+    tasks = store.tasks(job_id)
+    if not job.spec.get("split") or job.canceled or job.blender is None \
+            or not tasks or any(t.state is not TaskState.FINISHED for t in tasks) \
+            or merge.merge_state(job.folder) is not None:
+        return
+    say(f"merges the {job.spec['split']} parts of the still")
+    record = merge.merge_parts(job, job.blender)
+    say(f"merge {record['state'].lower()}"
+        + (f": {record['reason']}" if record.get("reason") else
+           f" in {record.get('seconds')} s: {record.get('file')}"))
+
+
 def say(text: str) -> None:
     """A line for runner.log; on a full disk even that may not be written, and that is no
     reason to stop."""
@@ -217,6 +234,7 @@ def run_job(job_id: str) -> int:
     try:
         Runner(store, job_id, settings.local_workers,
                MachineSlots(settings.home / "slots", settings.local_workers)).run()
+        merge_if_ready(store, job_id)
     finally:
         with suppress(BraasError):  # a full disk refuses this too: the pid is checked anyway
             if not store.job(job_id).canceled:

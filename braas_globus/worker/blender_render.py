@@ -65,6 +65,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--view-layer", dest="view_layers", action="append", default=[])
     parser.add_argument("--format", dest="file_format")
     parser.add_argument("--denoise", action=argparse.BooleanOptionalAction, default=None)
+    # A still split by samples: --frames are part numbers, each a subset of this frame.
+    parser.add_argument("--split-frame", type=int)
+    parser.add_argument("--split-parts", type=int)
     return parser.parse_args(argv)
 
 
@@ -209,17 +212,40 @@ def main() -> int:
         shutil.rmtree(partial_dir, ignore_errors=True)
 
 
+def use_split_part(scene, part: int, parts: int) -> str:
+    """Render samples of one part of a still split by samples (parts count from 1): every
+    part the same number (part_samples), adaptive sampling and denoising off, into a
+    32-bit multilayer EXR that Cycles' merge weighs by the scene's total. Its file name."""
+    each = job_layout.part_samples(scene.cycles.samples, parts)
+    scene.cycles.samples = each * parts
+    scene.cycles.use_adaptive_sampling = False
+    scene.cycles.use_denoising = False
+    scene.cycles.use_sample_subset = True
+    scene.cycles.sample_offset = (part - 1) * each
+    scene.cycles.sample_subset_length = each
+    use_output_format(scene, "OPEN_EXR_MULTILAYER")
+    scene.render.image_settings.color_depth = "32"
+    print(f"braas: part {part} of {parts}: samples {(part - 1) * each} to "
+          f"{part * each - 1} of {each * parts}", flush=True)
+    return job_layout.part_name(part)
+
+
 def render_frames(scene, frames: list[int], args, partial_dir: str) -> int:
+    total_samples = scene.cycles.samples  # a split still's parts divide these
     for frame in frames:
         if args.cancel_marker and os.path.exists(args.cancel_marker):
             print("braas: cancel marker found, stopping", flush=True)
             return 3
         started = time.monotonic()
         try:
-            scene.frame_set(frame)
+            scene.frame_set(frame if args.split_frame is None else args.split_frame)
             if args.camera is not None:  # a timeline marker bound to a camera switches it
                 scene.camera = bpy.data.objects[args.camera]
-            name = job_layout.frame_name(frame, scene.render.file_extension)
+            if args.split_frame is not None:  # ``frame`` is a part of the still
+                scene.cycles.samples = total_samples
+                name = use_split_part(scene, frame, args.split_parts)
+            else:
+                name = job_layout.frame_name(frame, scene.render.file_extension)
             scene.render.filepath = os.path.join(partial_dir, name)
             bpy.ops.render.render(write_still=True)
             written = scene.render.filepath

@@ -6,11 +6,15 @@ directory at a centre) holds:
     in/                           the staged scene, hard-linked from objects/
     out/NNNNNN.ext                the frames (frame_name); out/.partial-<pid>/ while a
                                   Blender writes one (partial_dir)
+    out/parts/part-NNNN.exr       a still split by samples (--split): each part's
+                                  multilayer EXR (part_name); the merged still is the
+                                  frame's own out/NNNNNN.ext
     log/task-NNNN.log             each task's Blender output (log_file)
     job/spec.json                 the job as submitted
     job/presets.json              its presets as they were at submit
     job/manifest.json             the staged tree: relative path -> sha256, size
     job/sizing.json               what --task-minutes sized the tasks from (sizing.py)
+    job/merge.json                a split still's merge: state, reason, file (merge.py)
     job/tasks/task-NNNN.json      the task file the worker reads (task_file, TaskFile)
     job/progress/task-NNNN.jsonl  the worker's records, one JSON line per event
                                   (progress_file; their shapes: braas_globus/records.py)
@@ -43,6 +47,10 @@ SPEC = f"{JOB}/spec.json"
 PRESETS = f"{JOB}/presets.json"
 MANIFEST = f"{JOB}/manifest.json"
 SIZING = f"{JOB}/sizing.json"  # what --task-minutes sized the tasks from (sizing.py)
+MERGE = f"{JOB}/merge.json"  # a split still's merge record (braas_globus/merge.py)
+PARTS = f"{OUT}/parts"  # a split still's parts (part_name)
+#: A still split by samples: 2 to MAX_SPLIT parts (spec.JobSpec.split).
+MAX_SPLIT = 64
 TASKS = f"{JOB}/tasks"
 PROGRESS = f"{JOB}/progress"
 CANCEL = f"{JOB}/CANCEL"
@@ -63,6 +71,7 @@ LOG_FILE_GLOB = "task-*.log"
 FRAME_NAME = re.compile(r"(?P<frame>[0-9]{6}|[1-9][0-9]{6})\.[a-z0-9]{2,4}")
 LOG_NAME = re.compile(r"task-(?P<task>[0-9]{4})\.log")
 PROGRESS_NAME = re.compile(r"task-(?P<task>[0-9]{4})\.jsonl")
+PART_NAME = re.compile(r"part-(?P<part>[0-9]{4})\.exr")
 TASK_FILE_NAME = re.compile(r"task-(?P<task>[0-9]{4,})\.json")  # a rebuild reads 4 or more
 #: What a download accepts in each folder it brings back from a centre.
 RESULT_NAMES = {OUT: FRAME_NAME, LOG: LOG_NAME, PROGRESS: PROGRESS_NAME}
@@ -102,6 +111,25 @@ def frame_name(frame: int, extension: str) -> str:
     return f"{frame:06d}{extension}"
 
 
+def part_name(part: int) -> str:
+    """A split still's part in out/parts/: ``part-0003.exr`` (parts count from 1)."""
+    return f"part-{part:04d}.exr"
+
+
+def part_of_name(name: str) -> int | None:
+    """The part a part file's name is for, or None for any other name."""
+    match = PART_NAME.fullmatch(name)
+    part = int(match["part"]) if match else 0
+    return part if 1 <= part <= MAX_SPLIT else None
+
+
+def part_samples(samples: int, parts: int) -> int:
+    """The samples each part of a still split in ``parts`` renders: all parts render the
+    same number (Cycles' merge weighs each by the scene's total), so ``parts`` times this
+    may exceed ``samples``."""
+    return -(-samples // parts)
+
+
 def frame_glob(frame: int) -> str:
     return frame_name(frame, ".*")
 
@@ -139,6 +167,11 @@ RENDER_SETTINGS = ("samples", "resolution", "resolution_percent", "camera", "vie
                    "file_format", "denoise")
 
 
+class Split(TypedDict):
+    frame: int  # the still's frame
+    parts: int  # how many parts the still has in all
+
+
 class TaskFile(TypedDict, total=False):
     """The task file (``job/tasks/task-NNNN.json``): what one attempt at one task renders.
 
@@ -160,6 +193,9 @@ class TaskFile(TypedDict, total=False):
     allow_older_blender: bool
     walltime_seconds: int
     render: RenderSettings  # absent or {}: the scene's own settings
+    # A still split by samples: ``frames`` are part numbers (1..parts) and each renders
+    # samples part_samples(...) of the still's ``frame`` into out/parts/ (part_name).
+    split: Split
     # What the backend adds:
     blender: Blender  # at a centre, compute_task sets it from the endpoint's environment
     device: str  # the Cycles device: CPU, CUDA, OPTIX, HIP, ONEAPI, METAL

@@ -84,6 +84,28 @@ def frame_file(out_dir: Path, frame: int) -> Path | None:
     return None
 
 
+def part_file(parts_dir: Path, part: int) -> Path | None:
+    """The valid EXR of a split still's ``part`` in ``parts_dir``, if there is one."""
+    candidate = parts_dir / job_layout.part_name(part)
+    return candidate if is_valid_image(candidate) else None
+
+
+def split_of(task: dict[str, Any]) -> dict[str, int] | None:
+    """The task's split (job_layout.Split), checked; None for a task of frames. ValueError
+    for one of the wrong shape, or whose parts are not 1..parts."""
+    split = task.get("split")
+    if split is None:
+        return None
+    if not isinstance(split, dict) or set(split) != {"frame", "parts"} or any(
+            isinstance(v, bool) or not isinstance(v, int) for v in split.values()):
+        raise ValueError(f"split {split!r} is not {{frame, parts}}")
+    if not 2 <= split["parts"] <= job_layout.MAX_SPLIT or split["frame"] < 0:
+        raise ValueError(f"split {split!r}: 2 to {job_layout.MAX_SPLIT} parts of a frame")
+    if any(not 1 <= p <= split["parts"] for p in parse_frames(task["frames"])):
+        raise ValueError(f"split parts {task['frames']!r} are not 1 to {split['parts']}")
+    return {"frame": split["frame"], "parts": split["parts"]}
+
+
 def link_inputs(job_root: Path, objects_dir: Path) -> int:
     """Build ``in/`` from the job's manifest by hard-linking shared objects; returns links made.
 
@@ -191,7 +213,9 @@ class TaskRun:
         self.root = job_root
         self.emit_stdout = emit_stdout
         index = int(task["task"])
-        self.out_dir = job_root / job_layout.OUT
+        # A split still's task renders parts (its "frames" are part numbers) into out/parts/.
+        self.split = split_of(task)
+        self.out_dir = job_root / (job_layout.PARTS if self.split else job_layout.OUT)
         self.log_path = job_layout.log_file(job_root, index)
         self.progress_path = job_layout.progress_file(job_root, index)
         self.cancel_marker = job_root / CANCEL_MARKER
@@ -202,6 +226,12 @@ class TaskRun:
         self.block = block_end()  # (the batch job's end, the margin) or None
         self.deadline = self.block_deadline = float("inf")  # monotonic; set by run()
         self.timeout_reason = ""
+
+    def unit_file(self, unit: int) -> Path | None:
+        """The valid file of one of the task's frames (or parts), if there is one."""
+        if self.split:
+            return part_file(self.out_dir, unit)
+        return frame_file(self.out_dir, unit)
 
     def emit(self, record: dict[str, Any]) -> None:
         record = {"task": self.task["task"], "attempt": self.task.get("attempt", 1),
@@ -271,7 +301,7 @@ class TaskRun:
             self.stop("FAILED")  # Blender could not write its frames either
             frames = parse_frames(self.task["frames"])
             return self.finish("FAILED", [f for f in frames
-                                          if frame_file(self.out_dir, f) is None], "")
+                                          if self.unit_file(f) is None], "")
 
     def _run(self) -> dict[str, Any]:
         for folder in (self.out_dir, self.log_path.parent, self.progress_path.parent):
@@ -283,12 +313,12 @@ class TaskRun:
             except (OSError, ValueError, KeyError) as err:
                 return self.finish("FAILED", frames, f"cannot lay out in/ from the staged "
                                                      f"objects: {err}")
-        done = {f for f in frames if frame_file(self.out_dir, f) is not None}
+        done = {f for f in frames if self.unit_file(f) is not None}
         pending = [f for f in frames if f not in done]
         self.emit({"event": "start", "frames": self.task["frames"],
                    "skipped": format_frames(sorted(done)), "pending": format_frames(pending)})
         for frame in sorted(done):
-            file = frame_file(self.out_dir, frame)
+            file = self.unit_file(frame)
             assert file is not None  # found just above (done)
             self.emit({"event": "frame", "frame": frame, "state": "done", "skipped": True,
                        "file": str(file.relative_to(self.root))})
@@ -357,6 +387,9 @@ class TaskRun:
                        "--staged", str(self.root / job_layout.IN)]
         if first:
             script_args += ["--first", format_frames(first)]
+        if self.split:
+            script_args += [f"--split-frame={self.split['frame']}",
+                            f"--split-parts={self.split['parts']}"]
         for flag in ("allow_scripts", "allow_missing", "allow_older_blender"):
             if self.task.get(flag):
                 script_args.append("--" + flag.replace("_", "-"))
@@ -439,6 +472,7 @@ def main(argv: list[str] | None = None) -> int:
             task["blender"] = json.loads(IMAGE_BLENDER.read_text(encoding="utf-8"))
         task["scene"], task["blender"]["command"]  # noqa: B018 - required keys
         render_args(task.get("render") or {})
+        split_of(task)
     except (OSError, ValueError, KeyError, TypeError, AttributeError) as err:
         print(f"render_task: bad task file {args.task_file}: {err}", file=sys.stderr)
         return 2
