@@ -83,6 +83,19 @@ SUBMIT_CASES = [
     ("task minutes 0", "ok", ["--task-minutes", "0"], "--task-minutes"),
     ("task longer than the walltime", "ok", ["--task-minutes", "31"],
      "longer than the walltime (30 min)"),
+    # A still split by samples (--split): one frame, 2 to 64 parts, at most the samples.
+    ("split an animation", "ok", ["--split", "2"], "--split renders one still"),
+    ("split frames", "ok", ["--frames", "1-3", "--split", "2"], "--split renders one still"),
+    ("split 1", "ok", ["--image", "--split", "1"], "--split"),
+    ("split 65", "ok", ["--image", "--split", "65"], "--split"),
+    ("split past --samples", "ok", ["--image", "--split", "8", "--samples", "4"],
+     "more parts than --samples 4"),
+    ("split past the scene's samples", "ok", ["--image", "--split", "5"],
+     "renders 4 samples, fewer than the parts"),
+    ("split with --denoise", "ok", ["--image", "--split", "2", "--denoise"],
+     "not denoised yet"),
+    ("split of a denoised scene", "denoised", ["--image", "--split", "2"], "--no-denoise"),
+    ("split with a scout", "ok", ["--image", "--split", "2", "--scout"], "--scout"),
     ("another engine", "eevee", [], "Cycles"),
     ("missing texture", "missing", [], "missing asset"),
 ]
@@ -94,7 +107,7 @@ def test_bad_submit(cli, home, scene, tmp_path, case, kind, args, words):
     files = bad_files(tmp_path / "bad")
     if kind == "ok":
         path = scene("anim6")
-    elif kind in ("eevee", "missing"):
+    elif kind in ("eevee", "missing", "denoised"):
         path = scene(kind)
     elif kind == "truncated":
         good = scene("anim6")

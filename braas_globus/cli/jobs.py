@@ -54,15 +54,20 @@ STATE_STYLE = {JobState.CONFIGURING: "magenta", JobState.QUEUED: "yellow",
 
 def follow(out: Output, service: LazyService, job: JobRecord, wait: bool) -> None:
     """Print the job; with --wait, show progress until it ends; exit 1 unless it FINISHED."""
+    unit = "parts" if job.spec.get("split") else "frames"  # a still split by samples
     if not wait:
-        out.data(job_summary(job), f"{job.id}  {job.state.value}  {job.frame_count} frames  "
+        out.data(job_summary(job), f"{job.id}  {job.state.value}  {job.frame_count} {unit}  "
                                    f"{job.folder}")
         return
-    out.note(f"job {job.id}: {job.frame_count} frames")
+    out.note(f"job {job.id}: {job.frame_count} {unit}")
     with out.reporter("rendering", events=True) as reporter:
         job = service.wait(job.id, reporter)
     out.data(job_summary(job), f"{job.id}  {job.state.value}  {job.frames_done}/"
-                               f"{job.frame_count} frames in {job.folder / 'out'}")
+                               f"{job.frame_count} {unit} in {job.folder / 'out'}")
+    if job.state is not JobState.FINISHED and job.spec.get("split"):
+        merge = (service.info(job.id).get("split") or {}).get("merge") or {}
+        if merge.get("reason"):
+            out.note(merge["reason"])
     if job.state is not JobState.FINISHED:
         info = service.info(job.id)
         for failed in info["failed_frames"][:5]:

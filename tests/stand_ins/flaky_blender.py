@@ -13,6 +13,8 @@ environment variables:
 - FLAKY_FAIL_FRAME=F: inside Blender, rendering frame F raises (as a failed denoise
   does), and every later frame of that Blender process comes out fully transparent in
   no time, as seen with a persistent-data Blender after an error;
+- FLAKY_FAIL_MERGE=1: merging a split still's parts (merge_parts.py) fails, with
+  "Error: simulated merge failure (test stand-in)";
 - FLAKY_NO_DENOISER=1: this Blender says it was built without OpenImageDenoise
   (``_cycles.with_openimagedenoise``), as Debian's own Blender package is.
 """
@@ -58,6 +60,9 @@ def main() -> int:
         log.write(json.dumps(argv) + "\n")  # every call, packing included
     script = argv[argv.index("-P") + 1]
     script_args = argv[argv.index("--") + 1 :]
+    if script.endswith("merge_parts.py") and os.environ.get("FLAKY_FAIL_MERGE"):
+        print("Error: simulated merge failure (test stand-in)", flush=True)
+        return 1
     if not script.endswith("blender_render.py"):  # packing and the like: run as they are
         return subprocess.call([sys.executable, "-c", IN_BLENDER, script, "--", *script_args])
     drop = os.environ.get("FLAKY_DROP_FRAME")

@@ -1,0 +1,140 @@
+"""One still split by samples (``submit --image --split N``), end to end on the local
+backend through the real CLI and real Blender (PyPI bpy): the parts render as tasks, the
+runner merges them with Cycles' own merge, and the merged still equals one render of the
+same frame with all the samples."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from braas_globus.worker.image_check import is_valid_image
+
+from .test_local_jobs import flaky_blender, job_info, submit  # noqa: F401 - a fixture
+
+#: The largest per-pixel difference (linear RGBA, 32-bit EXR) the merged still may have
+#: from one render with all its samples: the parts partition one sample sequence, so the
+#: two differ by float rounding only (measured here: 2.4e-7 at 64x48, 4 parts of 16).
+BOUND = 1e-5
+
+COMPARE = """
+import json, sys
+import bpy
+import numpy as np
+a, b = (bpy.data.images.load(path) for path in sys.argv[1:3])
+pa, pb = np.array(a.pixels[:]), np.array(b.pixels[:])
+print("RESULT " + json.dumps({"sizes": [list(a.size), list(b.size)], "float": a.is_float,
+                              "largest": float(np.abs(pa - pb).max()) if pa.shape == pb.shape
+                              else None}))
+"""
+
+
+def compare_exr(first: Path, second: Path) -> dict:
+    """Blender reads both images: their sizes and the largest per-pixel difference."""
+    done = subprocess.run([sys.executable, "-c", COMPARE, str(first), str(second)],
+                          capture_output=True, text=True, check=True, timeout=120)
+    line = next(line for line in done.stdout.splitlines() if line.startswith("RESULT "))
+    return json.loads(line.removeprefix("RESULT "))
+
+
+def sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_the_merged_still_equals_one_render_with_all_the_samples(cli, scene, home):
+    blend = scene("anim6")  # 64x48, its own denoising off
+    before = sha256(blend)
+    result = cli("submit", blend, "--image", "--split", "4", "--samples", "64",
+                 "--format", "OPEN_EXR", "--wait", "--json")
+    assert result.code == 0, result.stderr
+    assert "--split 4: 4 parts of 16 samples each, adaptive sampling off" in result.stdout
+    assert "4 parts" in result.stderr
+    split = result.json()
+    plain = submit(cli, blend, "--image", "--samples", "64", "--format", "OPEN_EXR")
+    assert split["state"] == plain["state"] == "FINISHED"
+    split_dir, plain_dir = Path(split["folder"]), Path(plain["folder"])
+    parts = sorted(p.name for p in (split_dir / "out" / "parts").glob("*.exr"))
+    assert parts == [f"part-000{n}.exr" for n in (1, 2, 3, 4)]
+    (still,) = (split_dir / "out").glob("*.exr")
+    (whole,) = (plain_dir / "out").glob("*.exr")
+    assert still.name == whole.name  # the frame's own name, in the format asked for
+    compared = compare_exr(still, whole)
+    assert compared["sizes"] == [[64, 48], [64, 48]] and compared["float"]
+    assert compared["largest"] < BOUND, compared
+
+    info = job_info(cli, split["id"])
+    assert info["unit"] == "parts" and info["frames"]["total"] == 4
+    assert info["split"]["merge"]["state"] == "FINISHED"
+    assert info["split"]["samples_each"] == 16 and info["split"]["samples_total"] == 64
+    assert info["last_frame"] == {"frame": int(info["parameters"]["frames"]),
+                                  "file": str(still)}
+    text = cli("info", split["id"]).stdout
+    assert "parts      4/4 done" in text and "merge      FINISHED" in text
+    shown = cli("preview", split["id"], "--json")
+    assert shown.code == 0, shown.stderr
+    assert shown.json()["rendered"] == [int(info["parameters"]["frames"])]
+    assert sha256(blend) == before  # the user's .blend is never changed
+
+
+def test_uneven_parts_render_the_same_samples_each_and_say_so(cli, scene):
+    result = cli("submit", scene("anim6"), "--image", "--split", "3", "--samples", "8",
+                 "--format", "PNG", "--wait", "--json")
+    assert result.code == 0, result.stderr
+    assert "--split 3: 9 samples in all, not 8" in result.stdout
+    job = result.json()
+    info = job_info(cli, job["id"])
+    assert info["split"]["samples_each"] == 3 and info["split"]["samples_total"] == 9
+    (still,) = (Path(job["folder"]) / "out").glob("*.png")
+    assert is_valid_image(still)
+
+
+def test_a_part_killed_mid_render_is_retried_alone(cli, scene, flaky_blender,  # noqa: F811
+                                                  monkeypatch, tmp_path):
+    monkeypatch.setenv("FLAKY_CRASH_AFTER", "2")
+    monkeypatch.setenv("FLAKY_STATE", str(tmp_path / "flaky-state"))
+    job = submit(cli, scene("anim6"), "--image", "--split", "4", "--samples", "8")
+    assert job["state"] == "FINISHED", job
+    calls = flaky_blender()
+    parts_of = [call[call.index("--frames") + 1] for call in calls]
+    assert parts_of == ["1-4", "3,4"]  # parts 1 and 2 were in: only 3 and 4 again
+    info = job_info(cli, job["id"])
+    assert info["tasks"][0]["attempts"] == 2
+    assert info["split"]["merge"]["state"] == "FINISHED"
+
+
+def test_a_failed_merge_fails_the_job_keeps_the_parts_and_resume_merges(cli, scene,
+                                                                       flaky_blender,  # noqa: F811
+                                                                       monkeypatch):
+    monkeypatch.setenv("FLAKY_FAIL_MERGE", "1")
+    result = cli("submit", scene("anim6"), "--image", "--split", "2", "--samples", "4",
+                 "--wait", "--json")
+    assert result.code == 1
+    job = result.json()
+    info = job_info(cli, job["id"])
+    assert info["state"] == "FAILED"
+    reason = info["split"]["merge"]["reason"]
+    assert reason == ("the merge of the parts failed: Error: simulated merge failure "
+                      "(test stand-in)")
+    assert "merge      FAILED: the merge of the parts failed" in cli("info", job["id"]).stdout
+    folder = Path(job["folder"])
+    assert len(list((folder / "out" / "parts").glob("part-*.exr"))) == 2
+    renders = len(flaky_blender())
+
+    monkeypatch.delenv("FLAKY_FAIL_MERGE")
+    resumed = cli("resume", job["id"], "--wait", "--json")
+    assert resumed.code == 0, resumed.stderr
+    assert resumed.json()["state"] == "FINISHED"
+    assert len(flaky_blender()) == renders  # no part rendered again: only the merge ran
+    assert [p.suffix for p in (folder / "out").glob("*.png")] == [".png"]
+
+
+@pytest.mark.parametrize("frames", [["--frames", "1"]])
+def test_one_frame_of_frames_may_be_split(cli, scene, frames):
+    job = submit(cli, scene("anim6"), *frames, "--split", "2", "--samples", "2")
+    assert job["state"] == "FINISHED"
+    assert (Path(job["folder"]) / "out" / "000001.png").is_file()
