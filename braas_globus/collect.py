@@ -8,6 +8,7 @@ from typing import Any
 
 from .cost import job_cost, recorded_presets
 from .errors import BraasError
+from .merge import merged_file, read_record, valid_parts_on_disk
 from .progress import job_pace
 from .records import JobScope, MissingRecord, frame_of_name, frame_path, read_progress
 from .sizing import read_sizing
@@ -29,15 +30,6 @@ def valid_frames_on_disk(out_dir: Path) -> dict[int, Path]:
                 and is_valid_image(path):
             found[frame] = path
     return found
-
-
-def valid_parts_on_disk(parts_dir: Path) -> dict[int, Path]:
-    """Part number -> file, for every complete part of a split still in ``parts_dir``."""
-    if not parts_dir.is_dir():
-        return {}
-    return {part: path for path in parts_dir.iterdir()
-            if (part := job_layout.part_of_name(path.name)) is not None
-            and not path.is_symlink() and path.is_file() and is_valid_image(path)}
 
 
 def missing_frames(job: JobRecord, store: Store) -> set[int]:
@@ -153,8 +145,6 @@ def job_info(store: Store, job: JobRecord, warning: str | None = None,
 def split_still(job: JobRecord) -> dict[str, Any]:
     """A still split by samples: its parts, the samples each renders, and its merge (the
     record, and the merged still once it is a whole image)."""
-    from .merge import merged_file, read_record
-
     parts, samples = int(job.spec["split"]), int(job.spec["samples"])
     each = job_layout.part_samples(samples, parts)
     still = merged_file(job.folder)

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .blender_scripts import MERGE_PARTS
+from .spec import render_settings
 from .worker import job_layout
 from .worker.image_check import is_valid_image
 from .worker.render_task import blender_argv, render_args
@@ -43,6 +44,15 @@ def read_record(folder: Path) -> dict[str, Any] | None:
     if not isinstance(record, dict) or record.get("state") not in ("FINISHED", "FAILED"):
         return None
     return record
+
+
+def valid_parts_on_disk(parts_dir: Path) -> dict[int, Path]:
+    """Part number -> file, for every complete part of a split still in ``parts_dir``."""
+    if not parts_dir.is_dir():
+        return {}
+    return {part: path for path in parts_dir.iterdir()
+            if (part := job_layout.part_of_name(path.name)) is not None
+            and not path.is_symlink() and path.is_file() and is_valid_image(path)}
 
 
 def merged_file(folder: Path) -> Path | None:
@@ -85,9 +95,6 @@ def write_record(folder: Path, record: dict[str, Any]) -> None:
 
 def merge_parts(job: JobRecord, blender: dict[str, Any]) -> dict[str, Any]:
     """Merge the job's parts into its still and record how it went (the record)."""
-    from .collect import valid_parts_on_disk
-    from .spec import render_settings
-
     started = time.monotonic()
     parts = valid_parts_on_disk(job.folder / job_layout.PARTS)
     wanted = range(1, int(job.spec["split"]) + 1)

@@ -217,12 +217,16 @@ def use_split_part(scene, part: int, parts: int) -> str:
     part the same number (part_samples), adaptive sampling and denoising off, into a
     32-bit multilayer EXR that Cycles' merge weighs by the scene's total. Its file name."""
     each = job_layout.part_samples(scene.cycles.samples, parts)
-    scene.cycles.samples = each * parts
-    scene.cycles.use_adaptive_sampling = False
-    scene.cycles.use_denoising = False
-    scene.cycles.use_sample_subset = True
-    scene.cycles.sample_offset = (part - 1) * each
-    scene.cycles.sample_subset_length = each
+    cycles = scene.cycles
+    cycles.use_adaptive_sampling = False
+    cycles.use_denoising = False
+    cycles.sample_offset = (part - 1) * each
+    if "use_sample_subset" not in cycles.bl_rna.properties:  # refused at submit (SPLIT_BLENDER)
+        raise RuntimeError(f"Blender {bpy.app.version_string} cannot render a subset of the "
+                           "samples (--split needs Blender 5.0 or newer)")
+    cycles.samples = each * parts
+    cycles.use_sample_subset = True
+    cycles.sample_subset_length = each
     use_output_format(scene, "OPEN_EXR_MULTILAYER")
     scene.render.image_settings.color_depth = "32"
     print(f"braas: part {part} of {parts}: samples {(part - 1) * each} to "
