@@ -7,9 +7,11 @@ In one run, on this machine (the local preset, ``--workers`` tasks at once): the
 scene's current frame rendered whole (N = 1: `submit --image`) and split in N parts
 (`submit --image --split N`), each through the real CLI with `--wait`. Prints for each:
 the time to the merged image (the whole `submit --wait`, staging included), the render
-span (the first task's start to the last one's end, from `info`), the merge (its own
-seconds, from the job's merge record), and the total core time (`info`'s cost: each
-part's measured render time times the cores its task held). Nothing is asserted.
+span (the first task's start to the last one's end, from `info`: to the second), the merge
+(its own seconds, from the job's merge record), and the total core time (`info`'s cost:
+each part's measured render time times the cores its task held). With ``--workers`` tasks
+at once each task's Blender gets cores / workers threads, the whole render too. Nothing is
+asserted.
 """
 
 from __future__ import annotations

@@ -213,6 +213,8 @@ FORM_CASES = {
     "resolution_one_side": ({"resolution_x": 64}, ["--resolution", "64x0"]),
     "task_longer_than_walltime": ({"resolution_x": 0, "task_minutes": 45, "walltime": 30},
                                   ["--task-minutes", "45", "--walltime", "30"]),
+    "split_past_samples": ({"render_type": "IMAGE", "split": 8, "samples": 4},
+                           ["--image", "--split", "8", "--samples", "4"]),
 }
 
 

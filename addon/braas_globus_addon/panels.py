@@ -233,6 +233,8 @@ def _draw_render_settings(layout, form, scene) -> None:
     if form.render_type == "ANIMATION":
         column.prop(form, "frame_step")
         column.prop(form, "task_minutes")
+    elif form.render_type == "IMAGE":
+        column.prop(form, "split")
 
 
 class BRAAS_UL_jobs(bpy.types.UIList):

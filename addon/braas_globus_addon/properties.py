@@ -107,7 +107,7 @@ class JobForm(bpy.types.PropertyGroup):
     show_render_settings: BoolProperty(
         name="Render Settings", default=False,
         description="Settings over the scene's for this job only: samples, size, camera, "
-                    "view layer, format, denoising, frame step, task length")
+                    "view layer, format, denoising, frame step, task length, split")
     samples: IntProperty(name="Samples", default=0, min=0, max=MAX_SAMPLES,
                          description="Cycles samples per pixel (0: the scene's)")
     resolution_x: IntProperty(name="Width", default=0, min=0, max=MAX_RESOLUTION,
@@ -141,6 +141,11 @@ class JobForm(bpy.types.PropertyGroup):
         name="Task Minutes", default=0, min=0, max=_bound("task_minutes", "le"),
         description="Size tasks to run about this many minutes each, measured by a probe "
                     "render (0: split the frames by Max Jobs)")
+    split: IntProperty(
+        name="Split", default=0, min=0, max=_bound("split", "le"),
+        description="Split the still by samples into this many parts (2-64), rendered as "
+                    "tasks and merged (0: one render); needs Denoise Off unless the scene "
+                    "does not denoise")
 
 
 def render_setting_fields(form: JobForm) -> dict:
@@ -156,7 +161,8 @@ def render_setting_fields(form: JobForm) -> dict:
             "denoise": {"SCENE": None, "ON": True, "OFF": False}[form.denoise],
             "frame_step": form.frame_step or None if form.render_type == "ANIMATION" else None,
             "task_minutes": form.task_minutes or None if form.render_type == "ANIMATION"
-            else None}
+            else None,
+            "split": form.split or None if form.render_type == "IMAGE" else None}
 
 
 def spec_fields(form: JobForm, scene: bpy.types.Scene, blend_path: str) -> dict:
