@@ -189,11 +189,13 @@ class JobScope:
 
     folder: Path
     task_frames: Mapping[int, frozenset[int]] | None = None  # None: no task check
+    parts: bool = False  # a still split by samples: its files are parts (out/parts/...)
 
     @classmethod
     def of(cls, job: JobRecord, tasks: Iterable[TaskRecord]) -> JobScope:
         """The scope of ``job`` (a store.JobRecord) and its tasks (store.TaskRecord)."""
-        return cls(job.folder, {t.index: frozenset(parse_frames(t.frames)) for t in tasks})
+        return cls(job.folder, {t.index: frozenset(parse_frames(t.frames)) for t in tasks},
+                   parts=bool(job.spec.get("split")))
 
 
 def parse_line(line: str | bytes, scope: JobScope, task: int) -> Record:
@@ -210,6 +212,10 @@ def parse_line(line: str | bytes, scope: JobScope, task: int) -> Record:
         if task not in scope.task_frames:
             raise RecordError(f"task {task} is not a task of this job")
         _check_frames(record, scope.task_frames[task], f"task {task}")
+    if isinstance(record, FrameRecord) and record.file is not None and \
+            record.file.startswith(job_layout.PARTS + "/") is not scope.parts:
+        raise RecordError(f"{record.file!r} is not a file this job renders "
+                          f"({'parts of a still' if scope.parts else 'frames'})")
     return record  # its file is out/NNNNNN.ext; frame_path checks links where it is opened
 
 

@@ -78,6 +78,9 @@ def test_the_merged_still_equals_one_render_with_all_the_samples(cli, scene, hom
     shown = cli("preview", split["id"], "--json")
     assert shown.code == 0, shown.stderr
     assert shown.json()["rendered"] == [int(info["parameters"]["frames"])]
+    downloaded = cli("download", split["id"], "--json")
+    assert downloaded.code == 0, downloaded.stderr
+    assert downloaded.json()["frames_expected"] == downloaded.json()["frames_valid"] == 1
     assert sha256(blend) == before  # the user's .blend is never changed
 
 
@@ -138,3 +141,17 @@ def test_one_frame_of_frames_may_be_split(cli, scene, frames):
     job = submit(cli, scene("anim6"), *frames, "--split", "2", "--samples", "2")
     assert job["state"] == "FINISHED"
     assert (Path(job["folder"]) / "out" / "000001.png").is_file()
+
+
+def test_a_part_file_is_a_record_only_of_a_split_still(tmp_path):
+    from braas_globus.records import JobScope, RecordError, parse_line
+
+    line = json.dumps({"task": 0, "event": "frame", "frame": 2, "state": "done",
+                       "file": "out/parts/part-0002.exr"})
+    split = JobScope(tmp_path, {0: frozenset({1, 2})}, parts=True)
+    assert parse_line(line, split, 0).file == "out/parts/part-0002.exr"
+    with pytest.raises(RecordError, match="not a file this job renders"):
+        parse_line(line, JobScope(tmp_path, {0: frozenset({1, 2})}), 0)
+    frame = line.replace("out/parts/part-0002.exr", "out/000002.png")
+    with pytest.raises(RecordError, match="parts of a still"):
+        parse_line(frame, split, 0)

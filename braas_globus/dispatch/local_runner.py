@@ -106,7 +106,8 @@ def _run_in_slot(store: Store, job: JobRecord, task: TaskRecord, threads: int,
                                pass_fds=(slot.fileno(),))
     end: WorkerEnd = {"state": "FAILED",
                       "reason": "the worker stopped without a closing record"}
-    scope = JobScope(job.folder, {task.index: frozenset(parse_frames(task.frames))})
+    scope = JobScope(job.folder, {task.index: frozenset(parse_frames(task.frames))},
+                     parts=bool(job.spec.get("split")))
     assert process.stdout is not None
     for line in bounded_lines(process.stdout):
         try:  # the same checks as a centre's records: this task's own frames and files
