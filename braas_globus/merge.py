@@ -120,7 +120,7 @@ def merge_parts(job: JobRecord, blender: dict[str, Any]) -> dict[str, Any]:
         output, code = "", None
     except OSError as err:
         output, code = f"BRAAS_FATAL {json.dumps({'reason': str(err)})}", 1
-    (job.folder / job_layout.LOG / "merge.log").write_text(output, encoding="utf-8")
+    (job.folder / job_layout.LOG / job_layout.MERGE_LOG).write_text(output, encoding="utf-8")
     reports = {m[1]: m[2] for line in output.splitlines() if (m := _REPORT.fullmatch(line))}
     seconds = round(time.monotonic() - started, 3)
     if code == 0 and "MERGED" in reports:

@@ -365,6 +365,8 @@ class Service:
         for backend in self.backends(job):  # a centre's logs come back with the results
             backend.collect(job)
         logs = sorted((job.folder / job_layout.LOG).glob(job_layout.LOG_FILE_GLOB))
+        merge_log = job.folder / job_layout.LOG / job_layout.MERGE_LOG  # a split still's
+        logs += [merge_log] * merge_log.is_file()
         if task is not None:
             logs = [p for p in logs if p == job_layout.log_file(job.folder, task)]
             if not logs:

@@ -46,7 +46,7 @@ def info_lines(details: dict[str, Any]) -> list[str]:
              f"   ended {details['ended'] or '-'}",
              f"folder     {details['folder']}",
              f"{unit:<10} {details['frames']['done']}/{details['frames']['total']} done, "
-             f"{details['frames']['failed']} failed" + pace_text(details["progress"])]
+             f"{details['frames']['failed']} failed" + pace_text(details["progress"], unit)]
     lines += split_lines(details.get("split"))
     lines += [f"  {state:<10} {spec}" for state, spec in details["frames"]["by_state"].items()]
     lines.append(f"cost       {cost_text(details['cost'])}")
@@ -133,15 +133,16 @@ def cost_text(cost: dict[str, Any]) -> str:
     return f"{used} ({duration(cost['render_seconds'])} of Blender's render time)"
 
 
-def pace_text(progress: dict[str, Any]) -> str:
-    """``, in 4 min, 3.0 frames/min, about 2 min left`` ("" before the job started)."""
+def pace_text(progress: dict[str, Any], unit: str = "frames") -> str:
+    """``, in 4 min, 3.0 frames/min, about 2 min left`` ("" before the job started); a
+    still split by samples goes in ``parts``."""
     from .progress import duration
 
     if progress["elapsed_seconds"] is None:
         return ""
     text = f", in {duration(progress['elapsed_seconds'])}"
     if progress["frames_per_minute"] is not None:
-        text += f", {progress['frames_per_minute']:.1f} frames/min"
+        text += f", {progress['frames_per_minute']:.1f} {unit}/min"
     if progress["seconds_left"] is not None:
         text += f", about {duration(progress['seconds_left'])} left"
     return text
@@ -151,6 +152,7 @@ def info_panel_lines(info: dict[str, Any]) -> list[str]:
     """The same info, shorter, for the add-on's narrow panel: the first 5 failed frames and
     10 tasks, the warning last (the CLI prints that on stderr)."""
     resources, frames = info["resources"], info["frames"]
+    unit = info.get("unit", "frames")  # a still split by samples renders parts
     lines = [f"{info['id']}: {info['state']}",
              f"submitted {info['submitted']}, started {info['started'] or '-'}, "
              f"ended {info['ended'] or '-'}",
@@ -159,8 +161,8 @@ def info_panel_lines(info: dict[str, Any]) -> list[str]:
              f"{resources['walltime_minutes']} min, {resources['tasks']} task(s)"
              + task_minutes_text(resources),
              f"render: {render_text(info.get('render') or {})}",
-             f"frames {frames['done']}/{frames['total']} done, {frames['failed']} failed"
-             + pace_text(info["progress"])]
+             f"{unit} {frames['done']}/{frames['total']} done, {frames['failed']} failed"
+             + pace_text(info["progress"], unit)]
     lines += [f"  {state}: {spec}" for state, spec in frames["by_state"].items()]
     lines += [f"frame {f['frame']} failed: {f['reason']}" for f in info["failed_frames"][:5]]
     lines += [f"task {t['index']}: {t['state']}, frames {t['frames']}, tries "

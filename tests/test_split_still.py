@@ -75,6 +75,9 @@ def test_the_merged_still_equals_one_render_with_all_the_samples(cli, scene, hom
                                   "file": str(still)}
     text = cli("info", split["id"]).stdout
     assert "parts      4/4 done" in text and "merge      FINISHED" in text
+    assert "frames/min" not in text  # its pace is in parts
+    logs = cli("logs", split["id"], "--json").json()
+    assert sorted(logs) == ["merge.log", "task-0000.log"] and logs["merge.log"].strip()
     shown = cli("preview", split["id"], "--json")
     assert shown.code == 0, shown.stderr
     assert shown.json()["rendered"] == [int(info["parameters"]["frames"])]

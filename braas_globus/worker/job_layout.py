@@ -65,6 +65,7 @@ OBJECTS = "objects"
 
 TASK_FILE_GLOB = "task-*.json"
 LOG_FILE_GLOB = "task-*.log"
+MERGE_LOG = "merge.log"  # a split still's merge, in LOG
 
 # The names as read back (re.fullmatch: no newline). A job has at most 10,000 tasks
 # (spec.max_jobs), so a task's number is 4 digits; a frame's is 6, or 7 above 999,999.
