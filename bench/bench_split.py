@@ -17,7 +17,6 @@ asserted.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import subprocess
 import sys
@@ -26,17 +25,7 @@ import time
 from datetime import datetime
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-MAKE_SCENE = REPO / "braas_globus" / "blender_scripts" / "make_demo_scene.py"
-
-
-def cli(env: dict[str, str], *args: str) -> dict:
-    done = subprocess.run([sys.executable, "-m", "braas_globus.cli", *args, "--json"],
-                          check=True, capture_output=True, text=True, env=env)
-    try:  # one document, or JSON lines of progress (`--wait`) ending in the result
-        return json.loads(done.stdout)
-    except ValueError:
-        return json.loads(done.stdout.splitlines()[-1])
+from braas_cli import MAKE_SCENE, cli  # bench/ is on sys.path when a bench script runs
 
 
 def run(env: dict[str, str], scene: Path, samples: int, parts: int) -> dict[str, float]:
