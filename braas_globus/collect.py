@@ -34,7 +34,7 @@ def valid_frames_on_disk(out_dir: Path) -> dict[int, Path]:
 
 def missing_frames(job: JobRecord, store: Store) -> set[int]:
     """The job's frames (a split still's parts) with no whole image on disk."""
-    if job.spec.get("split"):
+    if job.split:
         return set(parse_frames(job.frames)) - set(valid_parts_on_disk(
             job.folder / job_layout.PARTS))
     return set(parse_frames(job.frames)) - set(valid_frames_on_disk(job.folder / job_layout.OUT))
@@ -89,6 +89,7 @@ def job_info(store: Store, job: JobRecord, warning: str | None = None,
               for r in store.frames(job.id) if r["state"] == "FAILED" and r["frame"] in states]
     progress = read_progress(JobScope.of(job, tasks))
     spec = job.spec
+    split = split_still(job) if job.split else None  # its merge record, read once
     return {
         "id": job.id,
         "project": job.project,
@@ -130,11 +131,10 @@ def job_info(store: Store, job: JobRecord, warning: str | None = None,
                    "scout": t.scout, "attempts": t.attempts, "max_attempts": t.max_attempts,
                    "started": when(t.started), "ended": when(t.ended), "reason": t.reason}
                   for t in tasks],
-        "last_frame": split_still(job)["still"] if spec.get("split") else
-        last_frame(store, job, states),
+        "last_frame": split["still"] if split else last_frame(store, job, states),
         # What the job's frames are: a still split by samples renders parts.
-        "unit": "parts" if spec.get("split") else "frames",
-        "split": split_still(job) if spec.get("split") else None,
+        "unit": job.unit,
+        "split": split,
         # Progress records left out: not what a worker writes, or not of this job.
         "rejected_records": {"count": progress.rejected.count,
                              "reasons": progress.rejected.reasons},
@@ -145,13 +145,14 @@ def job_info(store: Store, job: JobRecord, warning: str | None = None,
 def split_still(job: JobRecord) -> dict[str, Any]:
     """A still split by samples: its parts, the samples each renders, and its merge (the
     record, and the merged still once it is a whole image)."""
-    parts, samples = int(job.spec["split"]), int(job.spec["samples"])
+    assert job.split is not None
+    parts, samples = job.split, int(job.spec["samples"])
     each = job_layout.part_samples(samples, parts)
     still = merged_file(job.folder)
-    return {"frame": int(job.spec["frames"]), "parts": parts, "samples_each": each,
+    return {"frame": job.still_frame, "parts": parts, "samples_each": each,
             "samples_total": each * parts, "adaptive_sampling": False, "denoised": False,
             "merge": read_record(job.folder),
-            "still": {"frame": int(job.spec["frames"]), "file": str(still)} if still else None}
+            "still": {"frame": job.still_frame, "file": str(still)} if still else None}
 
 
 def last_frame(store: Store, job: JobRecord,
@@ -167,8 +168,7 @@ def last_frame(store: Store, job: JobRecord,
 
 def verify_download(job: JobRecord, destination: Path) -> dict[str, Any]:
     # A still split by samples: its merged still (the parts are its units of work).
-    expected = {int(job.spec["frames"])} if job.spec.get("split") else \
-        set(parse_frames(job.frames))
+    expected = {job.still_frame} if job.split else set(parse_frames(job.frames))
     valid = valid_frames_on_disk(destination / job_layout.OUT)
     missing = sorted(expected - set(valid))
     return {

@@ -97,7 +97,8 @@ def merge_parts(job: JobRecord, blender: dict[str, Any]) -> dict[str, Any]:
     """Merge the job's parts into its still and record how it went (the record)."""
     started = time.monotonic()
     parts = valid_parts_on_disk(job.folder / job_layout.PARTS)
-    wanted = range(1, int(job.spec["split"]) + 1)
+    assert job.split is not None
+    wanted = range(1, job.split + 1)
     missing = [part for part in wanted if part not in parts]
     if missing or job.entry is None:
         why = f"parts {missing} are not rendered" if missing else "the job has no scene"
@@ -105,7 +106,7 @@ def merge_parts(job: JobRecord, blender: dict[str, Any]) -> dict[str, Any]:
         write_record(job.folder, record)
         return record
     args = ["--scene", str(job.folder / job.entry), "--out", str(job.folder / job_layout.OUT),
-            "--frame", str(int(job.spec["frames"]))]
+            "--frame", str(job.still_frame)]
     for part in wanted:
         args += ["--part", str(parts[part])]
     args += render_args(dict(render_settings(job.spec)))

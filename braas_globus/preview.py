@@ -65,8 +65,8 @@ def preview(service: Service, job_id: str, columns: int | None = None,
     frames = parse_frames(job.frames)
     on_disk = valid_frames_on_disk(job.folder / job_layout.OUT)
     states = frame_states(job, service.store)
-    if job.spec.get("split"):  # a still split by samples: the merged still, not its parts
-        frames = [int(job.spec["frames"])]
+    if job.split:  # a still split by samples: the merged still, not its parts
+        frames = [job.still_frame]
         merged = merged_file(job.folder)
         on_disk = {frames[0]: merged} if merged else {}
         states = {frames[0]: job.state.value if job.state.value == "FAILED" else "QUEUED"}

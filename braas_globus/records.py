@@ -195,7 +195,7 @@ class JobScope:
     def of(cls, job: JobRecord, tasks: Iterable[TaskRecord]) -> JobScope:
         """The scope of ``job`` (a store.JobRecord) and its tasks (store.TaskRecord)."""
         return cls(job.folder, {t.index: frozenset(parse_frames(t.frames)) for t in tasks},
-                   parts=bool(job.spec.get("split")))
+                   parts=job.split is not None)
 
 
 def parse_line(line: str | bytes, scope: JobScope, task: int) -> Record:

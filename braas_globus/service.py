@@ -99,10 +99,6 @@ def resolve_frames(spec: JobSpec, scene: SceneInfo) -> list[int]:
                          f"({err}); give --frames") from None
 
 
-def spec_split(job: JobRecord) -> bool:
-    return bool(job.spec.get("split"))
-
-
 def check_blenders(spec: JobSpec, report: StageReport, presets: list[Preset]) -> None:
     """The checks a worker makes before rendering, made at submit where the Blender that
     will render is known: this machine's (local), or the version a cluster preset records."""
@@ -210,7 +206,7 @@ class Service:
                 user_config_for(preset, spec.model_dump(mode="json"))
                 check_device(preset, spec.device)
                 preset.worker_path()  # the nodes' view of the working directory is known
-        if spec.split and any(p.backend != "local" for p in presets):
+        if spec.split and any(isinstance(p, ClusterPreset) for p in presets):
             raise UsageError("--split renders on this machine's preset (local) for now: the "
                              "merge of the parts runs where the parts are")
         scene = read_scene_info(spec.scene)
@@ -231,8 +227,6 @@ class Service:
         blender = find_blender(self.settings)
         with self._traced(spec, blender, reporter) as plan:
             assert plan.report is not None  # set by strategise()
-            for note in check_split(spec, plan.report):
-                reporter.step(note)
             if spec.split and spec.samples is None:  # the samples the parts divide, recorded
                 spec = spec.model_copy(update={"samples": int((plan.report.render or {})
                                                               ["samples"])})
@@ -266,7 +260,7 @@ class Service:
         return self.store.job(job_id)
 
     def measure(self, spec: JobSpec, frames: list[int], reporter: Reporter) -> Sizing | None:
-        """What --task-minutes sizes the tasks from: a probe job's frames (estimate.probe,
+        """What --task-minutes sizes the tasks from: a probe job's frames (probe.probe,
         on the first preset), rendered now; with --scout, the scout task's, later
         (sizing.resize_after_scout). None for a job without --task-minutes."""
         minutes = spec.task_minutes
@@ -398,11 +392,11 @@ class Service:
             reopen = [t.index for t in self.store.tasks(job.id)
                       if t.state is not TaskState.FINISHED
                       or any(f in missing for f in parse_frames(t.frames))]
-            if not reopen and not (spec_split(job) and merge.needed(job)):
+            if not reopen and not (job.split and merge.needed(job)):
                 return job
             if reopen:
                 self.store.reopen(job.id, reopen)
-            if spec_split(job):
+            if job.split:
                 merge.forget_failure(job)  # the runner merges again once the parts are in
         job = self.store.job(job.id)
         for backend in self.backends(job):
@@ -447,7 +441,8 @@ class Service:
             assert plan.report is not None  # set by strategise()
             check_blenders(spec, plan.report,
                            [get_preset(name, self.settings.home) for name in spec.presets])
-            check_split(spec, plan.report)
+            for note in check_split(spec, plan.report):
+                reporter.step(note)
             yield plan
         finally:
             plan.close()

@@ -6,7 +6,7 @@ measured time a frame (plan.plan_for_job):
 
 - with ``--scout``, the scout task's frames: the tasks that wait for the scout are planned
   again when it finishes (``resize_after_scout``, from policy.settle_attempt);
-- without, a probe job's two frames (estimate.probe), rendered before the job is
+- without, a probe job's two frames (probe.probe), rendered before the job is
   configured.
 
 Without a measurement (a scout whose frames were rendered before, so untimed) the plan
@@ -60,8 +60,8 @@ def read_sizing(folder: Path) -> dict[str, Any] | None:
         return None
     kinds: dict[str, type | tuple[type, ...]] = {
         "task_minutes": int, "seconds_per_frame": (float, int, type(None)),
-             "start_seconds": (float, int), "frames_per_task": (int, type(None)),
-             "measured_by": str, "note": str}
+        "start_seconds": (float, int), "frames_per_task": (int, type(None)),
+        "measured_by": str, "note": str}
     if not isinstance(data, dict) or set(data) != set(kinds) or \
             not all(isinstance(data[key], kind) for key, kind in kinds.items()):
         return None

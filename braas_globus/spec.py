@@ -254,12 +254,6 @@ class JobSpec(BaseModel):
             raise ValueError(SPLIT_DENOISE)
 
     @property
-    def still_frame(self) -> int | None:
-        """The frame of a still split by samples, once submit recorded it (``frames``)."""
-        return int(self.frames) if self.split and self.frames and self.frames.isdigit() \
-            else None
-
-    @property
     def presets(self) -> list[str]:
         """The presets the job fans out to, in the order given."""
         return self.preset.split(",")

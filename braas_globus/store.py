@@ -87,6 +87,24 @@ class JobRecord:
     frames_done: int
     frames_failed: int
 
+    @property
+    def split(self) -> int | None:
+        """A still split by samples (``submit --split``): its number of parts, which are the
+        job's units in place of frames; None for a job of frames."""
+        parts = self.spec.get("split")
+        return int(parts) if parts else None
+
+    @property
+    def unit(self) -> str:
+        """What the job's units are called: ``parts`` of a split still, else ``frames``."""
+        return "parts" if self.split else "frames"
+
+    @property
+    def still_frame(self) -> int:
+        """A split still's frame (submit records it as the job's ``frames``)."""
+        assert self.split, "only a split still has one frame"
+        return int(self.spec["frames"])
+
 
 class JobIdTaken(Exception):
     """Another submit recorded a job with this id first."""

@@ -32,13 +32,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--out", required=True)
     parser.add_argument("--frame", type=int, required=True)
     parser.add_argument("--part", dest="parts", action="append", required=True)
-    parser.add_argument("--samples", type=int)
-    parser.add_argument("--resolution")
-    parser.add_argument("--resolution-percent", type=int)
-    parser.add_argument("--camera")
-    parser.add_argument("--view-layer", dest="view_layers", action="append", default=[])
-    parser.add_argument("--format", dest="file_format")
-    parser.add_argument("--denoise", action=argparse.BooleanOptionalAction, default=None)
+    blender_render.add_render_setting_args(parser)
     return parser.parse_args(argv)
 
 

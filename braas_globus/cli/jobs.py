@@ -54,7 +54,7 @@ STATE_STYLE = {JobState.CONFIGURING: "magenta", JobState.QUEUED: "yellow",
 
 def follow(out: Output, service: LazyService, job: JobRecord, wait: bool) -> None:
     """Print the job; with --wait, show progress until it ends; exit 1 unless it FINISHED."""
-    unit = "parts" if job.spec.get("split") else "frames"  # a still split by samples
+    unit = job.unit  # a still split by samples renders parts
     if not wait:
         out.data(job_summary(job), f"{job.id}  {job.state.value}  {job.frame_count} {unit}  "
                                    f"{job.folder}")
@@ -64,12 +64,11 @@ def follow(out: Output, service: LazyService, job: JobRecord, wait: bool) -> Non
         job = service.wait(job.id, reporter)
     out.data(job_summary(job), f"{job.id}  {job.state.value}  {job.frames_done}/"
                                f"{job.frame_count} {unit} in {job.folder / 'out'}")
-    if job.state is not JobState.FINISHED and job.spec.get("split"):
-        merge = (service.info(job.id).get("split") or {}).get("merge") or {}
-        if merge.get("reason"):
-            out.note(merge["reason"])
     if job.state is not JobState.FINISHED:
         info = service.info(job.id)
+        merge = (info["split"] or {}).get("merge") or {}  # a split still's failed merge
+        if merge.get("reason"):
+            out.note(merge["reason"])
         for failed in info["failed_frames"][:5]:
             out.note(f"frame {failed['frame']}: {failed['reason']}")
         raise typer.Exit(1)

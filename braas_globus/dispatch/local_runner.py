@@ -107,7 +107,7 @@ def _run_in_slot(store: Store, job: JobRecord, task: TaskRecord, threads: int,
     end: WorkerEnd = {"state": "FAILED",
                       "reason": "the worker stopped without a closing record"}
     scope = JobScope(job.folder, {task.index: frozenset(parse_frames(task.frames))},
-                     parts=bool(job.spec.get("split")))
+                     parts=job.split is not None)
     assert process.stdout is not None
     for line in bounded_lines(process.stdout):
         try:  # the same checks as a centre's records: this task's own frames and files
@@ -188,11 +188,11 @@ def merge_if_ready(store: Store, job_id: str) -> None:
     was done, or failed (``resume`` clears the failure)."""
     job = store.job(job_id)
     tasks = store.tasks(job_id)
-    if not job.spec.get("split") or job.canceled or job.blender is None \
+    if not job.split or job.canceled or job.blender is None \
             or not tasks or any(t.state is not TaskState.FINISHED for t in tasks) \
             or merge.merge_state(job.folder) is not None:
         return
-    say(f"merges the {job.spec['split']} parts of the still")
+    say(f"merges the {job.split} parts of the still")
     record = merge.merge_parts(job, job.blender)
     say(f"merge {record['state'].lower()}"
         + (f": {record['reason']}" if record.get("reason") else

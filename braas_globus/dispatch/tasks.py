@@ -37,7 +37,7 @@ def task_description(job: JobRecord, task: TaskRecord, attempt: int,
         walltime_seconds=spec["walltime_minutes"] * 60,
         render=render_settings(spec),
     )
-    if spec.get("split"):  # the task's frames are parts of this still (spec.still_frame)
-        description["split"] = {"frame": int(spec["frames"]), "parts": int(spec["split"])}
+    if job.split:  # the task's frames are parts of this still
+        description["split"] = {"frame": job.still_frame, "parts": job.split}
     description.update(backend)  # type: ignore[typeddict-item]
     return description

@@ -56,15 +56,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--staged", default="", help="the job's in/: every used file is here")
     parser.add_argument("--allow-missing", action="store_true")
     parser.add_argument("--allow-older-blender", action="store_true")
-    # The job's render settings over the scene's (render_task.render_args); absent: the
-    # scene's own.
-    parser.add_argument("--samples", type=int)
-    parser.add_argument("--resolution", help="WxH pixels")
-    parser.add_argument("--resolution-percent", type=int)
-    parser.add_argument("--camera")
-    parser.add_argument("--view-layer", dest="view_layers", action="append", default=[])
-    parser.add_argument("--format", dest="file_format")
-    parser.add_argument("--denoise", action=argparse.BooleanOptionalAction, default=None)
+    add_render_setting_args(parser)
     # A still split by samples: --frames are part numbers, each a subset of this frame.
     parser.add_argument("--split-frame", type=int)
     parser.add_argument("--split-parts", type=int)
@@ -96,6 +88,18 @@ def use_still_image_output(scene) -> None:
             settings.media_type = "IMAGE"
         settings.file_format = "PNG"
         print("braas: the scene writes a movie; frames are written as PNG", flush=True)
+
+
+def add_render_setting_args(parser: argparse.ArgumentParser) -> None:
+    """The job's render settings over the scene's, as render_task.render_args writes them
+    (each dest a job_layout.RENDER_SETTINGS key); absent: the scene's own."""
+    parser.add_argument("--samples", type=int)
+    parser.add_argument("--resolution", help="WxH pixels")
+    parser.add_argument("--resolution-percent", type=int)
+    parser.add_argument("--camera")
+    parser.add_argument("--view-layer", dest="view_layers", action="append", default=[])
+    parser.add_argument("--format", dest="file_format")
+    parser.add_argument("--denoise", action=argparse.BooleanOptionalAction, default=None)
 
 
 def use_output_format(scene, file_format: str) -> None:
@@ -135,14 +139,11 @@ def apply_render_settings(scene, args) -> str:
     if args.file_format is not None:
         use_output_format(scene, args.file_format)
     applied = {key: value for key, value in vars(args).items()
-               if key in RENDER_SETTING_ARGS and value not in (None, [])}
+               if key in job_layout.RENDER_SETTINGS and value not in (None, [])}
     if applied:
         print(f"braas: render settings over the scene's: {applied}", flush=True)
     return ""
 
-
-RENDER_SETTING_ARGS = ("samples", "resolution", "resolution_percent", "camera", "view_layers",
-                       "file_format", "denoise")
 
 
 def check_scene(scene, args) -> str:

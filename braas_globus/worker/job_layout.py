@@ -164,8 +164,7 @@ class RenderSettings(TypedDict, total=False):
 
 
 #: The RenderSettings keys, as the job's spec names them.
-RENDER_SETTINGS = ("samples", "resolution", "resolution_percent", "camera", "view_layers",
-                   "file_format", "denoise")
+RENDER_SETTINGS = tuple(RenderSettings.__annotations__)
 
 
 class Split(TypedDict):
