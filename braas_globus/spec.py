@@ -250,19 +250,12 @@ class JobSpec(BaseModel):
         if self.scout or self.task_minutes is not None:
             raise ValueError("--split renders one still: --scout and --task-minutes are "
                              "for animations")
-        if self.denoise:
-            raise ValueError(SPLIT_DENOISE)
 
     @property
     def presets(self) -> list[str]:
         """The presets the job fans out to, in the order given."""
         return self.preset.split(",")
 
-
-#: Why a split still does not denoise (yet): Blender 5's multilayer EXR holds only the
-#: Combined pass, not the passes a denoise of the merged still needs.
-SPLIT_DENOISE = ("--split: a still split by samples is not denoised yet (Blender 5 writes no "
-                 "denoising passes to the parts); submit with --no-denoise")
 
 _FIELD_NAMES = {"walltime_minutes": "walltime", "max_jobs": "max-jobs",
                 "project_root": "--project-root", "samples": "--samples",

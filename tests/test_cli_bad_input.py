@@ -92,9 +92,6 @@ SUBMIT_CASES = [
      "more parts than --samples 4"),
     ("split past the scene's samples", "ok", ["--image", "--split", "5"],
      "renders 4 samples, fewer than the parts"),
-    ("split with --denoise", "ok", ["--image", "--split", "2", "--denoise"],
-     "not denoised yet"),
-    ("split of a denoised scene", "denoised", ["--image", "--split", "2"], "--no-denoise"),
     ("split with a scout", "ok", ["--image", "--split", "2", "--scout"], "--scout"),
     ("another engine", "eevee", [], "Cycles"),
     ("missing texture", "missing", [], "missing asset"),
@@ -107,7 +104,7 @@ def test_bad_submit(cli, home, scene, tmp_path, case, kind, args, words):
     files = bad_files(tmp_path / "bad")
     if kind == "ok":
         path = scene("anim6")
-    elif kind in ("eevee", "missing", "denoised"):
+    elif kind in ("eevee", "missing"):
         path = scene(kind)
     elif kind == "truncated":
         good = scene("anim6")

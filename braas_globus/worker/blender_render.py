@@ -213,10 +213,13 @@ def main() -> int:
         shutil.rmtree(partial_dir, ignore_errors=True)
 
 
-def use_split_part(scene, part: int, parts: int) -> str:
+def use_split_part(scene, part: int, parts: int, denoise: bool) -> str:
     """Render samples of one part of a still split by samples (parts count from 1): every
     part the same number (part_samples), adaptive sampling and denoising off, into a
-    32-bit multilayer EXR that Cycles' merge weighs by the scene's total. Its file name."""
+    32-bit multilayer EXR that Cycles' merge weighs by the scene's total. With ``denoise``
+    (the job's denoising), each rendered view layer also stores its denoising passes
+    (Denoising Normal, Albedo, Depth), which the merge averages to denoise the still once.
+    Its file name."""
     each = job_layout.part_samples(scene.cycles.samples, parts)
     cycles = scene.cycles
     cycles.use_adaptive_sampling = False
@@ -228,15 +231,21 @@ def use_split_part(scene, part: int, parts: int) -> str:
     cycles.samples = each * parts
     cycles.use_sample_subset = True
     cycles.sample_subset_length = each
+    if denoise:
+        for layer in scene.view_layers:
+            layer.cycles.denoising_store_passes = True
     use_output_format(scene, "OPEN_EXR_MULTILAYER")
     scene.render.image_settings.color_depth = "32"
     print(f"braas: part {part} of {parts}: samples {(part - 1) * each} to "
-          f"{part * each - 1} of {each * parts}", flush=True)
+          f"{part * each - 1} of {each * parts}"
+          + (", with the denoising passes for the merge's denoise" if denoise else ""),
+          flush=True)
     return job_layout.part_name(part)
 
 
 def render_frames(scene, frames: list[int], args, partial_dir: str) -> int:
     total_samples = scene.cycles.samples  # a split still's parts divide these
+    denoise = scene.cycles.use_denoising  # the job's (or the scene's): the merge denoises
     for frame in frames:
         if args.cancel_marker and os.path.exists(args.cancel_marker):
             print("braas: cancel marker found, stopping", flush=True)
@@ -248,7 +257,7 @@ def render_frames(scene, frames: list[int], args, partial_dir: str) -> int:
                 scene.camera = bpy.data.objects[args.camera]
             if args.split_frame is not None:  # ``frame`` is a part of the still
                 scene.cycles.samples = total_samples
-                name = use_split_part(scene, frame, args.split_parts)
+                name = use_split_part(scene, frame, args.split_parts, denoise)
             else:
                 name = job_layout.frame_name(frame, scene.render.file_extension)
             scene.render.filepath = os.path.join(partial_dir, name)
