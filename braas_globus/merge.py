@@ -1,15 +1,18 @@
 """A still split by samples (``submit --split N``): its parts merged into the still.
 
 Each part is a multilayer EXR in ``out/parts/`` (job_layout.part_name), rendered by a task
-like a frame. Once every part is in, the job's runner merges them here, in a Blender
+like a frame. Once every part is in, they are merged on this machine, in a Blender
 subprocess (``blender_scripts/merge_parts.py``), into the still's own ``out/NNNNNN.ext`` in
-the job's output format, and records the merge in ``job/merge.json``: the job is FINISHED
+the job's output format, and records the merge in ``job/merge.json`` (by the job's runner for a job of this
+machine's alone; for parts rendered at a centre, by the service once a refresh finds every
+part rendered and has downloaded them): the job is FINISHED
 only once that record says so and the still is a whole image. A failed merge is FAILED
 with its reason, the parts kept; ``resume`` merges again.
 """
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import re
@@ -20,12 +23,13 @@ from typing import TYPE_CHECKING, Any
 
 from .blender_scripts import MERGE_PARTS
 from .spec import render_settings
+from .states import TaskState
 from .worker import job_layout
 from .worker.image_check import is_valid_image
 from .worker.render_task import blender_argv, render_args
 
 if TYPE_CHECKING:
-    from .store import JobRecord
+    from .store import JobRecord, TaskRecord
 
 MERGE_TIMEOUT = 3600.0  # seconds: merging is file work, a few seconds even for big stills
 MAX_RECORD_BYTES = 64 << 10
@@ -74,6 +78,26 @@ def merge_state(folder: Path) -> str | None:
         return "FINISHED"
     record = read_record(folder)
     return "FAILED" if record is not None and record["state"] == "FAILED" else None
+
+
+def ready(job: JobRecord, tasks: list[TaskRecord]) -> bool:
+    """Every part of a split still rendered and none merged yet (a failed merge waits for
+    ``resume``, which clears it), the job not canceled."""
+    return bool(job.split) and not job.canceled and job.blender is not None and bool(tasks) \
+        and all(t.state is TaskState.FINISHED for t in tasks) and merge_state(job.folder) is None
+
+
+def merge_once(job: JobRecord, blender: dict[str, Any]) -> dict[str, Any] | None:
+    """``merge_parts`` under the job's merge lock: None when another process merges the
+    parts now, or just did (a `follow` and the add-on may refresh the job at once)."""
+    with (job.folder / job_layout.MERGE_LOCK).open("w") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return None
+        if merge_state(job.folder) is not None:
+            return None
+        return merge_parts(job, blender)
 
 
 def needed(job: JobRecord) -> bool:

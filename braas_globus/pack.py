@@ -330,3 +330,8 @@ def build_manifest(stage: Path) -> Manifest:
 
 def manifest_to_json(manifest: Manifest) -> dict[str, dict[str, Any]]:
     return {path: {"sha256": e.sha256, "size": e.size} for path, e in manifest.items()}
+
+
+def manifest_from_json(data: dict[str, dict[str, Any]]) -> Manifest:
+    """A manifest as this machine wrote it (job/manifest.json)."""
+    return {path: ManifestEntry(str(e["sha256"]), int(e["size"])) for path, e in data.items()}

@@ -30,6 +30,7 @@ from .pack import (
     PackPlan,
     StageReport,
     build_manifest,
+    manifest_from_json,
     manifest_to_json,
 )
 from .plan import assign_presets, plan_for_job
@@ -40,7 +41,7 @@ from .project import ProjectRules, find_project_root, within
 from .scene_info import SceneInfo, read_scene_info
 from .settings import Settings, load_settings
 from .sizing import Sizing, read_sizing, write_sizing
-from .spec import SPLIT_DENOISE, JobSpec
+from .spec import JobSpec
 from .stage import LocalStager
 from .states import JobState, TaskState
 from .store import JobIdTaken, JobRecord, Store
@@ -122,6 +123,18 @@ def check_blenders(spec: JobSpec, report: StageReport, presets: list[Preset]) ->
 SPLIT_BLENDER = (5, 0)
 
 
+def check_split_presets(presets: list[Preset]) -> None:
+    """A centre renders a split still's parts with sample subsets: a Blender that has none
+    would fail every part there (this machine's Blender, which merges, is checked with the
+    staged scene)."""
+    for preset in presets:
+        version = isinstance(preset, ClusterPreset) and preset.blender_version
+        if version and _version_tuple(version) < SPLIT_BLENDER:
+            raise UsageError(f"--split needs Blender {version_text(SPLIT_BLENDER)} or newer "
+                             f"where the parts render: preset {preset.name} renders with "
+                             f"Blender {version}")
+
+
 def check_split(spec: JobSpec, report: StageReport) -> list[str]:
     """A still split by samples, judged against the staged scene's own samples and
     denoising (where the job does not set them); what the submit says of it."""
@@ -136,11 +149,13 @@ def check_split(spec: JobSpec, report: StageReport) -> list[str]:
     if spec.split > samples:
         raise UsageError(f"--split {spec.split}: {spec.scene.name} renders {samples} samples, "
                          "fewer than the parts: each part renders at least one sample")
-    if spec.denoise is None and scene.get("denoise", True):
-        raise UsageError(SPLIT_DENOISE)
     each = job_layout.part_samples(samples, spec.split)
     notes = [f"--split {spec.split}: {spec.split} parts of {each} samples each, "
              "adaptive sampling off"]
+    denoises = spec.denoise if spec.denoise is not None else bool(scene.get("denoise"))
+    if denoises:
+        notes.append(f"--split {spec.split}: denoised once after the merge (the parts "
+                     "are not)")
     if each * spec.split > samples:
         notes.append(f"--split {spec.split}: {each * spec.split} samples in all, not "
                      f"{samples} (every part renders the same number)")
@@ -206,9 +221,8 @@ class Service:
                 user_config_for(preset, spec.model_dump(mode="json"))
                 check_device(preset, spec.device)
                 preset.worker_path()  # the nodes' view of the working directory is known
-        if spec.split and any(isinstance(p, ClusterPreset) for p in presets):
-            raise UsageError("--split renders on this machine's preset (local) for now: the "
-                             "merge of the parts runs where the parts are")
+        if spec.split:
+            check_split_presets(presets)
         scene = read_scene_info(spec.scene)
         if scene.engine != RENDER_ENGINE:
             raise UsageError(f"{spec.scene.name} renders with {scene.engine}; braas-globus "
@@ -326,10 +340,37 @@ class Service:
     def refresh(self, job_id: str) -> tuple[JobRecord, str | None]:
         job = self.job(job_id)
         warnings = [w for backend in self.backends(job) if (w := backend.refresh(job))]
+        if (warning := self._merge_after_download(self.store.job(job.id))) is not None:
+            warnings.append(warning)
         joined = "; ".join(warnings) or None
         if joined and all(isinstance(w, Unanswered) for w in warnings):
             joined = Unanswered(joined)
         return self.store.job(job.id), joined
+
+    def _merge_after_download(self, job: JobRecord) -> str | None:
+        """A split still with parts from a centre, all rendered: bring them here and merge
+        them (merge.merge_once). A job of this machine's alone is its runner's to merge.
+        A warning when the parts could not be brought back (the next refresh tries again)."""
+        if job.backend == "local" or not merge.ready(job, self.store.tasks(job.id)):
+            return None
+        try:
+            for backend in self.backends(job):
+                backend.collect(job)
+        except RunError as err:
+            return f"the parts of the still are not all here yet: {err}"
+        assert job.blender is not None  # merge.ready
+        if job.entry is not None and not (job.folder / job.entry).is_file():
+            try:  # the merge loads the staged scene: hard links to this machine's copy
+                manifest = json.loads((job.folder / job_layout.MANIFEST).read_text())
+                LocalStager(self.settings.objects_dir).link(manifest_from_json(manifest),
+                                                            job.folder)
+            except (OSError, ValueError, KeyError) as err:
+                merge.write_record(job.folder, {
+                    "state": "FAILED", "reason": "cannot merge the still: its staged scene "
+                    f"is no longer on this machine ({err})"})
+                return None
+        merge.merge_once(job, job.blender)
+        return None
 
     def wait(self, job_id: str, reporter: Reporter = QuietReporter()) -> JobRecord:
         """Block until the job ends, reporting frames done; RunError if it stalls."""

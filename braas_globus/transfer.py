@@ -34,7 +34,7 @@ from .worker import job_layout
 if TYPE_CHECKING:
     from .service import Reporter
 
-DOWNLOADED_FOLDERS = tuple(job_layout.RESULT_NAMES)  # out, log, job/progress
+DOWNLOADED_FOLDERS = tuple(job_layout.RESULT_NAMES)  # out, out/parts, log, job/progress
 
 
 @dataclass(frozen=True)
@@ -119,14 +119,17 @@ class JobTransfers:
         return str(self.client.submit_transfer(data)["task_id"])
 
     # --- download ---------------------------------------------------------------------
-    def fetch_results(self, job_id: str, job_folder: Path,
-                      reporter: Reporter | None = None) -> TransferOutcome | None:
-        """Bring out/, log/ and the progress records back; None when there is nothing yet."""
+    def fetch_results(self, job_id: str, job_folder: Path, reporter: Reporter | None = None,
+                      parts: bool = False) -> TransferOutcome | None:
+        """Bring out/, log/ and the progress records back (and ``parts``: a split still's
+        out/parts/); None when there is nothing yet."""
         data = globus_sdk.TransferData(
             self.preset.collection_id, self.preset.local_collection_id,
             label=f"braas {job_id} results", sync_level="checksum", verify_checksum=True)
         count = total = 0
         for folder in DOWNLOADED_FOLDERS:
+            if folder == job_layout.PARTS and not parts:
+                continue  # only a split still has them: no listing of a folder never written
             for name, size in self._remote_files(self.remote_job(job_id, folder),
                                                  job_layout.RESULT_NAMES[folder]):
                 local = job_folder / folder / name

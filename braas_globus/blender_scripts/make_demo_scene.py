@@ -28,6 +28,8 @@ def parse_args() -> argparse.Namespace:
                         help="subdivision levels of the monkey: more static geometry to sync")
     parser.add_argument("--missing-texture", action="store_true")
     parser.add_argument("--denoise", action="store_true", help="OpenImageDenoise on (tests)")
+    parser.add_argument("--no-adaptive-sampling", action="store_true",
+                        help="every pixel renders all the samples (tests of a split still)")
     return parser.parse_args(argv)
 
 
@@ -66,6 +68,7 @@ def main() -> None:
     if args.engine == "CYCLES":
         scene.cycles.samples = args.samples
         scene.cycles.use_denoising = args.denoise
+        scene.cycles.use_adaptive_sampling = not args.no_adaptive_sampling
         scene.cycles.denoiser = "OPENIMAGEDENOISE"
     scene.render.resolution_x = args.width
     scene.render.resolution_y = args.height

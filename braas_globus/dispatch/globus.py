@@ -282,7 +282,7 @@ class GlobusBackend:
     @_globus_errors
     def collect(self, job: JobRecord, reporter: Reporter | None = None) -> None:
         """Download the results; the worker's records then name each frame's file."""
-        self.transfer.fetch_results(job.id, job.folder, reporter)
+        self.transfer.fetch_results(job.id, job.folder, reporter, parts=job.split is not None)
         mine = {t.index for t in self.store.tasks(job.id, preset=self.preset.name)}
         progress = read_progress(JobScope.of(job, self.store.tasks(job.id)))
         done = {r.frame: r for r in progress.records  # the latest record of each frame

@@ -90,7 +90,8 @@ class LocalBackend:
         if runner_alive(job) or job.canceled:
             return None
         if all(t.state.is_final for t in mine):
-            if job.state is JobState.RUNNING and job.split:  # not merged yet
+            if job.state is JobState.RUNNING and job.split and job.backend == "local":
+                # Its runner merges (a centre's parts: the service, after a download).
                 return (f"job {job.id}'s parts are rendered but not merged (its local runner "
                         f"stopped); merge them with `braas-globus resume {job.id}`")
             return None

@@ -185,15 +185,16 @@ def stop_workers(grace: float = 5.0) -> None:
 
 def merge_if_ready(store: Store, job_id: str) -> None:
     """A still split by samples whose parts are all in: merge them (merge.py) unless that
-    was done, or failed (``resume`` clears the failure)."""
+    was done, or failed (``resume`` clears the failure). Parts from a centre come with a
+    download: the service merges those (Service.refresh)."""
     job = store.job(job_id)
-    tasks = store.tasks(job_id)
-    if not job.split or job.canceled or job.blender is None \
-            or not tasks or any(t.state is not TaskState.FINISHED for t in tasks) \
-            or merge.merge_state(job.folder) is not None:
+    if job.backend != "local" or not merge.ready(job, store.tasks(job_id)):
         return
+    assert job.blender is not None  # merge.ready
     say(f"merges the {job.split} parts of the still")
-    record = merge.merge_parts(job, job.blender)
+    record = merge.merge_once(job, job.blender)
+    if record is None:
+        return  # another process merged them
     say(f"merge {record['state'].lower()}"
         + (f": {record['reason']}" if record.get("reason") else
            f" in {record.get('seconds')} s: {record.get('file')}"))

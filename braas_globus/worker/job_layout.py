@@ -55,6 +55,7 @@ TASKS = f"{JOB}/tasks"
 PROGRESS = f"{JOB}/progress"
 CANCEL = f"{JOB}/CANCEL"
 RUNNER_LOCK = f"{JOB}/runner.lock"
+MERGE_LOCK = f"{JOB}/merge.lock"  # held while a split still's parts merge
 RUNNER_LOG = f"{JOB}/runner.log"
 CACHE = f"{JOB}/cache"
 PREVIEW = "preview"  # preview/contact-sheet.png, preview/preview.mp4 (braas_globus/preview.py)
@@ -74,8 +75,9 @@ LOG_NAME = re.compile(r"task-(?P<task>[0-9]{4})\.log")
 PROGRESS_NAME = re.compile(r"task-(?P<task>[0-9]{4})\.jsonl")
 PART_NAME = re.compile(r"part-(?P<part>[0-9]{4})\.exr")
 TASK_FILE_NAME = re.compile(r"task-(?P<task>[0-9]{4,})\.json")  # a rebuild reads 4 or more
-#: What a download accepts in each folder it brings back from a centre.
-RESULT_NAMES = {OUT: FRAME_NAME, LOG: LOG_NAME, PROGRESS: PROGRESS_NAME}
+#: What a download accepts in each folder it brings back from a centre (PARTS: a split
+#: still's only).
+RESULT_NAMES = {OUT: FRAME_NAME, PARTS: PART_NAME, LOG: LOG_NAME, PROGRESS: PROGRESS_NAME}
 
 
 def task_name(index: int) -> str:
