@@ -2,7 +2,8 @@
 
 Every job folder describes its job (``service.submit`` writes ``job/spec.json`` and
 ``job/presets.json``, ``_configure`` the manifest, the runner ``job/tasks/task-*.json``,
-the worker ``job/progress/task-*.jsonl``) and holds its frames (``out/``): frames whose
+the worker ``job/progress/task-*.jsonl``) and holds its frames (``out/``; a split still's
+parts in ``out/parts/``, its merge record in ``job/merge.json``): frames whose
 file is a whole image are DONE, everything else stays for ``braas-globus resume``. What
 a folder cannot tell (Globus task ids, the exact tries) is lost; a task that was not
 known to have finished is FAILED, so nothing is sent twice.
@@ -20,6 +21,7 @@ from typing import Any
 from .blender import find_blender
 from .collect import progress_records, valid_frames_on_disk
 from .errors import BraasError, RunError
+from .merge import valid_parts_on_disk
 from .plan import assign_presets, plan_tasks
 from .presets import get_preset
 from .scene_info import read_scene_info
@@ -55,7 +57,10 @@ def rebuild_job(folder: Path, settings: Settings) -> tuple[Row, list[Row], list[
     configured = (folder / job_layout.MANIFEST).is_file() and \
         (set(backends.values()) == {"local"} or bool(task_files))
     entry = _entry(folder, spec, task_files) if configured else None
-    frames = _job_frames(folder, spec, entry, task_files)
+    split = spec.get("split")  # a still split by samples: its units are its parts 1..N
+    split = split if isinstance(split, int) and 2 <= split <= job_layout.MAX_SPLIT else None
+    frames = list(range(1, split + 1)) if split else _job_frames(folder, spec, entry,
+                                                                  task_files)
     job = {"id": folder.name, "project": spec["project"], "preset": spec["preset"],
            "backend": ",".join(sorted(set(backends.values()))), "spec": spec,
            "frames": format_frames(frames), "frame_count": len(frames), "folder": folder,
@@ -67,8 +72,9 @@ def rebuild_job(folder: Path, settings: Settings) -> tuple[Row, list[Row], list[
     tasks = _tasks(frames, task_files, names, spec)
     records = [r for r in progress_records(folder) if isinstance(r.get("task"), int)]
     wanted = set(frames)
-    done = {n: path for n, path in valid_frames_on_disk(folder / job_layout.OUT).items()
-            if n in wanted}
+    on_disk = valid_parts_on_disk(folder / job_layout.PARTS) if split else \
+        valid_frames_on_disk(folder / job_layout.OUT)
+    done = {n: path for n, path in on_disk.items() if n in wanted}
     frame_rows = _frame_rows(folder, tasks, done, records)
     for task in tasks:
         _settle(task, done, records, canceled=bool(job["canceled"]))

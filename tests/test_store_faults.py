@@ -430,3 +430,21 @@ def test_an_empty_store_beside_job_folders_is_refused_and_a_rebuilt_job_resumes(
     last = start_records(folder)[-1]
     assert last["skipped"] == format_frames(rendered)  # only the missing frames rendered
     assert last["pending"] == format_frames(sorted(set(range(1, 61)) - set(rendered)))
+
+
+def test_store_rebuild_brings_a_split_still_back_with_its_parts_and_merge(cli, scene, home):
+    job = submit(cli, scene("anim6"), "--image", "--split", "2", "--samples", "4")
+    before = info(cli, job["id"])
+    assert before["state"] == "FINISHED" and before["split"]["merge"]["state"] == "FINISHED"
+    path = home / "jobs.sqlite"
+    settle(path)
+    damage(path, "garbage")
+
+    rebuilt = cli("store", "rebuild", "--json")
+    assert rebuilt.code == 0, rebuilt.stderr
+    assert rebuilt.json()["jobs"] == [{"id": job["id"], "state": "FINISHED", "frames_done": 2,
+                                       "frame_count": 2}]
+    after = info(cli, job["id"])
+    assert after["unit"] == "parts" and after["split"] == before["split"]
+    assert after["last_frame"] == before["last_frame"]
+    assert cli("resume", job["id"], "--json").json()["state"] == "FINISHED"  # nothing to do
