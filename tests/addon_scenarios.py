@@ -587,8 +587,9 @@ def scenario_installed(args: dict) -> dict:
 
     result = bpy.ops.extensions.package_install_files(
         filepath=args["zip"], repo="user_default", enable_on_install=True)
-    import braas_globus
     import pydantic_core
+
+    import braas_globus
 
     addon = sys.modules[ADDON]
     out = {"install": sorted(result), "braas_globus": braas_globus.__file__,

@@ -52,7 +52,8 @@ def finished(cli, job_id: str, timeout: float = 180) -> dict:
                     what=f"job {job_id} to end")
 
 
-def test_a_split_still_renders_at_the_centre_and_merges_here(cli, scene, centre, home):
+def test_a_split_still_renders_at_the_centre_and_merges_here(cli, scene, centre,  # noqa: F811
+                                                             home):
     blend = scene("anim6")  # 64x48, its own denoising off
     before = sha256(blend)
     preset = add_split_preset(home, centre.dir)
@@ -85,7 +86,8 @@ def test_a_split_still_renders_at_the_centre_and_merges_here(cli, scene, centre,
     assert sha256(blend) == before
 
 
-def test_a_split_still_fans_out_over_a_centre_and_this_machine(cli, scene, centre, home):
+def test_a_split_still_fans_out_over_a_centre_and_this_machine(cli, scene,
+                                                             centre, home):  # noqa: F811
     preset = add_split_preset(home, centre.dir)
     result = cli("submit", scene("anim6"), "--image", "--split", "4", "--samples", "8",
                  "--preset", f"{preset},local", "--json")
@@ -102,7 +104,8 @@ def test_a_split_still_fans_out_over_a_centre_and_this_machine(cli, scene, centr
     assert [p.suffix for p in (folder / "out").glob("*.png")] == [".png"]
 
 
-def test_a_centre_with_a_blender_older_than_5_is_refused_a_split(cli, scene, centre, home):
+def test_a_centre_with_a_blender_older_than_5_is_refused_a_split(cli, scene,
+                                                              centre, home):  # noqa: F811
     add_preset(home, name="karolina-old", cluster="karolina", partition="qcpu",
                account="DD-24-1", endpoint_id=ENDPOINT, collection_id=CENTRE,
                remote_dir=str(centre.dir), local_collection_id=MINE, runtime="host",

@@ -27,7 +27,6 @@ from braas_globus.worker import job_layout
 from braas_globus.worker.frames import parse_frames
 from braas_globus.worker.task_limits import BLOCK_MARGIN_S
 
-
 # --- the rule --------------------------------------------------------------------------
 
 
