@@ -149,10 +149,11 @@ def merge_parts(job: JobRecord, blender: dict[str, Any]) -> dict[str, Any]:
     reports = {m[1]: m[2] for line in output.splitlines() if (m := _REPORT.fullmatch(line))}
     seconds = round(time.monotonic() - started, 3)
     if code == 0 and "MERGED" in reports:
-        file = Path(json.loads(reports["MERGED"])["file"])
+        merged = json.loads(reports["MERGED"])
+        file = Path(merged["file"])
         record = {"state": "FINISHED", "reason": "",
                   "file": f"{job_layout.OUT}/{file.name}", "seconds": seconds,
-                  "parts": len(parts)}
+                  "parts": len(parts), "denoised": merged.get("denoised") is True}
         write_record(job.folder, record)
         if merged_file(job.folder) is not None:
             return record

@@ -29,9 +29,15 @@ from .errors import UsageError
 from .worker import job_layout
 
 
+def expand_user(path: str | Path) -> Path:
+    """``~`` and ``~user`` expanded where they name a home; an unknown user's ``~name`` stays
+    as written (Path.expanduser raises there, which no user should see as a traceback)."""
+    return Path(os.path.expanduser(path))
+
+
 def braas_home() -> Path:
     configured = os.environ.get("BRAAS_HOME")
-    return Path(configured).expanduser().resolve() if configured else \
+    return expand_user(configured).resolve() if configured else \
         platformdirs.user_data_path("braas-globus", appauthor=False)
 
 
@@ -81,8 +87,8 @@ def load_settings() -> Settings:
                              "(a UUID)") from None
     project_root = values.get("project_root")
     if project_root is not None:
-        if not isinstance(project_root, str) or not Path(project_root).expanduser().is_dir():
+        if not isinstance(project_root, str) or not expand_user(project_root).is_dir():
             raise UsageError(f"{config_path}: project_root must name a folder")
-        project_root = Path(project_root).expanduser().resolve()
+        project_root = expand_user(project_root).resolve()
     return Settings(home=home, blender=blender, local_workers=workers,
                     globus_client_id=client_id, project_root=project_root)

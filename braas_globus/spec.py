@@ -23,6 +23,7 @@ from pydantic import (
 )
 
 from .errors import UsageError
+from .settings import expand_user
 from .worker.frames import MAX_FRAME, FrameSpecError, normalise
 from .worker.job_layout import FORMAT_EXTENSIONS, MAX_SPLIT, RENDER_SETTINGS, RenderSettings
 
@@ -154,7 +155,7 @@ class JobSpec(BaseModel):
     @field_validator("scene")
     @classmethod
     def _scene_is_blend(cls, value: Path) -> Path:
-        path = value.expanduser().resolve()
+        path = expand_user(value).resolve()
         if not path.exists():
             raise ValueError(f"{value} does not exist")
         if not path.is_file():
@@ -168,7 +169,7 @@ class JobSpec(BaseModel):
     def _project_root_is_folder(cls, value: Path | None) -> Path | None:
         if value is None:
             return None
-        path = value.expanduser().resolve()
+        path = expand_user(value).resolve()
         if not path.is_dir():
             raise ValueError(f"{value} is not a folder")
         return path

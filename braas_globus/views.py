@@ -72,9 +72,11 @@ def split_lines(split: dict[str, Any] | None) -> list[str]:
     state = merge.get("state", "waiting for the parts")
     said = merge.get("reason") or (f"{merge.get('file')} in {merge.get('seconds')} s"
                                    if state == "FINISHED" else "")
+    denoised = {True: ", denoised once after the merge", False: ", not denoised"}.get(
+        merge.get("denoised"), "") if state == "FINISHED" else ""
     return [f"split      frame {split['frame']} in {split['parts']} parts of "
             f"{split['samples_each']} samples ({split['samples_total']} in all), adaptive "
-            "sampling off, not denoised",
+            f"sampling off{denoised}",
             f"merge      {state}" + (f": {said}" if said else "")]
 
 

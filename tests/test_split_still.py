@@ -199,6 +199,9 @@ def test_a_denoised_still_is_denoised_once_after_the_merge(cli, scene, home):
     assert ("braas: denoised once after the merge: OpenImageDenoise, albedo and normal "
             "passes, prefilter Accurate, quality High") in logs["merge.log"]
     assert "with the denoising passes for the merge's denoise" in logs["task-0000.log"]
+    assert "adaptive sampling off, denoised once after the merge" in \
+        cli("info", split["id"]).stdout
+    assert job_info(cli, split["id"])["split"]["merge"]["denoised"] is True
 
 
 SET_DENOISER = """
@@ -234,6 +237,7 @@ def test_no_denoise_splits_a_denoised_scene_without_denoising(cli, scene):
     logs = cli("logs", result.json()["id"], "--json").json()
     assert "braas: not denoised (the job does not denoise)" in logs["merge.log"]
     assert "denoising passes" not in logs["task-0000.log"]
+    assert "adaptive sampling off, not denoised" in cli("info", result.json()["id"]).stdout
 
 
 def run_merge(parts: list[Path], out: Path, *flags: str, no_denoiser: bool = False):

@@ -101,7 +101,7 @@ def submit(
     denoise: DenoiseOption = None,
     frame_step: FrameStepOption = None,
     task_minutes: TaskMinutesOption = None,
-    split: Annotated[Optional[int], typer.Option(help="Split one still (--image, or one frame) by samples into N parts (2-64), rendered as tasks and merged; needs --no-denoise unless the scene does not denoise.")] = None,
+    split: Annotated[Optional[int], typer.Option(help="Split one still (--image, or one frame) by samples into N parts (2-64), rendered as tasks on any preset and merged on this machine (denoised once after the merge where the job denoises).")] = None,
     wait: WaitOption = False,
     estimate: Annotated[bool, typer.Option(
         "--estimate", help="Only estimate: render two probe frames and print the job's "
