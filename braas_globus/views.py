@@ -72,8 +72,8 @@ def split_lines(split: dict[str, Any] | None) -> list[str]:
     state = merge.get("state", "waiting for the parts")
     said = merge.get("reason") or (f"{merge.get('file')} in {merge.get('seconds')} s"
                                    if state == "FINISHED" else "")
-    denoised = {True: ", denoised once after the merge", False: ", not denoised"}.get(
-        merge.get("denoised"), "") if state == "FINISHED" else ""
+    denoised = "" if state != "FINISHED" or "denoised" not in merge else \
+        ", denoised once after the merge" if merge["denoised"] else ", not denoised"
     return [f"split      frame {split['frame']} in {split['parts']} parts of "
             f"{split['samples_each']} samples ({split['samples_total']} in all), adaptive "
             f"sampling off{denoised}",
