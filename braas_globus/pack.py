@@ -119,6 +119,9 @@ class StageReport:
     # The scene's own samples and denoising ({"samples": int, "denoise": bool}): what a
     # split still is checked against. None in reports cached before it.
     render: dict[str, Any] | None = None
+    # The camera objects Blender sees, linked ones too (what --camera may name). None in
+    # reports cached before it.
+    cameras: list[str] | None = None
 
     def problems_with(self, denoise: bool | None) -> list[str]:
         """What this Blender lacks for the scene as the job renders it."""

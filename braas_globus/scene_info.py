@@ -24,9 +24,11 @@ class SceneInfo:
     fps: int  # frames a second are fps / fps_base (29.97: 30000 / 1001)
     fps_base: float
     # What --camera and --view-layer may name: the file's own camera objects (a scene may
-    # render with any of them; linked ones are not read here), the scene's view layers.
+    # render with any of them; linked ones are not read here: Blender names those when it
+    # stages the scene), the scene's view layers.
     cameras: tuple[str, ...] = ()
     view_layers: tuple[str, ...] = ()
+    links_libraries: bool = False  # it links other .blend files (objects may come from them)
 
 
 def _text(value: object) -> str:
@@ -57,6 +59,7 @@ def read_scene_info(path: Path) -> SceneInfo:
             cameras=_camera_names(bfile),
             view_layers=tuple(_text(layer[b"name"]) for layer in iterators.listbase(
                 scene.get_pointer((b"view_layers", b"first")))),
+            links_libraries=bool(bfile.find_blocks_from_code(b"LI")),
         )
     except (KeyError, IndexError, blend_exceptions.SegmentationFault, EOFError, ValueError) as err:
         raise UsageError(f"{path} is damaged: its scene settings cannot be read ({err})") from err

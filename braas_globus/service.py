@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import shutil
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
@@ -164,17 +164,31 @@ def check_split(spec: JobSpec, report: StageReport) -> list[str]:
 
 def check_render_names(spec: JobSpec, scene: SceneInfo) -> None:
     """A --camera and --view-layer the scene has (the worker checks again in Blender)."""
-    def names(found: tuple[str, ...]) -> str:
-        return ", ".join(repr(name) for name in found) or "none"
-
-    if spec.camera is not None and spec.camera not in scene.cameras:
-        raise UsageError(f"--camera {spec.camera!r}: {spec.scene.name} has no such camera "
-                         f"(its cameras: {names(scene.cameras)})")
+    # A camera may come from a linked library, which only Blender reads: check_staged_camera.
+    if spec.camera is not None and spec.camera not in scene.cameras \
+            and not scene.links_libraries:
+        raise UsageError(no_such_camera(spec, scene.cameras))
     unknown = [name for name in spec.view_layers if name not in scene.view_layers]
     if unknown:
         raise UsageError(f"--view-layer {unknown[0]!r}: scene {scene.name!r} of "
                          f"{spec.scene.name} has no such view layer (its view layers: "
-                         f"{names(scene.view_layers)})")
+                         f"{quoted(scene.view_layers)})")
+
+
+def quoted(names: Sequence[str]) -> str:
+    return ", ".join(repr(name) for name in names) or "none"
+
+
+def no_such_camera(spec: JobSpec, cameras: Sequence[str]) -> str:
+    return (f"--camera {spec.camera!r}: {spec.scene.name} has no such camera (its cameras: "
+            f"{quoted(cameras)})")
+
+
+def check_staged_camera(spec: JobSpec, report: StageReport) -> None:
+    """A --camera among the cameras Blender found in the staged scene, linked ones too."""
+    if spec.camera is not None and report.cameras is not None \
+            and spec.camera not in report.cameras:
+        raise UsageError(no_such_camera(spec, report.cameras))
 
 
 def check_device(preset: ClusterPreset, device: str | None) -> None:
@@ -482,6 +496,7 @@ class Service:
             assert plan.report is not None  # set by strategise()
             check_blenders(spec, plan.report,
                            [get_preset(name, self.settings.home) for name in spec.presets])
+            check_staged_camera(spec, plan.report)
             for note in check_split(spec, plan.report):
                 reporter.step(note)
             yield plan

@@ -204,3 +204,24 @@ def test_the_worker_checks_the_camera_in_blender(tmp_path, colour_template):
     assert done.returncode == 1 and end["state"] == "FAILED"
     assert end["reason"] == "the scene has no camera 'Nope' (its cameras: ['CamBlue', 'CamRed'])"
     assert not list((root / "out").glob("0*"))
+
+
+@pytest.fixture
+def linked_camera_scene(tmp_path) -> Path:
+    """The colour scene with CamBlue in a linked library (cameras.blend beside it)."""
+    out = tmp_path / "user" / "colour.blend"
+    out.parent.mkdir(parents=True)
+    subprocess.run([sys.executable, str(COLOUR_SCENE), "--", str(out), "--link-blue-camera"],
+                   check=True, capture_output=True)
+    return out
+
+
+def test_a_camera_from_a_linked_library_may_be_named(cli, home, linked_camera_scene):
+    info = submitted(cli, linked_camera_scene, "--frames", "1", "--camera", "CamBlue")
+    (frame,) = out_files(info)
+    assert centre_colour(frame) == "blue"
+    wrong = cli("submit", linked_camera_scene, "--frames", "1", "--camera", "CamGreen")
+    assert wrong.code == 2
+    assert wrong.stderr.strip() == ("error: --camera 'CamGreen': colour.blend has no such "
+                                    "camera (its cameras: 'CamBlue', 'CamRed')")
+    assert len(list((home / "jobs").iterdir())) == 1  # the refused submit left no job

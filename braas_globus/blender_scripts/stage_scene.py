@@ -118,6 +118,8 @@ def main() -> None:
         # What a split still (--split) is checked against at submit.
         "render": {"samples": int(bpy.context.scene.cycles.samples),
                    "denoise": bool(bpy.context.scene.cycles.use_denoising)},
+        # What --camera may name: every camera object, from linked libraries too.
+        "cameras": sorted({o.name for o in bpy.data.objects if o.type == "CAMERA"}),
         **final_state(args.stage, folders),
     }), flush=True)
 
