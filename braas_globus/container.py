@@ -19,13 +19,16 @@ from .container_build import (
     NO_RUNTIME,
     build,
     check_labels,
+    emulation_problem,
     find_runtime,
     inspect_labels,
+    machine_arch,
     verify,
 )
 from .container_checksums import ChecksumRow, pinned_row, read_checksums
 from .container_exec import exec_argv
 from .container_image import (
+    ARCH_BUILD_ARGS,
     ARCHES,
     BLENDER_RELEASE,
     BUILD_ARGS,
@@ -39,6 +42,8 @@ from .container_image import (
     IMAGE_LABELS,
     IMAGE_WORKER_DIR,
     LABEL_BLENDER_ARCH,
+    LABEL_BLENDER_DEVICES,
+    LABEL_BLENDER_OIDN,
     LABEL_BLENDER_SHA256,
     LABEL_BLENDER_SOURCE,
     LABEL_BLENDER_VERSION,
@@ -61,13 +66,14 @@ from .container_recipe import (
 )
 
 __all__ = [
-    "ARCHES", "BLENDER_RELEASE", "BUILD_ARGS", "CHECKSUMS_NAME", "COMPRESSIONS",
+    "ARCH_BUILD_ARGS", "ARCHES", "BLENDER_RELEASE", "BUILD_ARGS", "CHECKSUMS_NAME",
+    "COMPRESSIONS",
     "DEFAULT_RECIPE", "ENTRY_POINT", "FETCH_SCRIPT_NAME", "IMAGE_CHECKSUMS",
     "IMAGE_FETCH_SCRIPT", "IMAGE_LABELS", "IMAGE_WORKER_DIR", "LABEL_BLENDER_ARCH",
-    "LABEL_BLENDER_SHA256", "LABEL_BLENDER_SOURCE", "LABEL_BLENDER_VERSION",
+    "LABEL_BLENDER_DEVICES", "LABEL_BLENDER_OIDN", "LABEL_BLENDER_SHA256", "LABEL_BLENDER_SOURCE", "LABEL_BLENDER_VERSION",
     "LABEL_GLOBUS_VERSION", "NO_RUNTIME", "REPO_ROOT", "REQUIRED_SECTIONS", "RUNSCRIPT",
     "RUNTIMES", "SOURCES", "WORKER_SOURCE", "ChecksumRow", "Recipe", "build",
-    "check_build_args", "check_build_binds", "check_labels", "check_recipe", "exec_argv",
-    "find_runtime", "inspect_labels", "parse_recipe", "pinned_row", "read_checksums",
+    "check_build_args", "check_build_binds", "check_labels", "check_recipe",
+    "emulation_problem", "exec_argv", "find_runtime", "machine_arch", "inspect_labels", "parse_recipe", "pinned_row", "read_checksums",
     "render_template", "split_sections", "verify",
 ]

@@ -15,6 +15,8 @@ from pathlib import Path, PurePosixPath
 from . import __version__
 from .container_checksums import pinned_row, read_checksums
 from .container_image import (
+    APPTAINER_ARCH,
+    ARCH_BUILD_ARGS,
     CHECKSUMS_NAME,
     COMPRESSIONS,
     DEFAULT_RECIPE,
@@ -50,10 +52,35 @@ def _runtime_or_fail(runtime: str | None) -> str:
     return found
 
 
+def machine_arch() -> str:
+    """This machine's architecture, by the recipe's names (x86_64, aarch64)."""
+    machine = platform.machine()
+    return {"amd64": "x86_64", "arm64": "aarch64"}.get(machine, machine)
+
+
+def emulation_problem(arch: str) -> str | None:
+    """Why an image for ``arch`` cannot be built here, or None: another architecture's
+    programs (%post, %test) run only through qemu's handler in the kernel's binfmt_misc."""
+    if arch == machine_arch():
+        return None
+    handler = Path("/proc/sys/fs/binfmt_misc") / f"qemu-{arch}"
+    try:
+        enabled = handler.read_text().splitlines()[:1] == ["enabled"]
+    except OSError:
+        enabled = False
+    if enabled:
+        return None
+    return (f"building an {arch} image on this {machine_arch()} machine runs {arch} programs: "
+            f"register qemu's {arch} handler first (as root: apt-get install qemu-user-static "
+            "binfmt-support; see container/README.md), or build on an "
+            f"{arch} machine")
+
+
 def build(def_path: str | Path, image_path: str | Path,
           build_args: dict[str, str] | None = None, *, force: bool = False,
           fakeroot: bool = False, binds: Iterable[str] = (), compression: str = "gzip",
-          runtime: str | None = None, log: Callable[[str], object] | None = None) -> Path:
+          runtime: str | None = None, log: Callable[[str], object] | None = None,
+          arch: str | None = None) -> Path:
     """``apptainer build IMAGE DEF`` in the checkout (argv, no shell); returns the image path.
 
     The recipe and the build arguments are checked first, so a bad pin fails in a second,
@@ -61,9 +88,13 @@ def build(def_path: str | Path, image_path: str | Path,
     %post has every capability even when the host's capability set lacks some. ``binds``
     (``SRC:DEST``, DEST an existing folder in the base such as /mnt) reach %post and %test:
     a site's CA bundle or package mirror, named to pip with ``APPTAINERENV_PIP_CERT`` or
-    ``APPTAINERENV_PIP_INDEX_URL``.
+    ``APPTAINERENV_PIP_INDEX_URL``. ``arch`` (x86_64, aarch64) builds for that architecture
+    with its defaults (ARCH_BUILD_ARGS; build arguments still win), emulated where this
+    machine is another (qemu's binfmt_misc handler).
     """
-    build_args = dict(build_args or {})
+    if arch is not None and arch not in ARCH_BUILD_ARGS:
+        raise UsageError(f"--arch {arch!r}: use {' or '.join(ARCH_BUILD_ARGS)}")
+    build_args = {**(ARCH_BUILD_ARGS[arch] if arch else {}), **(build_args or {})}
     binds = list(binds)
     recipe_path = Path(def_path).resolve()
     image = Path(image_path).resolve()
@@ -72,16 +103,19 @@ def build(def_path: str | Path, image_path: str | Path,
         problems.append(f"compression {compression!r}: use {', '.join(COMPRESSIONS)}")
     if not problems:
         problems = check_recipe(recipe_path)
+    target = machine_arch()
     if not problems:
         recipe = parse_recipe(recipe_path, build_args)
         version = recipe.values["BLENDER_VERSION"]
         source = recipe.values["BLENDER_SOURCE"]
-        arch = recipe.values.get("BLENDER_ARCH", "auto")
-        arch = {"auto": platform.machine(), "amd64": "x86_64", "arm64": "aarch64"}.get(arch, arch)
+        named = recipe.values.get("BLENDER_ARCH", "auto")
+        target = {"auto": target, "amd64": "x86_64", "arm64": "aarch64"}.get(named, named)
+        if (emulated := emulation_problem(target)) is not None:
+            problems.append(emulated)
         rows, _ = read_checksums(recipe.checksums)
-        row = pinned_row(rows, version, arch, source)
+        row = pinned_row(rows, version, target, source)
         if row is None or not row.pinned:
-            problems.append(f"no sha256 pinned for Blender {version} on {arch} from {source} "
+            problems.append(f"no sha256 pinned for Blender {version} on {target} from {source} "
                             f"in {recipe.checksums}: add the row first (see container/README.md)")
     if problems:
         raise UsageError(f"{recipe_path}: " + "; ".join(problems))
@@ -89,6 +123,8 @@ def build(def_path: str | Path, image_path: str | Path,
         raise UsageError(f"{image} exists: pass --force to replace it")
     found = _runtime_or_fail(runtime)
     argv = [found, "build"]
+    if target != machine_arch():  # the base for that architecture; %post runs emulated
+        argv += ["--arch", APPTAINER_ARCH[target]]
     for key, value in sorted(build_args.items()):
         argv += ["--build-arg", f"{key}={value}"]
     if force:

@@ -1,7 +1,8 @@
 """The checksum table ``container/blender-sha256.txt``: one pinned sha256 per Blender
 release, architecture and source, which the recipe's download is checked against.
 
-Each line is ``VERSION ARCH SOURCE SHA256 [URL]``; ``#`` starts a comment.
+Each line is ``VERSION ARCH SOURCE SHA256 [URL]``; ``#`` starts a comment. For the debian
+source the last field is the Debian package version (``4.3.2+dfsg-2``), not a URL.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from pathlib import Path
 from .container_image import ARCHES, BLENDER_RELEASE, SOURCES
 
 _SHA256 = re.compile(r"[0-9a-f]{64}")
+_DEBIAN_VERSION = re.compile(r"[0-9]+\.[0-9]+\.[0-9]+[+~][A-Za-z0-9.+~-]+")
 
 
 @dataclass(frozen=True)
@@ -61,7 +63,13 @@ def read_checksums(path: Path) -> tuple[list[ChecksumRow], list[str]]:
             problems.append(f"{where}: fill in the sha256 of Blender {row.version} for {row.arch} "
                             f"from {row.source} ({row.sha256!r} is a placeholder, not 64 "
                             "lowercase hex digits)")
-        if row.url is not None and not row.url.startswith(("https://", "file://")):
+        if row.source == "debian":
+            if row.url is None or not _DEBIAN_VERSION.fullmatch(row.url) \
+                    or not row.url.startswith(row.version):
+                problems.append(f"{where}: a debian row ends with the package version of "
+                                f"Blender {row.version} (e.g. {row.version}+dfsg-2), not "
+                                f"{row.url!r}")
+        elif row.url is not None and not row.url.startswith(("https://", "file://")):
             problems.append(f"{where}: the download URL must be https://, not {row.url!r}")
         key = (row.version, row.arch, row.source)
         if key in seen:

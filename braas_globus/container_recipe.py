@@ -21,6 +21,7 @@ from .container_image import (
     BLENDER_RELEASE,
     BUILD_ARGS,
     CHECKSUMS_NAME,
+    DEBIAN_RELEASES,
     DEFAULT_RECIPE,
     ENTRY_POINT,
     FETCH_SCRIPT_NAME,
@@ -171,7 +172,9 @@ def check_build_args(build_args: dict[str, str]) -> list[str]:
         elif key == "BLENDER_ARCH" and value not in ("auto", *ARCHES):
             problems.append(f"BLENDER_ARCH={value!r}: use auto, {', '.join(ARCHES)}")
         elif key == "BLENDER_SOURCE" and value not in SOURCES:
-            problems.append(f"BLENDER_SOURCE={value!r}: use {' or '.join(SOURCES)}")
+            problems.append(f"BLENDER_SOURCE={value!r}: use {', '.join(SOURCES)}")
+        elif key == "DEBIAN_RELEASE" and value not in DEBIAN_RELEASES:
+            problems.append(f"DEBIAN_RELEASE={value!r}: use {' or '.join(DEBIAN_RELEASES)}")
     return problems
 
 

@@ -108,7 +108,7 @@ def gpu_threads(p: Partition) -> int:
 
 def _gpu_partitions(cluster: Cluster) -> str:
     rows = [f'    "{p.name}": {{"gpus": {p.gpus_per_node}, "devices": {p.devices_per_node}, '
-            f'"threads": {gpu_threads(p)}}},'
+            f'"threads": {gpu_threads(p)}, "device": "{cluster.cycles_device_for(p.name)}"}},'
             for p in cluster.partitions.values() if p.kind == "gpu"]
     if not rows:
         return "{%- set gpu_partitions = {} %}  {#- none here #}"
@@ -159,7 +159,6 @@ def make_template(cluster: Cluster) -> str:
         "cluster": cluster.name,
         "runtime": cluster.container.runtime,
         "gpu_flags": " ".join(cluster.container.gpu_flags),
-        "cycles_device": cluster.cycles_device or "CPU",
         "queue_key": cluster.queue_option,  # the provider's field: partition, qos or queue
     }
     source = f"{cluster.scheduler}.yaml.j2.in"
@@ -249,8 +248,12 @@ def _exports_rest(cluster: Cluster) -> str:
                 "(CPU),\nwhich the braas-globus render worker reads to start Blender in "
                 "the image.")
     flags = " ".join(cluster.container.gpu_flags) or "(none)"
+    on_gpus = sorted({cluster.cycles_device_for(p.name) for p in cluster.partitions.values()
+                      if p.kind == "gpu"})
+    device = f"{cluster.cycles_device} on GPU partitions" if on_gpus == [cluster.cycles_device] \
+        else "as the table's Cycles device column says"
     return (f"`BRAAS_CONTAINER_FLAGS` (`{flags}` on GPU partitions) and `BRAAS_CYCLES_DEVICE` "
-            f"(CPU, or\n{cluster.cycles_device} on GPU partitions), which the braas-globus "
+            f"(CPU, or\n{device}), which the braas-globus "
             "render worker reads to\nstart Blender in the image; on GPU partitions also "
             "`BRAAS_CPU_THREADS`, one worker's\nshare of the node's cores (a worker runs per "
             "GPU device), so CPU work in the Blenders\nof one node does not oversubscribe it.")

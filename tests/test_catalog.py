@@ -77,7 +77,8 @@ def test_partition_facts_hang_together(cluster, partition):
     assert p.cores_per_node >= 16
     if p.kind == "gpu":
         assert p.gpus_per_node >= 1 and p.devices_per_node >= p.gpus_per_node
-        assert c.cycles_device_for(partition) in CYCLES_DEVICES[c.gpu_vendor]
+        assert c.cycles_device_for(partition) == p.default_device if p.default_device \
+            else c.cycles_device_for(partition) in CYCLES_DEVICES[c.gpu_vendor]
         assert c.container_flags_for(partition) == c.container.gpu_flags
     else:
         assert (p.gpus_per_node, p.devices_per_node, p.gpu_model) == (0, 0, None)
@@ -102,6 +103,19 @@ def test_known_partition_facts(cluster, partition, kind, gpus, devices, max_minu
     p = CATALOG.get(cluster).get(partition)
     assert (p.kind, p.gpus_per_node, p.devices_per_node, p.max_walltime_minutes) == (
         kind, gpus, devices, max_minutes)
+
+
+def test_vista_renders_on_its_grace_cores_where_the_job_names_no_device():
+    # The stock aarch64 image holds Debian's Blender, built without GPU kernels: every Vista
+    # partition renders on the CPU by default; the GH200's CUDA stays for a centre image
+    # that has it (--device CUDA).
+    vista = CATALOG.get("vista")
+    assert vista.arch == "aarch64"
+    assert {p: vista.cycles_device_for(p) for p in vista.partitions} == \
+        {"gg": "CPU", "gh": "CPU", "gh-dev": "CPU"}
+    assert vista.cycles_devices_on("gh") == ("CUDA", "OPTIX", "CPU")
+    assert [name for name, c in CATALOG.clusters.items()
+            if any(p.default_device for p in c.partitions.values())] == ["vista"]
 
 
 def test_only_the_gpp_half_of_marenostrum_has_no_gpus():
@@ -196,6 +210,8 @@ def test_minimal_catalog_parses():
      "block_max_walltime_minutes = 61 }", "block_max_walltime_minutes > max_walltime_minutes"),
     ('queue_option = "partition"', 'queue_option = "partition"\nmax_nodes_per_block = 0',
      "max_nodes_per_block"),
+    ("cores_per_node = 32 }", 'cores_per_node = 32, default_device = "CPU" }',
+     "default_device is for a gpu partition"),
 ])
 def test_bad_catalog_data_is_refused(old, new, error):
     assert old in MINIMAL

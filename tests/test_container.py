@@ -60,9 +60,13 @@ CLUSTER_PARTITIONS = [(name, part) for name, c in load_catalog().clusters.items(
 def test_recipe_is_parsed_by_spython_and_has_no_problems():
     parsed = SingularityParser(str(RECIPE)).recipe
     layer = next(iter(parsed.values()))
-    assert layer.fromHeader == "debian:bookworm-slim"
+    assert layer.fromHeader == "debian:{{ debian_release }}-slim"  # as written (spython)
     assert any(line.startswith("org.braas.blender.version ") for line in layer.labels)
     assert ct.check_recipe(RECIPE) == []
+    # As apptainer build renders it: bookworm by default, trixie for Debian's own Blender.
+    assert ct.parse_recipe(RECIPE).header["from"] == "debian:bookworm-slim"
+    aarch64 = ct.parse_recipe(RECIPE, ct.ARCH_BUILD_ARGS["aarch64"])
+    assert aarch64.header["from"] == "debian:trixie-slim"
 
 
 def test_required_sections_labels_and_entry_point():
@@ -71,7 +75,7 @@ def test_required_sections_labels_and_entry_point():
     for name in ct.REQUIRED_SECTIONS:
         assert any(line.strip() for line in recipe.sections[name]), name
     assert recipe.arguments == {"BLENDER_VERSION": PUBLISHED[0], "BLENDER_ARCH": "auto",
-                                "BLENDER_SOURCE": "archive"}
+                                "BLENDER_SOURCE": "archive", "DEBIAN_RELEASE": "bookworm"}
     assert recipe.labels[ct.LABEL_GLOBUS_VERSION] == __version__
     assert recipe.labels[ct.LABEL_BLENDER_VERSION] == PUBLISHED[0]
     assert recipe.raw_labels[ct.LABEL_BLENDER_VERSION] == "{{ BLENDER_VERSION }}"
@@ -148,6 +152,9 @@ def test_version_and_checksum_changed_together_pass(tmp_path):
     (f"4.5 x86_64 archive {'ab' * 32}", "is not a Blender release"),
     (f"4.5.14 aarch64 archive {'ab' * 32} http://example.org/b.tar.xz", "must be https://"),
     (f"4.5.14 x86_64 {'ab' * 32}", "write VERSION ARCH SOURCE SHA256 [URL]"),
+    (f"4.3.2 aarch64 debian {'ab' * 32}", "a debian row ends with the package version"),
+    (f"4.3.2 aarch64 debian {'ab' * 32} https://example.org/b.deb", "a debian row ends with"),
+    (f"4.3.2 aarch64 debian {'ab' * 32} 4.3.1+dfsg-1", "a debian row ends with"),
 ])
 def test_bad_checksum_rows_are_detected(tmp_path, row, expected):
     table = table_with(f"4.5.14 x86_64 archive {PUBLISHED[3]}", row) if "x86_64" not in row \
@@ -202,6 +209,17 @@ def test_build_args_are_checked():
     assert ct.check_build_args({"BLENDER_ARCH": "riscv64"})
     assert ct.check_build_args({"BLENDER_SOURCE": "pypi; id"})
     assert ct.check_build_args({"BLENDER_URL": "https://example.org"})
+    assert ct.check_build_args({"BLENDER_SOURCE": "debian", "DEBIAN_RELEASE": "trixie"}) == []
+    assert ct.check_build_args({"DEBIAN_RELEASE": "sid"}) == [
+        "DEBIAN_RELEASE='sid': use bookworm or trixie"]
+
+
+def test_the_aarch64_build_defaults_are_pinned_in_the_table():
+    rows, problems = ct.read_checksums(TABLE)
+    assert problems == []
+    defaults = ct.ARCH_BUILD_ARGS["aarch64"]
+    row = ct.pinned_row(rows, defaults["BLENDER_VERSION"], "aarch64", defaults["BLENDER_SOURCE"])
+    assert row is not None and row.pinned and row.url == "4.3.2+dfsg-2"
 
 
 @pytest.mark.parametrize("bind, expected", [
@@ -248,7 +266,11 @@ def archive(tmp_path) -> tuple[Path, str]:
         pytest.skip(f"fetch_blender.sh needs {', '.join(missing)}")
     top = tmp_path / "src" / "blender-9.9.9-linux-x64"
     top.mkdir(parents=True)
-    (top / "blender").write_text("#!/bin/sh\necho 'Blender 9.9.9'\n")
+    # A STAND-IN `blender`: says its version, and what it renders with when asked (the
+    # script fetch_blender.sh runs through --python-expr).
+    (top / "blender").write_text("#!/bin/sh\ncase \"$*\" in\n  *--python-expr*) echo "
+                                 "'BRAAS_CAPS {\"devices\": [\"CPU\"], \"openimagedenoise\": "
+                                 "false}' ;;\n  *) echo 'Blender 9.9.9' ;;\nesac\n")
     (top / "blender").chmod(0o755)
     path = tmp_path / "blender-9.9.9-linux-x64.tar.xz"
     with tarfile.open(path, "w:xz") as tar:
@@ -276,8 +298,11 @@ def test_fetch_installs_an_archive_whose_sha256_matches(tmp_path, archive):
     assert (tmp_path / "dest" / "BRAAS_BLENDER").read_text().split() == \
         ["9.9.9", host_arch(), "archive", sha, f"file://{path}"]
     # How render_task.py starts it for a task whose Blender is {"kind": "image"}.
+    # What it renders with, as the Blender said: the worker refuses a task asking for more.
     assert json.loads((tmp_path / "dest" / "blender.json").read_text()) == \
-        {"kind": "executable", "command": [f"{tmp_path}/dest/blender"]}
+        {"kind": "executable", "command": [f"{tmp_path}/dest/blender"], "devices": ["CPU"],
+         "openimagedenoise": False, "name": f"Blender 9.9.9 ({host_arch()}, from archive)"}
+    assert "it renders on CPU ; OpenImageDenoise: no" in done.stdout
 
 
 @pytest.mark.parametrize("case, expected", [
@@ -317,6 +342,75 @@ def test_fetch_refuses_what_is_not_pinned(tmp_path, archive, case, expected):
     assert not (tmp_path / "dest" / "BRAAS_BLENDER").exists()
 
 
+APT_STAND_IN = """#!/bin/sh
+# A STAND-IN for apt-get (tests only): `download blender=V` writes a small file named as
+# apt names the .deb, for the one version the archive has; `install ... FILE.deb` puts a
+# stand-in blender on PATH. Every call is logged.
+echo "$*" >>"$APT_LOG"
+case "$1" in
+    download) [ "$2" = "blender=$APT_HAS" ] || {{ echo "E: no $2" >&2; exit 100; }}
+              printf 'a stand-in package' >"blender_${{APT_HAS}}_arm64.deb" ;;
+    install) cp "$APT_BLENDER" "$APT_BIN/blender" && chmod +x "$APT_BIN/blender" ;;
+esac
+"""
+
+
+@pytest.fixture
+def debian_archive(tmp_path, archive, monkeypatch) -> str:
+    """apt-get as the base's Debian archive, with blender 9.9.9+dfsg-1 in it (STAND-IN);
+    returns the sha256 of its .deb."""
+    source, _ = archive  # its stand-in blender, as the package installs it
+    with tarfile.open(source) as tar:
+        tar.extractall(tmp_path / "deb-src", filter="data")
+    bin_dir = tmp_path / "apt-bin"
+    bin_dir.mkdir()
+    (bin_dir / "apt-get").write_text(APT_STAND_IN.format())
+    (bin_dir / "apt-get").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.setenv("APT_LOG", str(tmp_path / "apt.log"))
+    monkeypatch.setenv("APT_HAS", "9.9.9+dfsg-1")
+    monkeypatch.setenv("APT_BIN", str(bin_dir))
+    monkeypatch.setenv("APT_BLENDER", str(tmp_path / "deb-src" / "blender-9.9.9-linux-x64"
+                                          / "blender"))
+    return hashlib.sha256(b"a stand-in package").hexdigest()
+
+
+def apt_calls(tmp_path: Path) -> list[str]:
+    log = tmp_path / "apt.log"
+    return [line.split()[0] for line in log.read_text().splitlines()] if log.exists() else []
+
+
+def test_fetch_installs_the_bases_debian_blender_whose_sha256_matches(tmp_path,
+                                                                      debian_archive):
+    done = fetch(tmp_path, f"9.9.9 {host_arch()} debian {debian_archive} 9.9.9+dfsg-1\n",
+                 source="debian")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert apt_calls(tmp_path) == ["download", "install"]
+    dest = tmp_path / "dest"
+    assert (dest / "BRAAS_BLENDER").read_text().split() == \
+        ["9.9.9", host_arch(), "debian", debian_archive, "debian:blender=9.9.9+dfsg-1"]
+    assert json.loads((dest / "blender.json").read_text()) == {
+        "kind": "executable", "command": [f"{dest}/blender"], "devices": ["CPU"],
+        "openimagedenoise": False, "name": f"Blender 9.9.9 ({host_arch()}, from debian)"}
+
+
+@pytest.mark.parametrize("case, expected", [
+    ("mismatch", "sha256 mismatch for blender_9.9.9+dfsg-1_arm64.deb"),
+    ("not-in-archive", "the base's Debian archive has no blender=9.9.9+dfsg-7"),
+    ("no-package-version", "needs the package version as its last field"),
+])
+def test_fetch_refuses_a_debian_blender_that_is_not_the_pinned_one(tmp_path, debian_archive,
+                                                                    case, expected):
+    rows = {"mismatch": f"9.9.9 {host_arch()} debian {'0' * 64} 9.9.9+dfsg-1",
+            "not-in-archive": f"9.9.9 {host_arch()} debian {debian_archive} 9.9.9+dfsg-7",
+            "no-package-version": f"9.9.9 {host_arch()} debian {debian_archive}"}
+    done = fetch(tmp_path, rows[case] + "\n", source="debian")
+    assert done.returncode == 1
+    assert expected in done.stderr, done.stderr
+    assert "install" not in apt_calls(tmp_path)  # nothing was installed
+    assert not (tmp_path / "dest" / "BRAAS_BLENDER").exists()
+
+
 def test_fetch_for_aarch64_without_a_row_says_what_to_add(tmp_path):
     for source in ct.SOURCES:
         done = fetch(tmp_path, TABLE.read_text(), version="4.5.14", arch="aarch64", source=source)
@@ -332,6 +426,9 @@ def bpy_wheel(tmp_path) -> tuple[Path, str]:
     path = tmp_path / "wheels" / "bpy-9.9.9-py3-none-any.whl"
     path.parent.mkdir()
     files = {"bpy/__init__.py": "class app:\n    version_string = '9.9.9'\n",
+             # Cycles' module as the stand-in's own: CUDA and OptiX built, no OIDN.
+             "_cycles.py": "def get_device_types():\n    return (True, True, False, False, "
+                           "False, False)\n\nwith_openimagedenoise = False\n",
              "bpy-9.9.9.dist-info/METADATA": "Metadata-Version: 2.1\nName: bpy\nVersion: 9.9.9\n",
              "bpy-9.9.9.dist-info/WHEEL": "Wheel-Version: 1.0\nGenerator: test\n"
                                           "Root-Is-Purelib: true\nTag: py3-none-any\n"}
@@ -351,7 +448,9 @@ def test_fetch_installs_a_bpy_wheel_whose_sha256_matches(tmp_path, bpy_wheel):
     assert (dest / "BRAAS_BLENDER").read_text().split() == \
         ["9.9.9", host_arch(), "pypi", sha, f"file://{path}"]
     described = json.loads((dest / "blender.json").read_text())
-    assert described == {"kind": "python", "command": [f"{dest}/bin/python"]}
+    assert described == {"kind": "python", "command": [f"{dest}/bin/python"],
+                         "devices": ["CPU", "CUDA", "OPTIX"], "openimagedenoise": False,
+                         "name": f"Blender 9.9.9 ({host_arch()}, from pypi)"}
     version = subprocess.run([*described["command"], "-c",
                               "import bpy; print(bpy.app.version_string)"],
                              capture_output=True, text=True, check=True).stdout.strip()
@@ -588,7 +687,8 @@ def test_exec_argv_refuses_catalog_flags_it_does_not_know():
 def good_labels() -> dict[str, str]:
     return {ct.LABEL_GLOBUS_VERSION: __version__, ct.LABEL_BLENDER_VERSION: PUBLISHED[0],
             ct.LABEL_BLENDER_ARCH: PUBLISHED[1], ct.LABEL_BLENDER_SOURCE: PUBLISHED[2],
-            ct.LABEL_BLENDER_SHA256: PUBLISHED[3]}
+            ct.LABEL_BLENDER_SHA256: PUBLISHED[3],
+            ct.LABEL_BLENDER_DEVICES: "CPU,CUDA,OPTIX,HIP,ONEAPI", ct.LABEL_BLENDER_OIDN: "yes"}
 
 
 def test_image_labels_are_checked_against_this_checkout():
@@ -702,6 +802,40 @@ def test_build_calls_apptainer_in_the_checkout_with_an_argv(tmp_path, fake_appta
         ct.build(RECIPE, image, force=True, compression="xz -Xbcj x86")
     assert ct.verify(image, RECIPE) == []
     assert calls(fake_apptainer)[-1]["argv"] == ["inspect", "--json", "--labels", str(image)]
+
+
+def test_an_aarch64_build_asks_apptainer_for_the_arm64_base(tmp_path, fake_apptainer,
+                                                           monkeypatch):
+    monkeypatch.setattr("braas_globus.container_build.machine_arch", lambda: "x86_64")
+    monkeypatch.setattr("braas_globus.container_build.emulation_problem", lambda arch: None)
+    image = tmp_path / "braas-blender-aarch64.sif"
+    ct.build(RECIPE, image, arch="aarch64", fakeroot=True, log=lambda line: None)
+    assert calls(fake_apptainer)[-1]["argv"] == [
+        "build", "--arch", "arm64", "--build-arg", "BLENDER_ARCH=aarch64",
+        "--build-arg", "BLENDER_SOURCE=debian", "--build-arg", "BLENDER_VERSION=4.3.2",
+        "--build-arg", "DEBIAN_RELEASE=trixie", "--fakeroot", str(image), str(RECIPE)]
+    # A build argument still wins over the architecture's default (and must be pinned).
+    with pytest.raises(UsageError, match="no sha256 pinned for Blender 4.5.14 on aarch64 "
+                                         "from debian"):
+        ct.build(RECIPE, image, {"BLENDER_VERSION": "4.5.14"}, arch="aarch64", force=True)
+    with pytest.raises(UsageError, match="--arch 'riscv64': use x86_64 or aarch64"):
+        ct.build(RECIPE, image, arch="riscv64", force=True)
+
+
+def test_building_for_another_architecture_needs_qemus_handler(tmp_path, fake_apptainer,
+                                                                monkeypatch):
+    assert ct.emulation_problem(ct.machine_arch()) is None
+    problem = ct.emulation_problem("sparc64")  # no qemu-sparc64 handler on any test machine
+    assert problem is not None and "register qemu's sparc64 handler first" in problem
+    other = "aarch64" if ct.machine_arch() == "x86_64" else "x86_64"
+    handler = Path(f"/proc/sys/fs/binfmt_misc/qemu-{other}")
+    registered = handler.is_file() and handler.read_text().startswith("enabled")
+    assert (ct.emulation_problem(other) is None) == registered
+    monkeypatch.setattr("braas_globus.container_build.emulation_problem",
+                        lambda arch: None if arch == ct.machine_arch() else f"no qemu-{arch}")
+    with pytest.raises(UsageError, match=f"no qemu-{other}"):
+        ct.build(RECIPE, tmp_path / "x.sif", arch=other)
+    assert not fake_apptainer.exists()  # apptainer never ran
 
 
 def test_a_failed_build_is_a_run_error(tmp_path, fake_apptainer, monkeypatch):

@@ -286,6 +286,37 @@ def test_an_image_task_starts_the_blender_the_image_describes(job_root, tmp_path
     assert frame_files(job_root) == ["000002.png"]
 
 
+DEBIAN_AARCH64 = {"kind": "executable", "command": ["/opt/blender/blender"],
+                  "devices": ["CPU"], "openimagedenoise": False,
+                  "name": "Blender 4.3.2 (aarch64, from debian)"}
+
+
+@pytest.mark.parametrize("task, reason", [
+    ({"device": "CUDA"}, "Blender 4.3.2 (aarch64, from debian) cannot render on CUDA: it was "
+                         "built without it (it renders on CPU); submit with --device CPU, or "
+                         "render with an image whose Blender has CUDA"),
+    ({"render": {"denoise": True}}, "Blender 4.3.2 (aarch64, from debian) was built without "
+                                    "OpenImageDenoise, and the job asks to denoise: submit "
+                                    "with --no-denoise, or render with an image whose "
+                                    "Blender has it"),
+])
+def test_a_task_the_images_blender_cannot_render_fails_with_why_and_starts_no_blender(
+        job_root, tmp_path, monkeypatch, task, reason):
+    # The image's blender.json says what its Blender renders with (fetch_blender.sh): the
+    # Debian aarch64 build has no GPU kernels and no OpenImageDenoise. Its command is not
+    # on this machine: a Blender start would fail otherwise.
+    described = tmp_path / "blender.json"
+    described.write_text(json.dumps(DEBIAN_AARCH64))
+    monkeypatch.setattr(render_task, "IMAGE_BLENDER", described)
+    task_file = write_task(job_root, "1-2", blender={"kind": "image"}, **task)
+    assert render_task.main([str(task_file)]) == 1
+    records = [json.loads(line) for line in
+               (job_root / "job" / "progress" / "task-0000.jsonl").read_text().splitlines()]
+    assert records[-1]["event"] == "end" and records[-1]["state"] == "FAILED"
+    assert records[-1]["reason"] == reason and records[-1]["missing"] == "1,2"
+    assert frame_files(job_root) == []
+
+
 def test_an_image_task_outside_the_image_is_a_bad_task(job_root, copied_worker):
     assert not render_task.IMAGE_BLENDER.exists(), "this test runs outside the render image"
     task = write_task(job_root, "1", blender={"kind": "image"})

@@ -55,6 +55,11 @@ class Partition(_Frozen):
     # The most one endpoint block asks for, where lower than the queue's own limit
     # (Polaris prod: blocks of 10-24 nodes run up to 3 h).
     block_max_walltime_minutes: PositiveInt | None = None
+    # The device a render uses where no --device is given, when it is not the GPUs': Vista's
+    # GH200 partitions render on their Grace CPU cores, as the stock aarch64 image (Debian's
+    # Blender, built without GPU kernels) can; `--device CUDA` asks for the GPU, which needs
+    # a centre image with a CUDA-enabled aarch64 Blender.
+    default_device: Literal["CPU"] | None = None
 
     @model_validator(mode="after")
     def _check(self) -> Partition:
@@ -67,6 +72,9 @@ class Partition(_Frozen):
             raise ValueError(f"{self.name}: a gpu partition needs gpu_model")
         if self.max_nodes is not None and self.max_nodes < self.min_nodes:
             raise ValueError(f"{self.name}: max_nodes < min_nodes")
+        if self.default_device is not None and self.kind != "gpu":
+            raise ValueError(f"{self.name}: default_device is for a gpu partition (a cpu "
+                             "one renders on the CPU anyway)")
         if (self.block_max_walltime_minutes and self.max_walltime_minutes
                 and self.block_max_walltime_minutes > self.max_walltime_minutes):
             raise ValueError(f"{self.name}: block_max_walltime_minutes > max_walltime_minutes")
@@ -167,9 +175,13 @@ class Cluster(_Frozen):
                 f"unknown partition {partition!r} on {self.name}; known: {known}") from None
 
     def cycles_device_for(self, partition: str) -> str:
-        """The Cycles device a render on ``partition`` uses: CPU unless it has GPUs."""
-        if self.get(partition).kind != "gpu":
+        """The Cycles device a render on ``partition`` uses where the job names none: CPU
+        unless it has GPUs, or the partition's own ``default_device``."""
+        found = self.get(partition)
+        if found.kind != "gpu":
             return "CPU"
+        if found.default_device is not None:
+            return found.default_device
         assert self.cycles_device is not None  # _check: set when a partition has GPUs
         return self.cycles_device
 

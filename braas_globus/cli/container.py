@@ -37,7 +37,8 @@ def _build_args(pairs: list[str]) -> dict[str, str]:
 def build_command(
     definition: Annotated[Path, typer.Argument(help="The recipe, container/Apptainer.def.")],
     image: Annotated[Path, typer.Argument(help="The image to write, e.g. braas-blender.sif.")],
-    build_arg: Annotated[Optional[list[str]], typer.Option(help="BLENDER_VERSION=X.Y.Z, BLENDER_ARCH=auto|x86_64|aarch64 or BLENDER_SOURCE=archive|pypi; may repeat.")] = None,
+    build_arg: Annotated[Optional[list[str]], typer.Option(help="BLENDER_VERSION=X.Y.Z, BLENDER_ARCH=auto|x86_64|aarch64, BLENDER_SOURCE=archive|pypi|debian or DEBIAN_RELEASE=bookworm|trixie; may repeat.")] = None,
+    arch: Annotated[Optional[str], typer.Option(help="Build for x86_64 or aarch64 (TACC Vista): aarch64 carries Debian trixie's Blender 4.3.2 (CPU only, no OpenImageDenoise); on an x86_64 machine it runs emulated, through qemu's binfmt handler (see container/README.md).")] = None,
     force: Annotated[bool, typer.Option("--force", help="Replace IMAGE if it exists.")] = False,
     fakeroot: Annotated[bool, typer.Option("--fakeroot", help="Build in a user namespace (apptainer build --fakeroot): no root needed, and %post gets every capability.")] = False,
     compression: Annotated[str, typer.Option(help="The image's squashfs compression: gzip (mounts everywhere), zstd or lz4 (each task starts faster where the kernel has them; see container/README.md).")] = "gzip",
@@ -50,7 +51,7 @@ def build_command(
     def command(out: Output, service: LazyService) -> None:
         args = _build_args(build_arg or [])
         built = build(definition, image, args, force=force, fakeroot=fakeroot, binds=bind or [],
-                      compression=compression,
+                      compression=compression, arch=arch,
                       log=lambda line: out.note(line.rstrip("\n")))
         labels = inspect_labels(built)
         problems = check_labels(labels, definition)

@@ -326,6 +326,9 @@ class TaskRun:
             return self.finish("CANCELED", pending, "the job was canceled")
         if not pending:
             return self.finish("FINISHED", [], "")
+        lacks = blender_lacks(self.task)
+        if lacks:  # no Blender start: it would fail every frame for the same reason
+            return self.finish("FAILED", pending, lacks)
         return self.render(pending)
 
     def render(self, pending: list[int]) -> dict[str, Any]:
@@ -457,6 +460,24 @@ class TaskRun:
                   "reason": reason}
         self.emit(record)
         return record
+
+
+def blender_lacks(task: dict[str, Any]) -> str:
+    """Why the task's Blender cannot render it as asked, where its description says what it
+    renders with (a render image's blender.json, written at build time): the device, or
+    OpenImageDenoise for a job that asks to denoise. Empty when it can, or cannot tell."""
+    blender = task["blender"]
+    name = str(blender.get("name") or "the image's Blender")
+    devices = blender.get("devices")
+    device = task.get("device") or "CPU"
+    if isinstance(devices, list) and devices and device not in devices:
+        return (f"{name} cannot render on {device}: it was built without it (it renders on "
+                f"{', '.join(map(str, devices))}); submit with --device {devices[0]}, or "
+                f"render with an image whose Blender has {device}")
+    if blender.get("openimagedenoise") is False and (task.get("render") or {}).get("denoise"):
+        return (f"{name} was built without OpenImageDenoise, and the job asks to denoise: "
+                "submit with --no-denoise, or render with an image whose Blender has it")
+    return ""
 
 
 def main(argv: list[str] | None = None) -> int:
