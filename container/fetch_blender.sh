@@ -150,12 +150,21 @@ case "$reported" in
 esac
 
 # What this build of Blender can render with, as its Cycles says: the GPU back ends it was
-# built with and OpenImageDenoise. The worker refuses a task that asks for more, with why.
-capabilities='import json, _cycles
+# built with that also ship their kernels (Debian's build has CUDA support but no CUDA
+# kernels: a render would need nvcc at run time), and OpenImageDenoise. The worker refuses a
+# task that asks for more, with why.
+capabilities='import glob, json, os, _cycles, cycles
 names = ("CUDA", "OPTIX", "HIP", "METAL", "ONEAPI")
-built = _cycles.get_device_types()[:len(names)]
+built = dict(zip(names, _cycles.get_device_types()))
+lib = os.path.join(os.path.dirname(cycles.__file__), "lib")
+kernels = {"CUDA": ("kernel_sm_*", "kernel_compute_*"), "OPTIX": ("kernel_optix*",),
+           "HIP": ("kernel_gfx*",)}
+def has_kernels(name):
+    return any(glob.glob(os.path.join(lib, p)) for p in kernels.get(name, ("*",)))
+usable = [name for name in names if built.get(name) and
+          (name not in kernels or has_kernels(name)) and (name != "OPTIX" or has_kernels("CUDA"))]
 print("BRAAS_CAPS " + json.dumps({
-    "devices": ["CPU"] + [name for name, has in zip(names, built) if has],
+    "devices": ["CPU"] + usable,
     "openimagedenoise": bool(getattr(_cycles, "with_openimagedenoise", False))}))'
 command=$(python3 -I -c 'import json, sys; print(json.load(open(sys.argv[1]))["command"][0])' "$dest/blender.json")
 if [ "$source" = pypi ]; then

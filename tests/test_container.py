@@ -426,9 +426,12 @@ def bpy_wheel(tmp_path) -> tuple[Path, str]:
     path = tmp_path / "wheels" / "bpy-9.9.9-py3-none-any.whl"
     path.parent.mkdir()
     files = {"bpy/__init__.py": "class app:\n    version_string = '9.9.9'\n",
-             # Cycles' module as the stand-in's own: CUDA and OptiX built, no OIDN.
+             # Cycles' modules as the stand-in's own: built with CUDA and OptiX, but only
+             # CUDA's kernels shipped (so no OptiX), no OIDN.
              "_cycles.py": "def get_device_types():\n    return (True, True, False, False, "
                            "False, False)\n\nwith_openimagedenoise = False\n",
+             "cycles/__init__.py": "",
+             "cycles/lib/kernel_sm_86.cubin.zst": "a stand-in kernel",
              "bpy-9.9.9.dist-info/METADATA": "Metadata-Version: 2.1\nName: bpy\nVersion: 9.9.9\n",
              "bpy-9.9.9.dist-info/WHEEL": "Wheel-Version: 1.0\nGenerator: test\n"
                                           "Root-Is-Purelib: true\nTag: py3-none-any\n"}
@@ -449,7 +452,7 @@ def test_fetch_installs_a_bpy_wheel_whose_sha256_matches(tmp_path, bpy_wheel):
         ["9.9.9", host_arch(), "pypi", sha, f"file://{path}"]
     described = json.loads((dest / "blender.json").read_text())
     assert described == {"kind": "python", "command": [f"{dest}/bin/python"],
-                         "devices": ["CPU", "CUDA", "OPTIX"], "openimagedenoise": False,
+                         "devices": ["CPU", "CUDA"], "openimagedenoise": False,
                          "name": f"Blender 9.9.9 ({host_arch()}, from pypi)"}
     version = subprocess.run([*described["command"], "-c",
                               "import bpy; print(bpy.app.version_string)"],

@@ -292,9 +292,9 @@ DEBIAN_AARCH64 = {"kind": "executable", "command": ["/opt/blender/blender"],
 
 
 @pytest.mark.parametrize("task, reason", [
-    ({"device": "CUDA"}, "Blender 4.3.2 (aarch64, from debian) cannot render on CUDA: it was "
-                         "built without it (it renders on CPU); submit with --device CPU, or "
-                         "render with an image whose Blender has CUDA"),
+    ({"device": "CUDA"}, "Blender 4.3.2 (aarch64, from debian) cannot render on CUDA: it has "
+                         "no CUDA kernels (it renders on CPU); submit with --device CPU, or "
+                         "render with an image whose Blender has them"),
     ({"render": {"denoise": True}}, "Blender 4.3.2 (aarch64, from debian) was built without "
                                     "OpenImageDenoise, and the job asks to denoise: submit "
                                     "with --no-denoise, or render with an image whose "

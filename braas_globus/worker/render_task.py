@@ -471,9 +471,9 @@ def blender_lacks(task: dict[str, Any]) -> str:
     devices = blender.get("devices")
     device = task.get("device") or "CPU"
     if isinstance(devices, list) and devices and device not in devices:
-        return (f"{name} cannot render on {device}: it was built without it (it renders on "
-                f"{', '.join(map(str, devices))}); submit with --device {devices[0]}, or "
-                f"render with an image whose Blender has {device}")
+        return (f"{name} cannot render on {device}: it has no {device} kernels (it renders "
+                f"on {', '.join(map(str, devices))}); submit with --device {devices[0]}, or "
+                f"render with an image whose Blender has them")
     if blender.get("openimagedenoise") is False and (task.get("render") or {}).get("denoise"):
         return (f"{name} was built without OpenImageDenoise, and the job asks to denoise: "
                 "submit with --no-denoise, or render with an image whose Blender has it")
