@@ -20,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shlex
 import shutil
 import subprocess
 import sys
@@ -139,13 +140,45 @@ def job_root(tmp_path) -> Path:
     return root
 
 
-def run_in_image(image: Path, root: Path, monkeypatch, **task) -> dict:
+#: What Vista's worker_init exports that render_on_worker reads.
+WORKER_ENV = ("BRAAS_IMAGE", "BRAAS_CONTAINER_RUNTIME", "BRAAS_CONTAINER_FLAGS",
+              "BRAAS_CYCLES_DEVICE", "BRAAS_CPU_THREADS")
+
+
+def vista_worker_env(image: Path, partition: str, folder: Path) -> dict[str, str]:
+    """The environment endpoints/vista/'s template gives a worker on ``partition``, with
+    the admin's edit naming the aarch64 image: its worker_init's exports, as the batch
+    job's shell would set them."""
+    from braas_globus.endpoint_config import load_rendered_config
+
+    from .engines import image_settings, render_as_centre
+
+    user = {"account": "TG-ABC123456", "partition": partition, "walltime_minutes": 30}
+    config = load_rendered_config(render_as_centre("vista", user, folder,
+                                                   image_settings(image)))
+    try:
+        init = config.engine.executor.provider.worker_init
+    finally:
+        config.engine.shutdown()
+    found = {}
+    for line in init.splitlines():
+        if line.strip().startswith("export BRAAS_") and "$(" not in line:
+            for word in shlex.split(line.strip().removeprefix("export ")):
+                key, _, value = word.partition("=")
+                if key in WORKER_ENV:
+                    found[key] = value
+    return found
+
+
+def run_in_image(image: Path, root: Path, monkeypatch, env: dict[str, str] | None = None,
+                 **task) -> dict:
     """render_on_worker as Vista's endpoint runs it (BRAAS_IMAGE from its worker_init)."""
-    monkeypatch.setenv("BRAAS_IMAGE", str(image))
-    monkeypatch.setenv("BRAAS_CONTAINER_RUNTIME", str(ct.find_runtime()))
-    monkeypatch.setenv("BRAAS_CONTAINER_FLAGS", "")
-    for name in ("BRAAS_BLENDER", "BRAAS_BLENDER_PYTHON", "BRAAS_WORKER_DIR"):
+    env = env or {"BRAAS_IMAGE": str(image), "BRAAS_CONTAINER_RUNTIME": str(ct.find_runtime()),
+                  "BRAAS_CONTAINER_FLAGS": ""}
+    for name in ("BRAAS_BLENDER", "BRAAS_BLENDER_PYTHON", "BRAAS_WORKER_DIR", *WORKER_ENV):
         monkeypatch.delenv(name, raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
     description = {"task": 0, "frames": "1-2", "scene": "in/scene.blend", "device": "CPU",
                    "runtime": "image", "walltime_seconds": 3000,
                    "blender": {"kind": "executable", "command": ["/bin/false"]}, **task}
@@ -165,6 +198,24 @@ def test_two_frames_render_in_the_aarch64_image_through_render_on_worker(aarch64
     assert all(is_valid_image(p) for p in frames)
     log = (job_root / "log" / "task-0000.log").read_text()
     assert "Blender 4.3.2" in log
+
+
+@pytest.mark.parametrize("partition", ["gg", "gh"])
+def test_vistas_template_with_the_aarch64_image_renders_on_the_cpu(aarch64_image, job_root,
+                                                                   monkeypatch, tmp_path,
+                                                                   partition):
+    env = vista_worker_env(aarch64_image, partition, tmp_path / "centre")
+    assert env["BRAAS_IMAGE"] == str(aarch64_image)
+    assert env["BRAAS_CYCLES_DEVICE"] == "CPU"  # gh too: the image has no GPU kernels
+    assert env["BRAAS_CONTAINER_FLAGS"] == ("--nv" if partition == "gh" else "")
+    # As the client sends it: the preset's device (the catalog's default for the partition).
+    from braas_globus.catalog import load_catalog
+
+    device = load_catalog().get("vista").cycles_device_for(partition)
+    record = run_in_image(aarch64_image, job_root, monkeypatch, env=env, device=device)
+    assert record["state"] == "FINISHED", record
+    assert sorted(p.name for p in (job_root / "out").glob("*.png")) == \
+        ["000001.png", "000002.png"]
 
 
 def test_a_cuda_task_is_refused_with_the_images_reason(aarch64_image, job_root, monkeypatch):
