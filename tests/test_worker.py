@@ -317,6 +317,33 @@ def test_a_task_the_images_blender_cannot_render_fails_with_why_and_starts_no_bl
     assert frame_files(job_root) == []
 
 
+def test_a_split_part_renders_where_the_blender_has_no_openimagedenoise(job_root, tmp_path,
+                                                                        monkeypatch):
+    # A split still that denoises: its parts store the denoising passes, undenoised, and the
+    # merge on the client denoises once. So a centre's Blender without OpenImageDenoise
+    # (Debian's, in the aarch64 image) renders the parts: neither the image's description
+    # nor Blender's own check refuses them. The Blender is the STAND-IN that says it was
+    # built without OpenImageDenoise (tests/stand_ins/flaky_blender.py, over real bpy).
+    stand_in = tmp_path / "blender"
+    stand_in.write_text(f"#!{sys.executable}\n" + (Path(__file__).parent / "stand_ins" /
+                                                   "flaky_blender.py").read_text())
+    stand_in.chmod(0o755)
+    monkeypatch.setenv("FLAKY_NO_DENOISER", "1")
+    monkeypatch.setenv("FLAKY_LOG", str(tmp_path / "flaky.jsonl"))
+    described = tmp_path / "blender.json"
+    described.write_text(json.dumps({**DEBIAN_AARCH64, "command": [str(stand_in)]}))
+    monkeypatch.setattr(render_task, "IMAGE_BLENDER", described)
+    task = write_task(job_root, "1-2", blender={"kind": "image"}, render={"denoise": True},
+                      split={"frame": 1, "parts": 2})
+    assert render_task.main([str(task)]) == 0
+    parts = sorted(p.name for p in (job_root / "out" / "parts").glob("part-*.exr"))
+    assert parts == ["part-0001.exr", "part-0002.exr"]
+    # A whole frame that asks to denoise is refused there, with the reason.
+    frame = write_task(job_root, "3", index=1, blender={"kind": "image"},
+                       render={"denoise": True})
+    assert render_task.main([str(frame)]) == 1
+
+
 def test_an_image_task_outside_the_image_is_a_bad_task(job_root, copied_worker):
     assert not render_task.IMAGE_BLENDER.exists(), "this test runs outside the render image"
     task = write_task(job_root, "1", blender={"kind": "image"})

@@ -147,8 +147,9 @@ def apply_render_settings(scene, args) -> str:
 
 
 def check_scene(scene, args) -> str:
-    """Why this Blender must not render ``scene``, or ''; reports allowed missing files."""
-    found = preflight.problems(scene)
+    """Why this Blender must not render ``scene``, or ''; reports allowed missing files. A
+    split still's part renders undenoised (the merge denoises, where it runs)."""
+    found = preflight.problems(scene, False if args.split_parts else None)
     if found:
         return found[0]
     if preflight.file_is_newer(bpy.data.version, bpy.app.version) and not args.allow_older_blender:

@@ -474,7 +474,9 @@ def blender_lacks(task: dict[str, Any]) -> str:
         return (f"{name} cannot render on {device}: it has no {device} kernels (it renders "
                 f"on {', '.join(map(str, devices))}); submit with --device {devices[0]}, or "
                 f"render with an image whose Blender has them")
-    if blender.get("openimagedenoise") is False and (task.get("render") or {}).get("denoise"):
+    # A split still's parts are never denoised: the merge, on the client, denoises once.
+    if blender.get("openimagedenoise") is False and (task.get("render") or {}).get("denoise") \
+            and task.get("split") is None:
         return (f"{name} was built without OpenImageDenoise, and the job asks to denoise: "
                 "submit with --no-denoise, or render with an image whose Blender has it")
     return ""
