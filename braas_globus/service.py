@@ -142,8 +142,9 @@ def check_split(spec: JobSpec, report: StageReport) -> list[str]:
         return []
     if report.blender_version < SPLIT_BLENDER:
         raise UsageError(f"--split needs Blender {version_text(SPLIT_BLENDER)} or newer, whose "
-                         "Cycles renders a subset of a still's samples; this machine renders "
-                         f"with Blender {version_text(report.blender_version)}")
+                         "Cycles renders a subset of a still's samples; this machine (which "
+                         "merges the parts) has Blender "
+                         f"{version_text(report.blender_version)}")
     scene = report.render or {}
     samples = spec.samples or int(scene.get("samples", 0))
     if spec.split > samples:
@@ -154,6 +155,11 @@ def check_split(spec: JobSpec, report: StageReport) -> list[str]:
              "adaptive sampling off"]
     denoises = spec.denoise if spec.denoise is not None else bool(scene.get("denoise"))
     if denoises:
+        # The merge denoises here, wherever the parts render: this Blender must be able to.
+        lacks = [p for p in report.problems_with(True) if p not in report.problems_with(False)]
+        if lacks:
+            raise UsageError(f"--split: the merge on this machine denoises the still, and "
+                             f"{lacks[0]}")
         notes.append(f"--split {spec.split}: denoised once after the merge (the parts "
                      "are not)")
     if each * spec.split > samples:

@@ -24,6 +24,7 @@ from braas_globus.presets import add_preset
 from .conftest import build_scene, wait_for
 from .stand_ins.globus_services import ComputeStandIn, TransferStandIn
 from .test_globus_backend import CENTRE, ENDPOINT, MINE, centre  # noqa: F401 - a fixture
+from .test_local_jobs import flaky_blender  # noqa: F401 - a fixture
 from .test_split_still import BOUND, compare_exr, sha256
 
 
@@ -177,3 +178,23 @@ def test_a_split_still_on_slurm_through_the_real_engine_retries_a_killed_part_al
     compared = compare_exr(still, whole_render(cli, blend, 960))
     assert compared["sizes"] == [[320, 240], [320, 240]], compared
     assert compared["largest"] < BOUND, compared
+
+
+def test_a_denoised_split_is_refused_where_this_machines_blender_cannot_denoise_the_merge(
+        cli, scene, centre, home, flaky_blender, monkeypatch):  # noqa: F811
+    # The parts render at the centre, but the merge, and its one denoise, run here: with a
+    # Blender built without OpenImageDenoise (the STAND-IN says so), the still could never
+    # be denoised, so nothing is sent. --no-denoise is the way out.
+    preset = add_split_preset(home, centre.dir)
+    monkeypatch.setenv("FLAKY_NO_DENOISER", "1")
+    blend = scene("anim6")
+    result = cli("submit", blend, "--image", "--split", "2", "--denoise", "--preset", preset)
+    assert result.code == 2
+    assert result.stderr.startswith("error: --split: the merge on this machine denoises the "
+                                    "still, and the scene denoises with OpenImageDenoise, "
+                                    "which this Blender")
+    assert not (home / "jobs").exists() or not list((home / "jobs").iterdir())
+    assert not centre.compute.submissions and not centre.transfer.submissions
+    plain = cli("submit", blend, "--image", "--split", "2", "--no-denoise", "--preset",
+                preset, "--json")
+    assert plain.code == 0, plain.stderr
