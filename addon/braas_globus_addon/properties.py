@@ -144,8 +144,8 @@ class JobForm(bpy.types.PropertyGroup):
     split: IntProperty(
         name="Split", default=0, min=0, max=_bound("split", "le"),
         description="Split the still by samples into this many parts (2-64), rendered as "
-                    "tasks and merged (0: one render); needs Denoise Off unless the scene "
-                    "does not denoise")
+                    "tasks on any preset and merged on this machine, denoised once after "
+                    "the merge where the job denoises (0: one render)")
 
 
 def render_setting_fields(form: JobForm) -> dict:
