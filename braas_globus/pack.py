@@ -81,6 +81,7 @@ class _Packer(Packer):
 
     def _create_file_transferer(self) -> Any:
         self.transferer = super()._create_file_transferer()
+        count_moves_before_they_happen(self.transferer)
         return self.transferer
 
     def execute_or_stop(self) -> None:
@@ -91,6 +92,25 @@ class _Packer(Packer):
             if transferer is not None and transferer.is_alive():
                 transferer.abort_and_join()  # type: ignore[attr-defined]  # BAT's FileTransferer
             raise
+
+
+def count_moves_before_they_happen(transferer: Any) -> None:
+    """BAT's ``queue_move`` puts the move in its copying thread's queue and only then reads
+    the file's size, which that thread may have moved away already: a FileNotFoundError
+    for pack-info.txt, seen once under load (blender-asset-tracer 1.23). The size is read
+    first here, and a file the thread has moved is counted as BAT meant to count it."""
+    queue_move = transferer.queue_move
+
+    def read_size_then_queue(src: Path, dst: Any) -> None:
+        size = src.stat().st_size
+        try:
+            queue_move(src, dst)
+        except FileNotFoundError:
+            if src.exists():
+                raise
+            transferer.total_queued_bytes += size
+
+    transferer.queue_move = read_size_then_queue
 
 
 class _ByteProgress(progress.Callback):

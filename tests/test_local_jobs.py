@@ -18,7 +18,7 @@ from braas_globus.settings import load_settings
 from braas_globus.store import Store
 from braas_globus.worker.image_check import is_valid_image
 
-from .conftest import frame_files, mean_alpha, wait_for
+from .conftest import frame_files, mean_alpha, stop_runners, wait_for
 
 STAND_IN = Path(__file__).parent / "stand_ins" / "flaky_blender.py"
 
@@ -290,31 +290,51 @@ def test_missing_assets_refused_unless_allowed(cli, scene, home):
     assert job["state"] == "FINISHED" and job["frames_done"] == 3
 
 
-def test_a_killed_submit_leaves_a_consistent_store_and_the_job_resumes(scene, home, cli):
-    blend = scene("anim6")
+def killed_while_configuring(blend: Path, home: Path) -> bool:
+    """Submit in a process of its own, stop it (SIGSTOP) as soon as its job record is there,
+    and kill it: True when it was still configuring (its tasks not recorded yet), False when
+    it had got past that first (a small scene configures in a fraction of a second)."""
     process = subprocess.Popen([sys.executable, "-m", "braas_globus.cli", "submit", str(blend),
                                 "--mode", "packed"], env={**os.environ, "BRAAS_HOME": str(home)},
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     db_path = home / "jobs.sqlite"
 
-    def configuring():
+    def count(table: str) -> int:
         try:
             with sqlite3.connect(db_path) as db:
-                return db.execute("SELECT count(*) FROM jobs").fetchone()[0] > 0
+                return db.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
         except sqlite3.OperationalError:  # the store is not created yet
-            return False
+            return 0
 
-    wait_for(configuring, timeout=30, interval=0.02, what="the job record")
-    process.send_signal(signal.SIGKILL)  # in the middle of packing
+    wait_for(lambda: count("jobs") > 0, timeout=30, interval=0.01, what="the job record")
+    process.send_signal(signal.SIGSTOP)  # frozen where it is, then killed there
+    configuring = count("tasks") == 0
+    process.send_signal(signal.SIGKILL)
     process.wait()
+    return configuring
 
-    with sqlite3.connect(db_path) as db:
-        assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
-    jobs = cli("list", "--json").json()
-    assert len(jobs) == 1 and jobs[0]["state"] == "CONFIGURING"
-    result = cli("resume", jobs[0]["id"], "--wait", "--json")
-    assert result.code == 0, result.stderr
-    assert result.json()["state"] == "FINISHED" and result.json()["frames_done"] == 6
+
+def test_a_killed_submit_leaves_a_consistent_store_and_the_job_resumes(scene, home, cli,
+                                                                       monkeypatch):
+    blend = scene("anim6")
+    for attempt in range(10):  # until a kill lands while the job configures (packs, stages)
+        try_home = home.parent / f"braas-home-{attempt}"
+        if killed_while_configuring(blend, try_home):
+            break
+        stop_runners(try_home)
+    else:
+        pytest.fail("10 submits got past configuring before they could be stopped")
+    monkeypatch.setenv("BRAAS_HOME", str(try_home))
+    try:
+        with sqlite3.connect(try_home / "jobs.sqlite") as db:
+            assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+        jobs = cli("list", "--json").json()
+        assert len(jobs) == 1 and jobs[0]["state"] == "CONFIGURING"
+        result = cli("resume", jobs[0]["id"], "--wait", "--json")
+        assert result.code == 0, result.stderr
+        assert result.json()["state"] == "FINISHED" and result.json()["frames_done"] == 6
+    finally:
+        stop_runners(try_home)
 
 
 def test_a_killed_runner_is_reported_and_the_job_resumes(cli, scene):

@@ -150,3 +150,29 @@ def test_a_copy_that_fails_half_way_stops_bats_copying_thread(scene, tmp_path, t
     left = [t for t in threading.enumerate() if isinstance(t, FileTransferer) and t.is_alive()]
     assert left == []
     assert bat_folders(temp_dir) == []
+
+
+def test_a_move_bats_copying_thread_finishes_first_is_counted_not_an_error(tmp_path):
+    """BAT 1.23's queue_move queues, then reads the size of a file its copying thread may
+    have moved already. A STAND-IN transferer shaped as BAT's does the move between the two
+    (what the thread did under load in CI): the pack goes on, the bytes are counted."""
+    from braas_globus.pack import count_moves_before_they_happen
+
+    class Transferer:  # BAT's FileTransferer's queue_move, with the thread's move inside it
+        total_queued_bytes = 0
+
+        def queue_move(self, src, dst):
+            src.rename(dst)  # the copying thread, quicker than the next line
+            self.total_queued_bytes += src.stat().st_size
+
+    info = tmp_path / "pack-info.txt"
+    info.write_text("This is a Blender Asset Tracer pack.\n")
+    transferer = Transferer()
+    with pytest.raises(FileNotFoundError):  # as BAT does it
+        transferer.queue_move(info, tmp_path / "moved-once.txt")
+    info.write_text("This is a Blender Asset Tracer pack.\n")
+    count_moves_before_they_happen(transferer)
+    transferer.queue_move(info, tmp_path / "moved.txt")
+    assert transferer.total_queued_bytes == 37 and (tmp_path / "moved.txt").is_file()
+    with pytest.raises(FileNotFoundError):  # a file that was never there is still an error
+        transferer.queue_move(tmp_path / "absent.txt", tmp_path / "x.txt")
