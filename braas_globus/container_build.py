@@ -52,10 +52,13 @@ def _runtime_or_fail(runtime: str | None) -> str:
     return found
 
 
+#: Other names of the recipe's architectures (Go's and Debian's).
+ARCH_ALIASES = {"amd64": "x86_64", "arm64": "aarch64"}
+
+
 def machine_arch() -> str:
     """This machine's architecture, by the recipe's names (x86_64, aarch64)."""
-    machine = platform.machine()
-    return {"amd64": "x86_64", "arm64": "aarch64"}.get(machine, machine)
+    return ARCH_ALIASES.get(platform.machine(), platform.machine())
 
 
 def emulation_problem(arch: str) -> str | None:
@@ -109,7 +112,7 @@ def build(def_path: str | Path, image_path: str | Path,
         version = recipe.values["BLENDER_VERSION"]
         source = recipe.values["BLENDER_SOURCE"]
         named = recipe.values.get("BLENDER_ARCH", "auto")
-        target = {"auto": target, "amd64": "x86_64", "arm64": "aarch64"}.get(named, named)
+        target = target if named == "auto" else ARCH_ALIASES.get(named, named)
         if (emulated := emulation_problem(target)) is not None:
             problems.append(emulated)
         rows, _ = read_checksums(recipe.checksums)

@@ -18,6 +18,7 @@ import os
 import re
 import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -87,9 +88,12 @@ def ready(job: JobRecord, tasks: list[TaskRecord]) -> bool:
         and all(t.state is TaskState.FINISHED for t in tasks) and merge_state(job.folder) is None
 
 
-def merge_once(job: JobRecord, blender: dict[str, Any]) -> dict[str, Any] | None:
+def merge_once(job: JobRecord, blender: dict[str, Any],
+               stage_scene: Callable[[], None] | None = None) -> dict[str, Any] | None:
     """``merge_parts`` under the job's merge lock: None when another process merges the
-    parts now, or just did (a `follow` and the add-on may refresh the job at once)."""
+    parts now, or just did (a `follow` and the add-on may refresh the job at once).
+    ``stage_scene`` lays out the staged scene the merge loads where the job folder lacks it
+    (parts from a centre), under the same lock."""
     with (job.folder / job_layout.MERGE_LOCK).open("w") as lock:
         try:
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -97,6 +101,16 @@ def merge_once(job: JobRecord, blender: dict[str, Any]) -> dict[str, Any] | None
             return None
         if merge_state(job.folder) is not None:
             return None
+        if stage_scene is not None and job.entry is not None \
+                and not (job.folder / job.entry).is_file():
+            try:
+                stage_scene()
+            except (OSError, ValueError, KeyError) as err:
+                record: dict[str, Any] = {
+                    "state": "FAILED", "reason": "cannot merge the still: its staged scene "
+                    f"is no longer on this machine ({err})"}
+                write_record(job.folder, record)
+                return record
         return merge_parts(job, blender)
 
 

@@ -371,25 +371,22 @@ class Service:
         """A split still with parts from a centre, all rendered: bring them here and merge
         them (merge.merge_once). A job of this machine's alone is its runner's to merge.
         A warning when the parts could not be brought back (the next refresh tries again)."""
-        if job.backend == "local" or not merge.ready(job, self.store.tasks(job.id)):
+        if job.backend == "local" or not job.split \
+                or not merge.ready(job, self.store.tasks(job.id)):
             return None
         try:
             for backend in self.backends(job):
                 backend.collect(job)
         except RunError as err:
             return f"the parts of the still are not all here yet: {err}"
+
+        def stage_scene() -> None:  # the merge loads it: hard links to this machine's copy
+            manifest = json.loads((job.folder / job_layout.MANIFEST).read_text())
+            LocalStager(self.settings.objects_dir).link(manifest_from_json(manifest),
+                                                        job.folder)
+
         assert job.blender is not None  # merge.ready
-        if job.entry is not None and not (job.folder / job.entry).is_file():
-            try:  # the merge loads the staged scene: hard links to this machine's copy
-                manifest = json.loads((job.folder / job_layout.MANIFEST).read_text())
-                LocalStager(self.settings.objects_dir).link(manifest_from_json(manifest),
-                                                            job.folder)
-            except (OSError, ValueError, KeyError) as err:
-                merge.write_record(job.folder, {
-                    "state": "FAILED", "reason": "cannot merge the still: its staged scene "
-                    f"is no longer on this machine ({err})"})
-                return None
-        merge.merge_once(job, job.blender)
+        merge.merge_once(job, job.blender, stage_scene)
         return None
 
     def wait(self, job_id: str, reporter: Reporter = QuietReporter()) -> JobRecord:

@@ -10,6 +10,7 @@ endpoints/karolina/ on the local Slurm, where one part's Blender is killed mid-r
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import time
 from pathlib import Path
@@ -198,3 +199,18 @@ def test_a_denoised_split_is_refused_where_this_machines_blender_cannot_denoise_
     plain = cli("submit", blend, "--image", "--split", "2", "--no-denoise", "--preset",
                 preset, "--json")
     assert plain.code == 0, plain.stderr
+
+
+def test_a_merge_whose_staged_scene_is_gone_here_fails_in_one_line(cli, scene, centre,  # noqa: F811
+                                                                    home):
+    preset = add_split_preset(home, centre.dir)
+    result = cli("submit", scene("anim6"), "--image", "--split", "2", "--samples", "4",
+                 "--preset", preset, "--json")
+    assert result.code == 0, result.stderr
+    centre.compute.wait_all()
+    shutil.rmtree(home / "objects")  # this machine's copy of the stage, cleaned away
+    info = finished(cli, result.json()["id"])
+    assert info["state"] == "FAILED"
+    assert info["split"]["merge"]["reason"].startswith(
+        "cannot merge the still: its staged scene is no longer on this machine")
+    assert len(list((Path(info["folder"]) / "out" / "parts").glob("part-*.exr"))) == 2

@@ -31,6 +31,7 @@ sys.path.insert(0, WORKER)  # the worker's stdlib modules, as blender_render.py 
 import blender_render  # noqa: E402
 import bpy  # noqa: E402
 import job_layout  # noqa: E402
+import preflight  # noqa: E402
 from image_check import is_valid_image  # noqa: E402
 
 
@@ -63,14 +64,6 @@ def merged_exr(parts: list[str], folder: str) -> str:
 PREFILTER = {"NONE": "None", "FAST": "Fast", "ACCURATE": "Accurate"}
 QUALITY = {"HIGH": "High", "BALANCED": "Balanced", "FAST": "Fast"}
 DENOISING_PASSES = ("Denoising Albedo", "Denoising Normal")
-
-
-def has_openimagedenoise() -> bool:
-    try:
-        import _cycles
-    except ImportError:
-        return False
-    return bool(getattr(_cycles, "with_openimagedenoise", False))
 
 
 def new_tree(scene):
@@ -148,7 +141,7 @@ def composite_still(scene, exr: str, parts: list[str]) -> tuple[bool, str]:
     if layer is not None and not layer.cycles.use_denoising:
         tree.links.new(merged.outputs["Combined"], result)
         return False, f"not denoised (view layer {layer.name!r} does not denoise)"
-    if not has_openimagedenoise():
+    if not preflight.has_openimagedenoise():
         raise RuntimeError(f"this Blender ({bpy.app.version_string}) was built without "
                            "OpenImageDenoise: it cannot denoise the merged still (merge with "
                            "a Blender that has it, or submit with --no-denoise)")

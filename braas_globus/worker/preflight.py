@@ -21,7 +21,7 @@ def file_is_newer(file_version: Iterable[int], blender_version: Iterable[int]) -
     return tuple(file_version)[:2] > tuple(blender_version)[:2]
 
 
-def _has_openimagedenoise() -> bool:
+def has_openimagedenoise() -> bool:
     try:
         import _cycles
     except ImportError:
@@ -51,7 +51,7 @@ def problems(scene: Any, denoise: bool | None = None) -> list[str]:  # a bpy Sce
         found.append(f"the scene renders with {scene.render.engine}; braas-globus renders "
                      "Cycles scenes only")
         return found
-    if not _has_openimagedenoise():
+    if not has_openimagedenoise():
         # Without OpenImageDenoise Blender lists no such denoiser: the setting reads ''.
         denoises = scene.cycles.use_denoising if denoise is None else denoise
         if denoises and scene.cycles.denoiser != "OPTIX":
